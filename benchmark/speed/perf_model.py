@@ -1,0 +1,169 @@
+"""Reproduce the paper's multi-resource result (its Fig. 3) on this machine's CPU.
+
+Calibrates equivalent compute (GEMM), memory bandwidth (large copy) and an I/O link (throttled
+loopback socket) with repeated runs until each mean rate is stable, fits each pair's overlap
+coefficient from ONE 50/50 mix, then predicts mixes at other proportions (and three-resource mixes)
+and compares with measured wall times. Prints a table, writes a PNG, and ends with a summary line.
+
+    python -m benchmark.speed.perf_model [--quick] [--plot PATH]
+"""
+
+from __future__ import annotations
+
+import os
+
+# one BLAS thread: the I/O receiver and the other users of this 2-core machine keep the other core
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+import argparse
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from perf.calibrate import CpuLab
+from perf.resource_model import DEFAULT_OVERLAP, MultiResourceModel, fit_overlap
+
+PAIRS = (("A", "compute", "memory"), ("B", "io", "memory"), ("C", "io", "compute"))
+
+
+@dataclass
+class Point:
+    panel: str
+    label: str
+    share: float  # proportion of the first resource's stand-alone time
+    work: dict[str, float]
+    measured: float = 0.0
+    fitted: float = 0.0
+    paper: float = 0.0
+    roofline: float = 0.0
+    used_for_fit: bool = False
+
+    @property
+    def error(self) -> float:
+        return abs(self.fitted - self.measured) / self.measured
+
+
+def _counts(lab: CpuLab, work: dict[str, float]) -> tuple[int, int, float]:
+    return (round(work.get("compute", 0) / lab.gemm_flops), round(work.get("memory", 0) / lab.slice_bytes),
+            work.get("io", 0.0))
+
+
+def _measure(lab: CpuLab, work: dict[str, float], repeats: int) -> float:
+    gemms, copies, io_bytes = _counts(lab, work)
+    return statistics.median(lab.run_mixed(gemms, copies, io_bytes) for _ in range(repeats))
+
+
+def _work_for(lab: CpuLab, rates: dict[str, float], times: dict[str, float]) -> dict[str, float]:
+    """Work per resource that takes ``times`` alone, rounded to whole micro-tasks."""
+    unit = {"compute": lab.gemm_flops, "memory": lab.slice_bytes, "io": 1.0}
+    return {r: round(t * rates[r] / unit[r]) * unit[r] for r, t in times.items()}
+
+
+def run(quick: bool, plot: Path) -> list[Point]:
+    total = 0.08 if quick else 0.2
+    repeats = 3 if quick else 5
+    shares = (0.0, 0.2, 0.5, 0.8, 1.0) if quick else (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
+    lab = CpuLab()
+    try:
+        t0 = time.perf_counter()
+        cal = lab.calibrate(max_seconds=3.0 if quick else 6.0)
+        rates = cal.rates()
+        print("calibration (95% CI of the mean rate, after warm-up)")
+        for name, est, scale, unit in (("compute", cal.compute, 1e9, "GFLOP/s"), ("memory", cal.memory, 1e9, "GB/s"),
+                                       ("io", cal.io, 1e6, "MB/s")):
+            print(f"  {name:8s} {est.mean / scale:9.2f} {unit:8s} [{est.ci_low / scale:.2f}, {est.ci_high / scale:.2f}]"
+                  f"  runs={est.runs}{'' if est.converged else ' (not converged)'}")
+
+        points: list[Point] = []
+        for panel, first, second in PAIRS:
+            for share in shares:
+                times = {first: share * total, second: (1 - share) * total}
+                points.append(Point(panel, f"{first}/{second}", share, _work_for(lab, rates, times)))
+        # three-resource mixes, predicted with the pairwise overlaps only
+        for mix in ((0.4, 0.4, 0.2), (0.3, 0.2, 0.5), (0.2, 0.5, 0.6)):
+            times = {"compute": mix[0] * total, "memory": mix[1] * total, "io": mix[2] * total}
+            points.append(Point("3R", "compute/memory/io", mix[0], _work_for(lab, rates, times)))
+
+        for p in points:
+            p.measured = _measure(lab, p.work, repeats)
+
+        # fit each pair's overlap from its 50/50 point only
+        single = MultiResourceModel(rates)
+        overlap = dict(DEFAULT_OVERLAP)
+        for panel, first, second in PAIRS:
+            mid = next(p for p in points if p.panel == panel and p.share == 0.5)
+            mid.used_for_fit = True
+            t = single.times(mid.work)
+            overlap[frozenset({first, second})] = fit_overlap(t[first], t[second], mid.measured)
+        fitted = MultiResourceModel(rates, overlap)
+        paper = MultiResourceModel(rates)
+        for p in points:
+            p.fitted, p.paper, p.roofline = fitted.predict(p.work), paper.predict(p.work), fitted.roofline(p.work)
+        _plot(points, plot)
+        print(f"measured {len(points)} mixes x {repeats} repeats in {time.perf_counter() - t0:.1f} s")
+        return _report(points, overlap)
+    finally:
+        lab.close()
+
+
+def _report(points: Sequence[Point], overlap: dict[frozenset[str], float]) -> list[Point]:
+    print()
+    print(f"{'panel':5s} {'resources':18s} {'share':>5s} {'measured':>9s} {'model':>9s} {'paper-o':>9s} "
+          f"{'roofline':>9s} {'error':>7s}")
+    for p in points:
+        mark = "  (fit)" if p.used_for_fit else ""
+        print(f"{p.panel:5s} {p.label:18s} {p.share:5.2f} {p.measured * 1e3:8.1f}ms {p.fitted * 1e3:8.1f}ms "
+              f"{p.paper * 1e3:8.1f}ms {p.roofline * 1e3:8.1f}ms {p.error:7.1%}{mark}")
+    held_out = [p for p in points if not p.used_for_fit]
+    med = statistics.median(p.error for p in held_out)
+    med_paper = statistics.median(abs(p.paper - p.measured) / p.measured for p in held_out)
+    med_roof = statistics.median(abs(p.roofline - p.measured) / p.measured for p in held_out)
+    fit = ", ".join(f"{'-'.join(sorted(k))}={v:.2f}" for k, v in sorted(overlap.items(), key=lambda kv: sorted(kv[0])))
+    print()
+    print(f"perf_model: median error {med:.1%} on {len(held_out)} held-out mixes (paper overlaps {med_paper:.1%}, "
+          f"roofline {med_roof:.1%}); fitted overlap {fit}; target <10%: {'PASS' if med < 0.10 else 'FAIL'}")
+    return list(points)
+
+
+def _plot(points: Sequence[Point], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 4), sharey=False)
+    for ax, (panel, first, second) in zip(axes, PAIRS, strict=True):
+        pts = sorted((p for p in points if p.panel == panel), key=lambda p: p.share)
+        xs = [p.share for p in pts]
+        ax.plot(xs, [p.measured * 1e3 for p in pts], "o", color="black", label="measured")
+        ax.plot(xs, [p.fitted * 1e3 for p in pts], "-", color="tab:blue", label="multi-resource model")
+        ax.plot(xs, [p.roofline * 1e3 for p in pts], "--", color="tab:orange", label="roofline (max)")
+        ax.set_title(f"{panel}: {first} vs {second}")
+        ax.set_xlabel(f"share of {first} in the task")
+        ax.set_ylabel("time to complete (ms)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"plot written to {path}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmark.speed.perf_model", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter mixes (~15 s)")
+    parser.add_argument("--plot", type=Path, default=Path(tempfile.gettempdir()) / "clusterdoc-bench" / "perf_model.png",
+                        help="where to write the PNG (default: %(default)s)")
+    args = parser.parse_args(argv)
+    run(args.quick, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""Small text helpers shared by the scorers and the case builder: tokens, overlap, log lines."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+
+STOPWORDS = frozenset(
+    """a an the and or but if then than that this these those is are was were be been being of in
+    on at to for from by with without as into onto over under not no nor so too very can could
+    should would will may might must do does did done has have had having it its it's they them
+    their there here which who whom whose what when where why how all any both each few more most
+    other some such only own same just also after before during while because until again further
+    once one two out up down off above below between through about against per via vs using used
+    use your you we our he she his her i me my after got get gets getting see seen saw set""".split()
+)
+
+_TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9_]+|\d+[A-Za-z_][A-Za-z0-9_]*|\d{2,}")
+
+
+def stem(word: str) -> str:
+    w = word.lower()
+    for suffix in ("ations", "ation", "ings", "ing", "ies", "ed", "es", "s"):
+        if len(w) > len(suffix) + 3 and w.endswith(suffix):
+            return w[: -len(suffix)] + ("y" if suffix == "ies" else "")
+    return w
+
+
+def tokens(text: str) -> list[str]:
+    return [stem(t) for t in _TOKEN.findall(text) if t.lower() not in STOPWORDS]
+
+
+def idf_weights(documents: Sequence[Iterable[str]]) -> dict[str, float]:
+    df: Counter[str] = Counter()
+    for doc in documents:
+        df.update(set(doc))
+    n = max(1, len(documents))
+    return {t: math.log(1 + n / c) for t, c in df.items()}
+
+
+def overlap(query: Iterable[str], doc: Iterable[str], idf: dict[str, float] | None = None) -> float:
+    """Weighted share of the document's distinct terms that the query also contains."""
+    q, d = set(query), set(doc)
+    if not q or not d:
+        return 0.0
+    weight = (lambda t: idf.get(t, 1.0)) if idf else (lambda t: 1.0)
+    total = sum(weight(t) for t in d)
+    return sum(weight(t) for t in d & q) / total if total else 0.0
+
+
+_LOG_TOKEN = re.compile(
+    r"\b(?:ERROR|WARN(?:ING)?|FATAL|CRITICAL|INFO|Error|error:|Exception|Traceback|NCCL|NVRM|Xid|"
+    r"RuntimeError|OSError|ValueError|AssertionError|torch\.|File \"|\[rank\d*\]|CUDA error|"
+    r"failed|Failed|FAILED|Killed|killed process|segfault|Segmentation fault|watchdog|Watchdog|"
+    r"timed out|Timeout|timeout|No space left|Bus error|Out of memory|out of memory|OOM|oom-kill|"
+    r"errno|Errno|ibv_|mlx5|srun:|slurmstepd|sbatch|kubectl|nvidia-smi|dmesg|core dumped|"
+    r"SIGABRT|SIGKILL|SIGSEGV|signal|exit code|exitcode|ChildFailedError|rendezvous|c10d)\b"
+)
+_PROSE_LEAD = re.compile(
+    r"^(?:what\s+(?:was\s+tried|worked|fixed)|the\s+(?:maintainer|reporter|user|fix|cause)|"
+    r"a\s+maintainer|maintainers?|reporter|fix:|resolution|root\s+cause|cause:|established|the\s|"
+    r"after\s|running\s|with\s|when\s|environment:|setup:|this\s|it\s|they\s|a\s|an\s)",
+    re.IGNORECASE,
+)
+_PROSE_WORDS = frozenset(
+    "the was were and that which when after because reporter maintainer maintainers explained suggested "
+    "turned out fixed resolved cause caused worked tried their they".split()
+)
+
+
+def log_lines(rawtext: str, limit: int = 12) -> list[str]:
+    """Lines of a record's text that read like pasted logs or error output, not narrative prose."""
+    out: list[str] = []
+    for raw in rawtext.splitlines():
+        line = raw.strip().strip("`").strip()
+        if len(line) < 8 or _PROSE_LEAD.match(line) or (line.endswith(":") and len(line.split()) >= 5):
+            continue
+        if not _LOG_TOKEN.search(line):
+            continue
+        words = re.findall(r"[a-z]+", line.lower())
+        prose = sum(1 for w in words if w in _PROSE_WORDS)
+        if prose >= 3 or (words and prose / len(words) > 0.18):
+            continue
+        out.append(line)
+        if len(out) >= limit:
+            break
+    return out
+
+
+def symptom_text(rawtext: str, limit: int = 400) -> str:
+    """The report's opening (the symptom as the user described it), before any fix is discussed."""
+    head = re.split(r"\n\s*(?:What was tried|What worked|The maintainer|A maintainer|Fix|Resolution)",
+                    rawtext, maxsplit=1, flags=re.IGNORECASE)[0]
+    head = " ".join(head.split())
+    if len(head) <= limit:
+        return head
+    cut = head[:limit]
+    return cut[: cut.rfind(" ")] + " …" if " " in cut else cut

@@ -1,0 +1,1 @@
+"""Thin chat adapters over ``bot.core.Bot``: Slack (slack-bolt), Matrix (matrix-nio), console."""

@@ -1,0 +1,133 @@
+"""Parsing what people type: ``/diagnose <node|job> [words]``, ``!diagnose``, free-text mentions.
+
+Target resolution is against the inventory's node names: an exact name is a node; ``job 4412``,
+``job-4412`` or a bare number is a job; anything else that is close to a node name (difflib)
+is an unknown node, answered with the closest known names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+COMMANDS = ("diagnose", "status", "help")
+USAGE = (
+    "usage: /diagnose <node|job> [what you see]   e.g. `/diagnose node-05` or `/diagnose job 4412 slow`\n"
+    "       /status   (open incidents)     /help"
+)
+_JOB_RE = re.compile(r"^(?:job[-_:#]?)?(\d+|[A-Za-z0-9][\w.-]*)$", re.IGNORECASE)
+_JOB_WORD_RE = re.compile(r"\bjob[\s:#-]*([A-Za-z0-9][\w.-]*)", re.IGNORECASE)
+_TARGET_OK = re.compile(r"^[A-Za-z0-9][\w.:-]{0,127}$")
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: Literal["node", "job", "none"]
+    name: str | None
+
+
+@dataclass(frozen=True)
+class Parsed:
+    name: str  # one of COMMANDS
+    target: Target
+    text: str  # the free text after the target
+
+
+class CommandError(ValueError):
+    """What the user typed cannot be run; the message says why and how to fix it."""
+
+
+def split_command(text: str, prefixes: Sequence[str] = ("/", "!")) -> tuple[str, str] | None:
+    """``"!diagnose node-05 hot"`` -> ``("diagnose", "node-05 hot")``; None if not a command."""
+    stripped = text.strip()
+    for prefix in prefixes:
+        if stripped.startswith(prefix):
+            head, _, rest = stripped[len(prefix):].partition(" ")
+            if head:
+                return head.lower(), rest.strip()
+    return None
+
+
+def parse_command(name: str, text: str, known_nodes: Sequence[str]) -> Parsed:
+    name = name.strip().lstrip("/!").lower()
+    if name not in COMMANDS:
+        close = difflib.get_close_matches(name, COMMANDS, n=1)
+        hint = f" (did you mean `{close[0]}`?)" if close else ""
+        raise CommandError(f"unknown command `{name}`{hint}\n{USAGE}")
+    if name != "diagnose":
+        return Parsed(name, Target("none", None), text.strip())
+    words = text.split()
+    if not words:
+        raise CommandError(f"`diagnose` needs a node or a job\n{USAGE}")
+    first = words[0]
+    rest = words[1:]
+    if first.lower() in ("job", "node") and rest:  # "job 4412 …" / "node node-05 …"
+        kind, first, rest = first.lower(), rest[0], rest[1:]
+        target = resolve_target(first, known_nodes, forced=kind)  # type: ignore[arg-type]
+    else:
+        target = resolve_target(first, known_nodes)
+    return Parsed("diagnose", target, " ".join(rest))
+
+
+def resolve_target(
+    word: str, known_nodes: Sequence[str], forced: Literal["node", "job"] | None = None
+) -> Target:
+    word = word.strip().strip("`'\"<>,.;")
+    if not _TARGET_OK.match(word):
+        raise CommandError(f"`{word[:40]}` is not a node name or job id\n{USAGE}")
+    known = list(known_nodes)
+    if forced != "job" and (word in known or (not known and forced == "node")):
+        return Target("node", word)
+    if forced == "job":
+        return Target("job", _strip_job(word))
+    lowered = {n.lower(): n for n in known}
+    if word.lower() in lowered:
+        return Target("node", lowered[word.lower()])
+    if word.isdigit() or word.lower().startswith("job"):
+        return Target("job", _strip_job(word))
+    if not known:
+        return Target("node", word)  # no inventory to check against: let the agent find out
+    suggestions = closest_nodes(word, known)
+    looks_like_node = forced == "node" or bool(suggestions) or _same_shape(word, known)
+    if looks_like_node:
+        hint = ", ".join(f"`{s}`" for s in suggestions) if suggestions else ", ".join(f"`{n}`" for n in known[:5])
+        raise CommandError(f"unknown node `{word}`; closest known: {hint}")
+    return Target("job", word)  # a job name such as llama-7b-pretrain
+
+
+def closest_nodes(word: str, known: Sequence[str], n: int = 3) -> list[str]:
+    matches = difflib.get_close_matches(word, list(known), n=n, cutoff=0.6)
+    if matches:
+        return matches
+    # digits often carry the meaning ("node5" vs "node-05"): compare on the number too
+    digits = re.sub(r"\D", "", word)
+    if digits:
+        same = [k for k in known if re.sub(r"\D", "", k).lstrip("0") == digits.lstrip("0")]
+        if same:
+            return same[:n]
+    return difflib.get_close_matches(word, list(known), n=n, cutoff=0.4)
+
+
+def _same_shape(word: str, known: Sequence[str]) -> bool:
+    shape = re.sub(r"\d+", "#", word.lower())
+    return any(re.sub(r"\d+", "#", k.lower()) == shape for k in known)
+
+
+def _strip_job(word: str) -> str:
+    m = _JOB_RE.match(word)
+    return m.group(1) if m else word
+
+
+def target_from_text(text: str, known_nodes: Sequence[str]) -> Target:
+    """Pick the node or job a free-text mention is about (first known node name, else ``job N``)."""
+    known = {n.lower(): n for n in known_nodes}
+    for token in re.findall(r"[A-Za-z0-9][\w.-]*[A-Za-z0-9]", text):
+        if token.lower() in known:
+            return Target("node", known[token.lower()])
+    m = _JOB_WORD_RE.search(text)
+    if m:
+        return Target("job", m.group(1))
+    return Target("none", None)

@@ -1,0 +1,168 @@
+"""What the bot needs from the layers below, as small protocols (the seam of pipelines/api.py).
+
+The real agent (``pipelines.agent.Agent``) already satisfies ``AgentService``; ``ToolkitRemediator``
+and ``KBLearner`` wrap ``pipelines.execution.execute_proposal`` and ``kb.KnowledgeBase`` so the core
+never imports them and tests can pass small fakes.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Iterator
+from typing import Any, Protocol, runtime_checkable
+
+from pipelines.api import (
+    AgentEvent,
+    Cause,
+    Diagnosis,
+    DiagnosisRequest,
+    ExecutionResult,
+    Proposal,
+    ProposalStep,
+)
+
+
+@runtime_checkable
+class AgentService(Protocol):
+    def stream(self, request: DiagnosisRequest) -> Iterator[AgentEvent]: ...
+
+    def diagnose(self, request: DiagnosisRequest) -> Diagnosis: ...
+
+
+class Remediator(Protocol):
+    """Runs an approved proposal's steps, then its verify check."""
+
+    def execute(self, proposal: Proposal, approver: str, approved_at: float) -> ExecutionResult: ...
+
+
+class Learner(Protocol):
+    """Feeds a verified fix back into the knowledge base."""
+
+    def learn(self, incident_text: str, diagnosis: Diagnosis | None, proposal: Proposal, result: ExecutionResult) -> None: ...
+
+
+class Directory(Protocol):
+    """Platform facts the approval policy needs (Slack user groups, Matrix power levels)."""
+
+    def groups_of(self, user: str) -> set[str]: ...
+
+    def power_level(self, user: str, channel: str) -> int | None: ...
+
+
+class NoDirectory:
+    def groups_of(self, user: str) -> set[str]:
+        return set()
+
+    def power_level(self, user: str, channel: str) -> int | None:
+        return None
+
+
+class ToolkitRemediator:
+    """The real remediator: builds the ``diagnostics.approval.Approval`` bound to the proposal's
+    hash and exact commands and hands it to ``pipelines.execution.execute_proposal``."""
+
+    def __init__(self, toolkit: Any) -> None:
+        self.toolkit = toolkit
+
+    def execute(self, proposal: Proposal, approver: str, approved_at: float) -> ExecutionResult:
+        from pipelines.execution import execute_proposal
+
+        from diagnostics.approval import Approval, command_digest
+
+        approval = Approval(
+            proposal_hash=proposal.hash,
+            command_digest=command_digest(proposal.commands()),
+            approver=approver,
+            approved_at=approved_at,
+        )
+        return execute_proposal(proposal, approval, self.toolkit)
+
+
+class KBLearner:
+    """Calls ``kb.KnowledgeBase.learn_from_incident`` with whichever of its keyword names it has."""
+
+    def __init__(self, kb: Any) -> None:
+        self.kb = kb
+
+    def learn(self, incident_text: str, diagnosis: Diagnosis | None, proposal: Proposal, result: ExecutionResult) -> None:
+        fn = self.kb.learn_from_incident
+        offered: dict[str, Any] = {
+            "text": incident_text,
+            "incident_text": incident_text,
+            "alert": incident_text,
+            "diagnosis": diagnosis,
+            "proposal": proposal,
+            "result": result,
+            "execution": result,
+            "execution_result": result,
+            "cause": proposal.cause,
+            "verified": result.verified,
+        }
+        params = inspect.signature(fn).parameters
+        kwargs = {name: offered[name] for name in params if name in offered}
+        fn(**kwargs)
+
+
+def proposal_from_dict(data: dict[str, Any]) -> Proposal:
+    """Rebuild a stored proposal (``Proposal.to_dict``); the caller compares the hash."""
+    cause = data.get("cause") or {}
+    steps = tuple(
+        ProposalStep(
+            tool=str(s["tool"]), host=str(s["host"]), params=dict(s.get("params") or {}),
+            commands=tuple(str(c) for c in s.get("commands") or ()),
+        )
+        for s in data.get("steps") or ()
+    )
+    return Proposal(
+        id=str(data["id"]),
+        title=str(data.get("title", "")),
+        risk=data.get("risk", "medium"),
+        steps=steps,
+        cause=Cause(fault=cause.get("fault"), node=cause.get("node"), gpu=cause.get("gpu")),
+        script=str(data.get("script", "")),
+        rationale=str(data.get("rationale", "")),
+    )
+
+
+def diagnosis_from_dict(data: dict[str, Any]) -> Diagnosis:
+    cause = data.get("cause") or {}
+    return Diagnosis(
+        summary=str(data.get("summary", "")),
+        cause=Cause(fault=cause.get("fault"), node=cause.get("node"), gpu=cause.get("gpu")),
+        evidence=list(data.get("evidence") or []),
+        confidence=float(data.get("confidence", 0.0)),
+        graph=dict(data.get("graph") or {}),
+        proposals=[p if isinstance(p, Proposal) else proposal_from_dict(p) for p in data.get("proposals") or []],
+        tool_calls=list(data.get("tool_calls") or []),
+        tokens=dict(data.get("tokens") or {}),
+        timings=dict(data.get("timings") or {}),
+        llm=str(data.get("llm", "none")),
+        degraded=str(data.get("degraded", "")),
+        verified=bool(data.get("verified", False)),
+    )
+
+
+def run_agent(agent: AgentService, request: DiagnosisRequest, on_event: Any = None) -> Diagnosis:
+    """Drive the agent's event stream (progress to ``on_event``) and return the final diagnosis.
+
+    The final event is ``kind="diagnosis"`` carrying the ``Diagnosis`` (or its dict) under
+    ``data["diagnosis"]`` (or as ``data`` itself); an agent without ``stream`` is simply called.
+    """
+    stream = getattr(agent, "stream", None)
+    if stream is None:
+        return agent.diagnose(request)
+    final: Diagnosis | None = None
+    for event in stream(request):
+        if event.kind == "diagnosis":
+            payload = event.data.get("diagnosis", event.data)
+            final = payload if isinstance(payload, Diagnosis) else diagnosis_from_dict(dict(payload))
+        elif on_event is not None:
+            on_event(event)
+    if final is None:
+        raise RuntimeError("the agent's stream ended without a diagnosis event")
+    return final
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,357 @@
+"""SSH executor on paramiko: the only module that imports paramiko.
+
+- Key authentication only (a key file, then the SSH agent); the key passphrase comes from the
+  environment variable named by ``SSHConfig.passphrase_env`` and is never logged.
+- Host keys are checked against known_hosts. An unknown key is refused unless
+  ``accept_new_host_keys`` (then it is trusted on first use and appended to known_hosts); a key
+  that differs from the recorded one is always refused.
+- One connection per node, reused by every command (thread-safe; reconnects once when the
+  transport died), or a fresh connection per command with ``reuse_connections=False``.
+- Connect and command timeouts; output capped per stream.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import logging
+import os
+import select
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+from diagnostics.executors._buffer import DEFAULT_OUTPUT_CAP, CappedBuffer
+from diagnostics.inventory import Inventory
+from diagnostics.types import CommandResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SSHConfig:
+    connect_timeout_s: float = 10.0  # TCP connect + SSH handshake + auth, each
+    command_timeout_s: float = 30.0  # used when run() is not given a timeout
+    known_hosts: str | Path | None = None  # overrides the inventory's; default ~/.ssh/known_hosts
+    accept_new_host_keys: bool = False
+    key_file: str | Path | None = None  # overrides the inventory's
+    passphrase_env: str = "CLUSTERDOC_SSH_KEY_PASSPHRASE"
+    use_agent: bool = True
+    reuse_connections: bool = True
+    output_cap: int = DEFAULT_OUTPUT_CAP  # bytes kept per stream per command
+    keepalive_s: int = 30
+
+
+class _ConnectError(Exception):
+    """Could not open an authenticated connection (message says why and how to fix)."""
+
+
+@dataclass
+class SSHStats:
+    connects: int = 0
+    reconnects: int = 0
+    commands: int = 0
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+class _HostKeyStore:
+    """known_hosts loaded once, shared by all connections; appends new keys under a lock."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.keys = paramiko.HostKeys()
+        self._lock = threading.Lock()
+        if path.exists():
+            try:
+                self.keys.load(str(path))
+            except (OSError, paramiko.SSHException) as exc:
+                raise ValueError(f"cannot read known_hosts {path}: {exc}") from exc
+
+    def check(self, name: str, node: str, key: paramiko.PKey, accept_new: bool) -> None:
+        with self._lock:
+            known = self.keys.lookup(name)
+            if known is None or key.get_name() not in known:
+                if known is not None and len(known):  # host known under another key type
+                    recorded = next(iter(known.values()))
+                    raise _ConnectError(self._mismatch(name, node, recorded, key))
+                if not accept_new:
+                    raise _ConnectError(
+                        f"host key of {node} ({name}) is not in known_hosts {self.path}; refusing to connect. "
+                        f"Check the key ({key.get_name()} {fingerprint(key)}) and add it, e.g. "
+                        f"`ssh-keyscan {_keyscan_args(name)} >> {self.path}`, or set "
+                        "accept_new_host_keys to trust new hosts on first use."
+                    )
+                self.keys.add(name, key.get_name(), key)
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self.path.open("a", encoding="utf-8") as fh:
+                    fh.write(f"{name} {key.get_name()} {key.get_base64()}\n")
+                log.warning("accepted new host key for %s (%s): %s", node, name, fingerprint(key))
+                return
+            recorded = known[key.get_name()]
+            if recorded != key:
+                raise _ConnectError(self._mismatch(name, node, recorded, key))
+
+    def _mismatch(self, name: str, node: str, recorded: paramiko.PKey, offered: paramiko.PKey) -> str:
+        return (
+            f"HOST KEY MISMATCH for {node} ({name}): known_hosts {self.path} records "
+            f"{recorded.get_name()} {fingerprint(recorded)} but the server offered {offered.get_name()} "
+            f"{fingerprint(offered)}; refusing to connect (the node was reinstalled, or someone is "
+            f"intercepting). If the change is expected, remove the old entry with "
+            f"`ssh-keygen -R '{name}' -f {self.path}` and add the new key."
+        )
+
+
+def _keyscan_args(name: str) -> str:
+    if name.startswith("["):
+        host, port = name[1:].split("]:", 1)
+        return f"-p {port} {host}"
+    return name
+
+
+class _Connection:
+    def __init__(self, transport: paramiko.Transport) -> None:
+        self.transport = transport
+
+    @property
+    def alive(self) -> bool:
+        return self.transport.is_active()
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):  # closing a dead transport may raise; nothing to do
+            self.transport.close()
+
+
+class SSHExecutor:
+    """Executor over SSH to the nodes of an inventory (``host`` = inventory node name; a name not
+    in the inventory is used as the host name itself with the ssh defaults)."""
+
+    def __init__(self, inventory: Inventory, config: SSHConfig | None = None) -> None:
+        self.inventory = inventory
+        self.config = config or SSHConfig()
+        known = self.config.known_hosts or inventory.ssh.known_hosts or Path("~/.ssh/known_hosts").expanduser()
+        self.host_keys = _HostKeyStore(Path(known))
+        self.stats = SSHStats()
+        self._conns: dict[str, _Connection] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+        self._stats_lock = threading.Lock()
+        self._pkey: paramiko.PKey | None = None
+        self._pkey_loaded = False
+        self._closed = False
+
+    # ---- public ---------------------------------------------------------------------------
+    def run(self, host: str, command: str, timeout_s: float | None = None) -> CommandResult:
+        timeout = self.config.command_timeout_s if timeout_s is None else timeout_s
+        start = time.monotonic()
+        try:
+            conn = self._connection(host)
+        except _ConnectError as exc:
+            return self._fail(host, command, start, "unreachable", str(exc))
+        try:
+            try:
+                channel = conn.transport.open_session(timeout=self.config.connect_timeout_s)
+            except (paramiko.SSHException, OSError, EOFError):
+                # The reused transport died between commands: reconnect once (nothing ran yet).
+                conn = self._connection(host, reconnect=True)
+                channel = conn.transport.open_session(timeout=self.config.connect_timeout_s)
+        except _ConnectError as exc:
+            return self._fail(host, command, start, "unreachable", str(exc))
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            return self._fail(host, command, start, "error", f"cannot open a session on {host}: {exc}")
+        with self._stats_lock:
+            self.stats.commands += 1
+        try:
+            return self._exec(host, command, channel, start, timeout)
+        finally:
+            channel.close()
+            if not self.config.reuse_connections:
+                self._drop(host, conn)
+
+    def close(self) -> None:
+        self._closed = True
+        with self._locks_guard:
+            conns = list(self._conns.values())
+            self._conns.clear()
+        for conn in conns:
+            conn.close()
+
+    def __enter__(self) -> SSHExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- commands -------------------------------------------------------------------------
+    def _exec(
+        self, host: str, command: str, channel: paramiko.Channel, start: float, timeout: float
+    ) -> CommandResult:
+        out, err = CappedBuffer(self.config.output_cap), CappedBuffer(self.config.output_cap)
+        deadline = start + timeout
+        try:
+            channel.exec_command(command)
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return self._result(host, command, start, None, out, err, "timeout",
+                                        f"command timed out after {timeout:g}s on {host} (channel closed)")
+                select.select([channel], [], [], min(remaining, 1.0))
+                while channel.recv_ready():
+                    out.write(channel.recv(65536))
+                while channel.recv_stderr_ready():
+                    err.write(channel.recv_stderr(65536))
+                if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                    code = channel.recv_exit_status()
+                    if code >= 0:
+                        return self._result(host, command, start, code, out, err, "ok", "")
+                    # Closed without an exit status: the connection dropped or the command was killed.
+                    return self._result(host, command, start, None, out, err, "error",
+                                        f"connection to {host} closed before the command finished")
+                transport = channel.get_transport()
+                if transport is None or not transport.is_active():
+                    return self._result(host, command, start, None, out, err, "error",
+                                        f"connection to {host} dropped before the command finished")
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            return self._result(host, command, start, None, out, err, "error", f"SSH error on {host}: {exc}")
+
+    @staticmethod
+    def _result(
+        host: str, command: str, start: float, code: int | None, out: CappedBuffer, err: CappedBuffer,
+        transport: str, error: str,
+    ) -> CommandResult:
+        return CommandResult(
+            host, command, code, out.text(), err.text(), time.monotonic() - start,
+            transport,  # type: ignore[arg-type]
+            error, out.truncated or err.truncated,
+        )
+
+    @staticmethod
+    def _fail(host: str, command: str, start: float, transport: str, error: str) -> CommandResult:
+        return CommandResult(host, command, None, "", "", time.monotonic() - start, transport, error)  # type: ignore[arg-type]
+
+    # ---- connections ----------------------------------------------------------------------
+    def _lock_for(self, host: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(host, threading.Lock())
+
+    def _connection(self, host: str, *, reconnect: bool = False) -> _Connection:
+        if self._closed:
+            raise _ConnectError("executor closed")
+        if not self.config.reuse_connections:
+            return self._connect(host)
+        with self._lock_for(host):
+            conn = self._conns.get(host)
+            if conn is not None and conn.alive and not reconnect:
+                return conn
+            if conn is not None:
+                conn.close()
+                with self._stats_lock:
+                    self.stats.reconnects += 1
+            conn = self._connect(host)
+            self._conns[host] = conn
+            return conn
+
+    def _drop(self, host: str, conn: _Connection) -> None:
+        conn.close()
+
+    def _address(self, host: str) -> tuple[str, int, str, str]:
+        """(address, port, user, known_hosts name) for a node."""
+        try:
+            address, port, user = self.inventory.address(host)
+        except Exception:
+            address, port, user = host, self.inventory.ssh.port, self.inventory.ssh.user
+        user = user or os.environ.get("USER") or "root"
+        name = address if port == 22 else f"[{address}]:{port}"
+        return address, port, user, name
+
+    def _connect(self, host: str) -> _Connection:
+        address, port, user, name = self._address(host)
+        timeout = self.config.connect_timeout_s
+        try:
+            sock = socket.create_connection((address, port), timeout=timeout)
+        except TimeoutError:
+            raise _ConnectError(f"connecting to {host} ({address}:{port}) timed out after {timeout:g}s") from None
+        except OSError as exc:
+            raise _ConnectError(f"cannot connect to {host} ({address}:{port}): {exc.strerror or exc}") from None
+        # Command output, exit status and channel close are small packets: no Nagle delay.
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        transport = paramiko.Transport(sock)
+        transport.banner_timeout = timeout
+        transport.handshake_timeout = timeout
+        transport.auth_timeout = timeout
+        try:
+            negotiated = threading.Event()
+            try:
+                transport.start_client(event=negotiated)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise _ConnectError(f"SSH handshake with {host} ({address}:{port}) failed: {exc}") from None
+            if not negotiated.wait(timeout):
+                raise _ConnectError(
+                    f"SSH handshake with {host} ({address}:{port}) timed out after {timeout:g}s (node unresponsive)"
+                )
+            if not transport.is_active():
+                why = transport.get_exception() or "connection closed"
+                raise _ConnectError(f"SSH handshake with {host} ({address}:{port}) failed: {why}")
+            key = transport.get_remote_server_key()
+            self.host_keys.check(name, host, key, self.config.accept_new_host_keys)
+            self._authenticate(transport, host, user)
+        except BaseException:
+            transport.close()
+            raise
+        if self.config.keepalive_s:
+            transport.set_keepalive(self.config.keepalive_s)
+        with self._stats_lock:
+            self.stats.connects += 1
+        return _Connection(transport)
+
+    def _key_from_file(self) -> paramiko.PKey | None:
+        if self._pkey_loaded:
+            return self._pkey
+        path = self.config.key_file or self.inventory.ssh.key_file
+        self._pkey_loaded = True
+        if path is None:
+            return None
+        passphrase = os.environ.get(self.config.passphrase_env) or None
+        try:
+            self._pkey = paramiko.PKey.from_path(str(path), password=passphrase.encode() if passphrase else None)  # type: ignore[arg-type]
+        except FileNotFoundError:
+            raise _ConnectError(f"SSH key file {path} does not exist") from None
+        except paramiko.PasswordRequiredException:
+            raise _ConnectError(f"SSH key {path} is encrypted: set {self.config.passphrase_env}") from None
+        except TypeError as exc:  # cryptography: "Key is password-protected, but password was not provided"
+            if passphrase is None and "password" in str(exc).lower():
+                raise _ConnectError(f"SSH key {path} is encrypted: set {self.config.passphrase_env}") from None
+            raise _ConnectError(f"cannot load SSH key {path}: {exc}") from None
+        except (paramiko.SSHException, OSError, ValueError) as exc:
+            # The message of a failed decrypt never contains the passphrase itself.
+            raise _ConnectError(f"cannot load SSH key {path}: {exc}") from None
+        return self._pkey
+
+    def _authenticate(self, transport: paramiko.Transport, host: str, user: str) -> None:
+        keys: list[paramiko.PKey] = []
+        own = self._key_from_file()
+        if own is not None:
+            keys.append(own)
+        if self.config.use_agent and os.environ.get("SSH_AUTH_SOCK"):
+            with contextlib.suppress(paramiko.SSHException):
+                keys.extend(paramiko.Agent().get_keys())
+        if not keys:
+            raise _ConnectError(f"no SSH key to log in to {host}: set ssh.key_file in the inventory or run an agent")
+        for key in keys:
+            try:
+                transport.auth_publickey(user, key)
+            except paramiko.AuthenticationException:
+                continue
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                raise _ConnectError(f"authentication with {host} failed: {exc}") from None
+            if transport.is_authenticated():
+                return
+        raise _ConnectError(f"{host} rejected every key for user {user} ({len(keys)} tried)")

@@ -1,0 +1,560 @@
+"""The scenario format of ../shared/formats/scenario.md: a simulated cluster, injected faults,
+the alert and the expected diagnosis.
+
+``load_scenario(path)`` reads YAML; ``parse_scenario(data, source)`` takes an already-decoded
+dict (e.g. a scenario embedded inline in a benchmark case). Every mistake raises
+``ScenarioError`` naming the source, the line (for YAML files) and the field. Unknown extra
+fields are ignored so files written for newer versions still load.
+
+Extensions (all optional, compatible): ``fault.at_s`` (onset time in simulated seconds),
+``cluster.driver_version`` / ``cuda_version`` / ``nccl_version``, ``cluster.hcas_per_node``,
+``workload.precision`` / ``workload.name``, and ``node: null`` for the kinds in
+``CLUSTER_WIDE_KINDS`` (then the fault applies to every node).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from diagnostics.types import ValidationError
+
+FieldType = Literal["int", "float", "str", "map", "choice"]
+
+INTERCONNECTS = ("infiniband", "roce", "ethernet")
+SCHEDULERS = ("slurm", "kubernetes", "none")
+WORKLOAD_KINDS = ("llm_training", "llm_inference", "none")
+THROTTLE_REASONS = ("hw_slowdown", "hw_thermal_slowdown", "sw_power_cap", "sw_thermal_slowdown")
+REMEDIATIONS = (
+    "reset_gpu_clocks",
+    "restore_power_limit",
+    "enable_persistence_mode",
+    "reset_gpu",
+    "drain_node",
+    "resume_node",
+    "clean_shm",
+    "restart_service",
+)
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    name: str
+    type: FieldType
+    required: bool = True
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+
+
+_GPU = FieldSpec("gpu", "int", min=0)
+
+# kind -> its fields besides `node`. Defaults exist where the table's meaning is unambiguous
+# without the field, so hand-written scenarios stay short.
+FAULT_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
+    "gpu_clock_throttle": (
+        _GPU,
+        FieldSpec("sm_clock_mhz", "float", min=1),
+        FieldSpec("reason", "choice", required=False, default="hw_slowdown", choices=THROTTLE_REASONS),
+    ),
+    "gpu_power_cap": (_GPU, FieldSpec("power_limit_w", "float", min=1)),
+    "gpu_thermal": (_GPU, FieldSpec("temp_c", "float", min=0, max=150)),
+    "gpu_ecc_uncorrectable": (_GPU, FieldSpec("count", "int", required=False, default=1, min=1)),
+    "gpu_row_remap_pending": (_GPU,),
+    "gpu_xid": (_GPU, FieldSpec("xid", "int", min=1)),
+    "gpu_fallen_off_bus": (_GPU,),
+    "nvlink_down": (_GPU, FieldSpec("link", "int", required=False, default=0, min=0)),
+    "pcie_downgrade": (
+        _GPU,
+        FieldSpec("width", "int", required=False, default=None, min=1, max=32),
+        FieldSpec("gen", "int", required=False, default=None, min=1, max=6),
+    ),
+    "ib_port_down": (FieldSpec("hca", "str", required=False, default="mlx5_0"),),
+    "ib_link_degraded": (
+        FieldSpec("hca", "str", required=False, default="mlx5_0"),
+        FieldSpec("rate_gbps", "float", min=1),
+    ),
+    "nccl_env_misconfig": (FieldSpec("env", "map"),),
+    "disk_full": (
+        FieldSpec("mount", "str", required=False, default="/"),
+        FieldSpec("used_pct", "float", required=False, default=98.0, min=0, max=100),
+    ),
+    "shm_too_small": (FieldSpec("size_mb", "float", required=False, default=64.0, min=0),),
+    "host_oom": (FieldSpec("process", "str", required=False, default="python"),),
+    "cpu_overload": (FieldSpec("load", "float", required=False, default=None, min=0),),
+    "cpu_governor_powersave": (),
+    "driver_mismatch": (FieldSpec("driver_version", "str"),),
+    "clock_skew": (FieldSpec("offset_s", "float"),),
+    "network_latency": (FieldSpec("added_ms", "float", min=0),),
+    "node_unreachable": (),
+}
+FAULT_KINDS: tuple[str, ...] = tuple(FAULT_FIELDS)
+
+# Kinds that may omit `node` (or set it null): they then apply to every node of the cluster.
+CLUSTER_WIDE_KINDS = frozenset(
+    {
+        "nccl_env_misconfig",
+        "disk_full",
+        "shm_too_small",
+        "cpu_governor_powersave",
+        "clock_skew",
+        "network_latency",
+    }
+)
+
+
+class ScenarioError(ValidationError):
+    """A scenario could not be read; the message names the source, line and field."""
+
+    def __init__(self, source: str, field_path: str, problem: str, line: int | None = None) -> None:
+        self.source = source
+        self.field = field_path
+        self.line = line
+        self.problem = problem
+        where = f"{source}:{line}" if line is not None else source
+        label = f" field '{field_path}'" if field_path else ""
+        super().__init__(f"{where}:{label}: {problem}" if label else f"{where}: {problem}")
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    kind: str = "llm_training"
+    model_params: float = 7.0e9
+    tokens_per_step: float = 4_194_304.0
+    precision: str = "bf16"
+    name: str = "llama-7b-pretrain"
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    nodes: int
+    names: tuple[str, ...]
+    gpus_per_node: int
+    gpu: str
+    interconnect: str = "infiniband"
+    scheduler: str = "slurm"
+    workload: WorkloadSpec | None = None
+    hcas_per_node: int | None = None
+    driver_version: str = "535.161.08"
+    cuda_version: str = "12.2"
+    nccl_version: str = "2.18.5"
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    node: str | None  # None: every node (only for CLUSTER_WIDE_KINDS)
+    gpu: int | None = None
+    fields: Mapping[str, Any] = field(default_factory=dict)  # the kind's fields, defaults applied
+    at_s: float = 0.0  # onset in simulated seconds (extension)
+
+    def get(self, name: str, default: Any = None) -> Any:
+        value = self.fields.get(name)
+        return default if value is None else value
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind, "node": self.node}
+        out.update({k: (dict(v) if isinstance(v, Mapping) else v) for k, v in self.fields.items()})
+        if self.at_s:
+            out["at_s"] = self.at_s
+        return out
+
+
+@dataclass(frozen=True)
+class Expect:
+    node: str | None = None
+    gpu: int | None = None
+    fault: str | None = None
+    remediation: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node": self.node, "gpu": self.gpu, "fault": self.fault, "remediation": list(self.remediation)}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    id: str
+    cluster: ClusterSpec
+    description: str = ""
+    seed: int = 0
+    faults: tuple[Fault, ...] = ()
+    alert: str | None = None
+    expect: Expect | None = None
+    source: str = "<inline>"
+
+    @property
+    def hosts(self) -> list[str]:
+        return list(self.cluster.names)
+
+    def to_dict(self) -> dict[str, Any]:
+        c = self.cluster
+        cluster: dict[str, Any] = {
+            "names": list(c.names),
+            "gpus_per_node": c.gpus_per_node,
+            "gpu": c.gpu,
+            "interconnect": c.interconnect,
+            "scheduler": c.scheduler,
+            "driver_version": c.driver_version,
+            "cuda_version": c.cuda_version,
+            "nccl_version": c.nccl_version,
+        }
+        if c.hcas_per_node is not None:
+            cluster["hcas_per_node"] = c.hcas_per_node
+        if c.workload is not None:
+            w = c.workload
+            cluster["workload"] = {
+                "kind": w.kind,
+                "model_params": w.model_params,
+                "tokens_per_step": w.tokens_per_step,
+                "precision": w.precision,
+                "name": w.name,
+            }
+        out: dict[str, Any] = {
+            "id": self.id,
+            "description": self.description,
+            "cluster": cluster,
+            "seed": self.seed,
+            "faults": [f.to_dict() for f in self.faults],
+        }
+        if self.alert is not None:
+            out["alert"] = self.alert
+        if self.expect is not None:
+            out["expect"] = self.expect.to_dict()
+        return out
+
+
+# --------------------------------------------------------------------------- line numbers
+
+
+def _line_map(node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]) -> None:
+    """Map every field path to the 1-based line where it appears (the key's line for mappings)."""
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else str(key_node.value)
+            out[(*path, key)] = key_node.start_mark.line + 1
+            _line_map(value_node, (*path, key), out)
+            # the key's line wins over the value's own start
+            out[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, (*path, i), out)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read a scenario YAML file; every error names the file, line and field."""
+    p = Path(path)
+    source = str(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ScenarioError(source, "", "no such file") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioError(source, "", f"cannot read: {exc}") from exc
+    return parse_scenario_text(text, source)
+
+
+def parse_scenario_text(text: str, source: str = "<string>") -> Scenario:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise ScenarioError(source, "", f"malformed YAML: {exc.problem or exc}", line) from exc
+    except yaml.YAMLError as exc:
+        raise ScenarioError(source, "", f"malformed YAML: {exc}") from exc
+    lines: dict[tuple[str | int, ...], int] = {}
+    if root is not None:
+        _line_map(root, (), lines)
+    return parse_scenario(data, source, lines=lines)
+
+
+# --------------------------------------------------------------------------- parsing
+
+
+class _Reader:
+    """Field access with errors that carry the field path and its line."""
+
+    def __init__(self, source: str, lines: Mapping[tuple[str | int, ...], int] | None) -> None:
+        self.source = source
+        self.lines = lines or {}
+
+    def error(self, path: tuple[str | int, ...], problem: str) -> ScenarioError:
+        line = None
+        probe = path
+        while line is None:
+            line = self.lines.get(probe)
+            if not probe:
+                break
+            probe = probe[:-1]
+        return ScenarioError(self.source, _path_text(path), problem, line)
+
+    def mapping(self, value: Any, path: tuple[str | int, ...]) -> Mapping[str, Any]:
+        if not isinstance(value, Mapping):
+            raise self.error(path, f"expected a mapping, got {_describe(value)}")
+        return value
+
+    def get(
+        self,
+        data: Mapping[str, Any],
+        path: tuple[str | int, ...],
+        spec: FieldSpec,
+    ) -> Any:
+        name = spec.name
+        fpath = (*path, name)
+        if name not in data or data[name] is None:
+            if spec.required:
+                raise self.error(fpath, "missing required field")
+            return spec.default
+        return self.convert(data[name], fpath, spec)
+
+    def convert(self, value: Any, fpath: tuple[str | int, ...], spec: FieldSpec) -> Any:
+        t = spec.type
+        if t == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                if isinstance(value, float) and value.is_integer():
+                    value = int(value)
+                else:
+                    raise self.error(fpath, f"expected an integer, got {_describe(value)}")
+        elif t == "float":
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                # YAML 1.1 reads 7.0e9 as a float but "7e9" as a string: accept numeric strings
+                try:
+                    value = float(str(value))
+                except ValueError:
+                    raise self.error(fpath, f"expected a number, got {_describe(value)}") from None
+            value = float(value)
+            if value != value:  # NaN
+                raise self.error(fpath, "expected a number, got NaN")
+        elif t == "str":
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise self.error(fpath, f"expected a string, got {_describe(value)}")
+            value = str(value)
+        elif t == "choice":
+            if not isinstance(value, str) or value not in spec.choices:
+                raise self.error(fpath, f"expected one of {', '.join(spec.choices)}; got {_describe(value)}")
+        elif t == "map":
+            if not isinstance(value, Mapping):
+                raise self.error(fpath, f"expected a mapping, got {_describe(value)}")
+            return {str(k): ("" if v is None else str(v)) for k, v in value.items()}
+        if spec.min is not None and value < spec.min:
+            raise self.error(fpath, f"must be >= {spec.min:g}, got {value}")
+        if spec.max is not None and value > spec.max:
+            raise self.error(fpath, f"must be <= {spec.max:g}, got {value}")
+        return value
+
+
+def _path_text(path: Sequence[str | int]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"
+
+
+def default_names(count: int) -> tuple[str, ...]:
+    width = max(2, len(str(count)))
+    return tuple(f"node-{i:0{width}d}" for i in range(1, count + 1))
+
+
+def parse_scenario(
+    data: Any,
+    source: str = "<inline>",
+    *,
+    lines: Mapping[tuple[str | int, ...], int] | None = None,
+) -> Scenario:
+    """Build a Scenario from decoded YAML/JSON; raises ScenarioError naming the bad field."""
+    r = _Reader(source, lines)
+    if data is None:
+        raise r.error((), "empty scenario")
+    top = r.mapping(data, ())
+    sid = r.get(top, (), FieldSpec("id", "str"))
+    description = r.get(top, (), FieldSpec("description", "str", required=False, default=""))
+    seed = r.get(top, (), FieldSpec("seed", "int", required=False, default=0))
+    alert = r.get(top, (), FieldSpec("alert", "str", required=False, default=None))
+    if "cluster" not in top or top["cluster"] is None:
+        raise r.error(("cluster",), "missing required field")
+    cluster = _parse_cluster(r, r.mapping(top["cluster"], ("cluster",)))
+    raw_faults = top.get("faults") or []
+    if not isinstance(raw_faults, list):
+        raise r.error(("faults",), f"expected a list, got {_describe(raw_faults)}")
+    faults = tuple(_parse_fault(r, item, i, cluster) for i, item in enumerate(raw_faults))
+    expect = None
+    if top.get("expect") is not None:
+        expect = _parse_expect(r, r.mapping(top["expect"], ("expect",)), cluster)
+    return Scenario(
+        id=sid,
+        cluster=cluster,
+        description=description,
+        seed=seed,
+        faults=faults,
+        alert=alert,
+        expect=expect,
+        source=source,
+    )
+
+
+def _parse_cluster(r: _Reader, c: Mapping[str, Any]) -> ClusterSpec:
+    p: tuple[str | int, ...] = ("cluster",)
+    names: tuple[str, ...]
+    if c.get("names") is not None:
+        raw = c["names"]
+        if not isinstance(raw, list) or not raw:
+            raise r.error((*p, "names"), f"expected a non-empty list of node names, got {_describe(raw)}")
+        for i, n in enumerate(raw):
+            if not isinstance(n, str) or not n.strip() or any(ch.isspace() for ch in n):
+                raise r.error((*p, "names", i), f"expected a node name without spaces, got {_describe(n)}")
+        if len(set(raw)) != len(raw):
+            dup = next(n for n in raw if raw.count(n) > 1)
+            raise r.error((*p, "names"), f"node name {dup!r} given twice")
+        names = tuple(raw)
+        if c.get("nodes") is not None:
+            count = r.get(c, p, FieldSpec("nodes", "int", min=1))
+            if count != len(names):
+                raise r.error((*p, "nodes"), f"nodes is {count} but names lists {len(names)} nodes")
+    else:
+        count = r.get(c, p, FieldSpec("nodes", "int", min=1, max=100_000))
+        names = default_names(count)
+    gpus = r.get(c, p, FieldSpec("gpus_per_node", "int", required=False, default=8, min=0, max=64))
+    gpu = r.get(c, p, FieldSpec("gpu", "str"))
+    try:
+        from perf.catalog import get_gpu
+
+        gpu = get_gpu(gpu).name
+    except ValueError as exc:  # UnknownHardwareError (a ValueError or ValidationError subclass)
+        raise r.error((*p, "gpu"), str(exc)) from None
+    except ValidationError as exc:
+        raise r.error((*p, "gpu"), str(exc)) from None
+    interconnect = r.get(
+        c, p, FieldSpec("interconnect", "choice", required=False, default="infiniband", choices=INTERCONNECTS)
+    )
+    scheduler = r.get(c, p, FieldSpec("scheduler", "choice", required=False, default="slurm", choices=SCHEDULERS))
+    hcas = r.get(c, p, FieldSpec("hcas_per_node", "int", required=False, default=None, min=0, max=32))
+    driver = r.get(c, p, FieldSpec("driver_version", "str", required=False, default="535.161.08"))
+    cuda = r.get(c, p, FieldSpec("cuda_version", "str", required=False, default="12.2"))
+    nccl = r.get(c, p, FieldSpec("nccl_version", "str", required=False, default="2.18.5"))
+    workload = None
+    if c.get("workload") is not None:
+        wp = (*p, "workload")
+        w = r.mapping(c["workload"], wp)
+        kind = r.get(w, wp, FieldSpec("kind", "choice", required=False, default="llm_training", choices=WORKLOAD_KINDS))
+        workload = WorkloadSpec(
+            kind=kind,
+            model_params=r.get(w, wp, FieldSpec("model_params", "float", required=False, default=7.0e9, min=1)),
+            tokens_per_step=r.get(
+                w, wp, FieldSpec("tokens_per_step", "float", required=False, default=4_194_304.0, min=1)
+            ),
+            precision=r.get(w, wp, FieldSpec("precision", "str", required=False, default="bf16")),
+            name=r.get(w, wp, FieldSpec("name", "str", required=False, default="llama-7b-pretrain")),
+        )
+    return ClusterSpec(
+        nodes=len(names),
+        names=names,
+        gpus_per_node=gpus,
+        gpu=gpu,
+        interconnect=interconnect,
+        scheduler=scheduler,
+        workload=workload,
+        hcas_per_node=hcas,
+        driver_version=driver,
+        cuda_version=cuda,
+        nccl_version=nccl,
+    )
+
+
+def _parse_fault(r: _Reader, item: Any, index: int, cluster: ClusterSpec) -> Fault:
+    p: tuple[str | int, ...] = ("faults", index)
+    f = r.mapping(item, p)
+    if f.get("kind") is None:
+        raise r.error((*p, "kind"), "missing required field")
+    kind = f["kind"]
+    if not isinstance(kind, str) or kind not in FAULT_FIELDS:
+        import difflib
+
+        close = difflib.get_close_matches(str(kind), FAULT_KINDS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f"; known kinds: {', '.join(FAULT_KINDS)}"
+        raise r.error((*p, "kind"), f"unknown fault kind {kind!r}{hint}")
+    node = f.get("node")
+    if node is None:
+        if kind not in CLUSTER_WIDE_KINDS:
+            raise r.error((*p, "node"), f"missing required field (a {kind} fault needs the node it is on)")
+    else:
+        if not isinstance(node, str) or node not in cluster.names:
+            raise r.error((*p, "node"), f"unknown node {node!r}; the cluster has {_names_hint(cluster.names)}")
+    fields: dict[str, Any] = {}
+    for spec in FAULT_FIELDS[kind]:
+        fields[spec.name] = r.get(f, p, spec)
+    gpu = fields.pop("gpu", None)
+    if gpu is not None and gpu >= cluster.gpus_per_node:
+        raise r.error(
+            (*p, "gpu"), f"GPU index {gpu} does not exist: the nodes have {cluster.gpus_per_node} GPUs (0-{cluster.gpus_per_node - 1})"
+        )
+    if kind == "pcie_downgrade" and fields.get("width") is None and fields.get("gen") is None:
+        raise r.error(p, "pcie_downgrade needs 'width', 'gen' or both")
+    if kind in ("ib_port_down", "ib_link_degraded") and cluster.interconnect == "ethernet":
+        raise r.error((*p, "kind"), f"{kind} needs an infiniband or roce cluster, this one is ethernet")
+    if kind in ("ib_port_down", "ib_link_degraded"):
+        hca = str(fields["hca"])
+        n_hcas = _hca_count(cluster)
+        valid = {f"mlx5_{i}" for i in range(n_hcas)}
+        if hca not in valid:
+            raise r.error((*p, "hca"), f"unknown HCA {hca!r}; nodes have mlx5_0 … mlx5_{n_hcas - 1}")
+    at_s = r.get(f, p, FieldSpec("at_s", "float", required=False, default=0.0, min=0))
+    return Fault(kind=kind, node=node, gpu=gpu, fields=fields, at_s=at_s)
+
+
+def _hca_count(cluster: ClusterSpec) -> int:
+    if cluster.hcas_per_node is not None:
+        return max(cluster.hcas_per_node, 1)
+    # One rail per GPU is the usual layout for IB training nodes; at least one HCA.
+    return max(cluster.gpus_per_node, 1) if cluster.interconnect != "ethernet" else 1
+
+
+def hca_count(cluster: ClusterSpec) -> int:
+    """How many HCAs (mlx5_N) each node has."""
+    return _hca_count(cluster)
+
+
+def _names_hint(names: Sequence[str]) -> str:
+    if len(names) <= 6:
+        return ", ".join(names)
+    return f"{names[0]} … {names[-1]} ({len(names)} nodes)"
+
+
+def _parse_expect(r: _Reader, e: Mapping[str, Any], cluster: ClusterSpec) -> Expect:
+    p: tuple[str | int, ...] = ("expect",)
+    node = e.get("node")
+    if node is not None and (not isinstance(node, str) or node not in cluster.names):
+        raise r.error((*p, "node"), f"unknown node {node!r}; the cluster has {_names_hint(cluster.names)}")
+    gpu = r.get(e, p, FieldSpec("gpu", "int", required=False, default=None, min=0))
+    if gpu is not None and gpu >= cluster.gpus_per_node:
+        raise r.error((*p, "gpu"), f"GPU index {gpu} does not exist (nodes have {cluster.gpus_per_node} GPUs)")
+    fault = e.get("fault")
+    if fault is not None and (not isinstance(fault, str) or fault not in FAULT_FIELDS):
+        raise r.error((*p, "fault"), f"unknown fault kind {fault!r}; known kinds: {', '.join(FAULT_KINDS)}")
+    raw = e.get("remediation") or []
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise r.error((*p, "remediation"), f"expected a list of remediation names, got {_describe(raw)}")
+    for i, name in enumerate(raw):
+        if name not in REMEDIATIONS:
+            raise r.error(
+                (*p, "remediation", i), f"unknown remediation {name!r}; known: {', '.join(REMEDIATIONS)}"
+            )
+    return Expect(node=node, gpu=gpu, fault=fault, remediation=tuple(raw))

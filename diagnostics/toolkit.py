@@ -1,0 +1,312 @@
+"""The toolkit: runs registry tools on hosts through an executor and returns structured results.
+
+HolmesGPT style: whatever a node does (hangs, refuses, prints garbage), ``run`` returns a
+``ToolResult`` and never raises. Invalid tool names or params come back as status ``error``
+naming the problem, so a model that picked badly sees why. Mutating tools run only through
+``execute_action`` with an ``Approval`` whose digest matches the commands about to run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from diagnostics.approval import Approval, command_digest
+from diagnostics.executors.fanout import fanout
+from diagnostics.registry import (
+    Level,
+    ParseInput,
+    ParseOutput,
+    Registry,
+    ToolSpec,
+    render_commands,
+    validate_params,
+)
+from diagnostics.types import (
+    RAW_OUTPUT_CAP,
+    CommandResult,
+    Executor,
+    Finding,
+    Status,
+    ToolResult,
+    ValidationError,
+    cap_text,
+)
+
+_TRANSPORT_STATUS = {"timeout": Status.TIMEOUT, "unreachable": Status.UNREACHABLE, "error": Status.ERROR}
+# After this many consecutive command timeouts on one host a sweep stops trying that host.
+SWEEP_TIMEOUTS_BEFORE_GIVING_UP = 2
+
+
+@dataclass
+class SweepReport:
+    """Results of many tools on many hosts."""
+
+    results: dict[str, list[ToolResult]]
+    level: str
+    tools: list[str]
+    wall_s: float = 0.0
+    host_s: dict[str, float] = field(default_factory=dict)
+    fleet: list[Finding] = field(default_factory=list)  # cross-node findings (driver_mismatch …)
+    notes: list[str] = field(default_factory=list)  # e.g. fleet comparison unavailable
+
+    def all_results(self) -> list[ToolResult]:
+        return [r for rs in self.results.values() for r in rs]
+
+    def findings(self) -> list[Finding]:
+        """Per-host findings followed by fleet findings."""
+        return [f for r in self.all_results() for f in r.findings] + list(self.fleet)
+
+    def counts(self) -> dict[str, int]:
+        """Number of tool results by status value."""
+        return dict(Counter(r.status.value for r in self.all_results()))
+
+    @property
+    def checks_run(self) -> int:
+        return sum(len(rs) for rs in self.results.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "level": self.level,
+            "tools": self.tools,
+            "wall_s": round(self.wall_s, 3),
+            "counts": self.counts(),
+            "findings": [f.to_dict() for f in self.findings()],
+            "hosts": {h: [r.to_dict() for r in rs] for h, rs in self.results.items()},
+            "notes": self.notes,
+        }
+
+
+class Toolkit:
+    def __init__(
+        self,
+        registry: Registry,
+        executor: Executor,
+        *,
+        scheduler: str = "slurm",
+        output_cap: int = RAW_OUTPUT_CAP,
+    ) -> None:
+        self.registry = registry
+        self.executor = executor
+        self.scheduler = scheduler
+        self.output_cap = output_cap
+
+    # ---- single tools -------------------------------------------------------------------
+    def run(self, tool: str, host: str, params: Mapping[str, Any] | None = None) -> ToolResult:
+        """Run a read-only tool; a mutating one is refused (it needs an approved proposal)."""
+        try:
+            spec = self.registry.get(tool)
+            if not spec.read_only:
+                return _error(tool, host, params, f"mutating tool {tool} needs an approved proposal")
+            checked = validate_params(spec, params)
+            commands = render_commands(spec, checked, scheduler=self.scheduler)
+        except ValidationError as exc:
+            return _error(tool, host, params, str(exc))
+        return self._execute(spec, host, checked, commands)
+
+    def render(self, tool: str, params: Mapping[str, Any] | None = None) -> list[str]:
+        """The exact command lines ``tool`` would run here (what a proposal shows and digests)."""
+        return self.registry.render(tool, params, scheduler=self.scheduler)
+
+    def execute_action(
+        self, tool: str, host: str, params: Mapping[str, Any] | None, *, approval: Approval
+    ) -> ToolResult:
+        """Run a tool (normally mutating) only if ``approval`` covers its exact rendered commands."""
+        try:
+            spec = self.registry.get(tool)
+            checked = validate_params(spec, params)
+            commands = render_commands(spec, checked, scheduler=self.scheduler)
+        except ValidationError as exc:
+            return _error(tool, host, params, f"not run: {exc}")
+        if not isinstance(approval, Approval):
+            return _error(tool, host, checked, f"not run: {tool} needs an Approval, got {type(approval).__name__}")
+        why = approval.refusal(command_digest(commands), host)
+        if why is not None:
+            return _error(tool, host, checked, f"not run: {why}", command="\n".join(commands))
+        return self._execute(spec, host, checked, commands)
+
+    def _execute(self, spec: ToolSpec, host: str, params: dict[str, Any], commands: list[str]) -> ToolResult:
+        start = time.monotonic()
+        outputs: list[CommandResult] = []
+        failed: CommandResult | None = None
+        for command in commands:
+            result = self._run_command(host, command, spec.timeout_s)
+            outputs.append(result)
+            if result.transport != "ok":
+                failed = result
+                break
+        raw = _raw_text(outputs)
+        raw, _ = cap_text(raw, self.output_cap)
+        base = ToolResult(
+            tool=spec.name, host=host, status=Status.OK, raw=raw, command="\n".join(commands),
+            params=params,
+        )
+        if failed is not None:
+            base.status = _TRANSPORT_STATUS.get(failed.transport, Status.ERROR)
+            base.error = failed.error or f"transport {failed.transport}"
+            if base.status is Status.UNREACHABLE:
+                base.findings.append(_unreachable_finding(host, base.error))
+        else:
+            parsed = _safe_parse(spec, ParseInput(host=host, params=params, outputs=outputs))
+            base.status, base.findings, base.data, base.error = (
+                parsed.status, list(parsed.findings), dict(parsed.data), parsed.error,
+            )
+        base.duration_s = time.monotonic() - start
+        return base
+
+    def _run_command(self, host: str, command: str, timeout_s: float) -> CommandResult:
+        try:
+            return self.executor.run(host, command, timeout_s)
+        except Exception as exc:  # an executor bug must not escape as a node's failure
+            return CommandResult(host, command, None, "", "", 0.0, "error", f"executor failed: {type(exc).__name__}: {exc}")
+
+    # ---- sweeps -------------------------------------------------------------------------
+    def sweep_specs(self, tools: Iterable[str] | None = None, level: Level = "quick") -> list[ToolSpec]:
+        """Read-only specs a sweep runs: the named ones, or every check up to ``level``."""
+        if tools is None:
+            return self.registry.up_to_level(level)
+        specs = [self.registry.get(t) for t in tools]
+        mutating = [s.name for s in specs if not s.read_only]
+        if mutating:
+            raise ValidationError(f"a sweep runs read-only checks only; mutating: {', '.join(mutating)}")
+        return specs
+
+    def sweep(
+        self,
+        hosts: Sequence[str],
+        tools: Iterable[str] | None = None,
+        level: Level = "quick",
+        concurrency: int = 32,
+        progress: bool = False,
+        *,
+        tool_params: Mapping[str, Mapping[str, Any]] | None = None,
+        host_deadline_s: float | None = None,
+    ) -> SweepReport:
+        """Run checks on every host in parallel (checks on one host run in sequence, over its one
+        connection). A check whose required params are not given in ``tool_params`` is skipped.
+        Raises ValidationError only for bad arguments (unknown tool names, a mutating tool)."""
+        specs = self.sweep_specs(tools, level)
+        tool_params = tool_params or {}
+        planned: list[tuple[ToolSpec, dict[str, Any]]] = []
+        notes: list[str] = []
+        for spec in specs:
+            try:
+                planned.append((spec, validate_params(spec, tool_params.get(spec.name))))
+            except ValidationError as exc:
+                if tools is not None:
+                    raise
+                notes.append(f"skipped {spec.name}: {exc}")
+        if host_deadline_s is None:
+            host_deadline_s = max(60.0, sum(s.timeout_s for s, _ in planned) + 30.0)
+
+        def on_host(host: str) -> list[ToolResult]:
+            return self._sweep_host(host, planned)
+
+        def on_timeout(host: str) -> list[ToolResult]:
+            msg = f"host gave no answer within the sweep's {host_deadline_s:g}s per-host deadline"
+            return [_status_result(s.name, host, p, Status.TIMEOUT, msg) for s, p in planned]
+
+        def on_error(host: str, exc: BaseException) -> list[ToolResult]:
+            msg = f"internal error: {type(exc).__name__}: {exc}"
+            return [_status_result(s.name, host, p, Status.ERROR, msg) for s, p in planned]
+
+        out = fanout(
+            hosts, on_host, concurrency=concurrency, deadline_s=host_deadline_s,
+            on_timeout=on_timeout, on_error=on_error, progress=progress, desc=f"{level} sweep",
+        )
+        report = SweepReport(
+            results=out.results, level=level, tools=[s.name for s, _ in planned], wall_s=out.wall_s,
+            host_s=out.durations_s, notes=notes,
+        )
+        for host in out.timed_out:
+            report.results[host][0].findings.append(
+                _unreachable_finding(host, f"no answer within the {host_deadline_s:g}s per-host deadline")
+            )
+        report.fleet = _fleet_findings(report)
+        return report
+
+    def _sweep_host(self, host: str, planned: list[tuple[ToolSpec, dict[str, Any]]]) -> list[ToolResult]:
+        results: list[ToolResult] = []
+        give_up: str | None = None
+        give_up_status = Status.TIMEOUT
+        timeouts = 0
+        for spec, params in planned:
+            if give_up is not None:
+                results.append(_status_result(spec.name, host, params, give_up_status, give_up))
+                continue
+            try:
+                commands = render_commands(spec, params, scheduler=self.scheduler)
+            except ValidationError as exc:
+                results.append(_error(spec.name, host, params, str(exc)))
+                continue
+            result = self._execute(spec, host, params, commands)
+            results.append(result)
+            if result.status is Status.UNREACHABLE:
+                give_up, give_up_status = f"not run: {host} unreachable ({result.error})", Status.UNREACHABLE
+            elif result.status is Status.TIMEOUT:
+                timeouts += 1
+                if timeouts >= SWEEP_TIMEOUTS_BEFORE_GIVING_UP:
+                    give_up = f"not run: {host} timed out on {timeouts} checks in a row"
+                    results[-1].findings.append(_unreachable_finding(host, give_up.removeprefix("not run: ")))
+            else:
+                timeouts = 0
+        return results
+
+
+def _raw_text(outputs: list[CommandResult]) -> str:
+    parts: list[str] = []
+    for r in outputs:
+        text = r.stdout
+        if r.stderr:
+            text = f"{text}\n[stderr]\n{r.stderr}" if text else f"[stderr]\n{r.stderr}"
+        if len(outputs) > 1:
+            text = f"$ {r.command}\n{text}"
+        parts.append(text)
+    return "\n".join(parts)
+
+
+def _safe_parse(spec: ToolSpec, data: ParseInput) -> ParseOutput:
+    try:
+        parsed = spec.parse(data)
+    except Exception as exc:  # garbled output: status error, raw text kept by the caller
+        return ParseOutput(Status.ERROR, error=f"could not parse {spec.name} output: {type(exc).__name__}: {exc}")
+    if not isinstance(parsed, ParseOutput) or not isinstance(parsed.status, Status):
+        return ParseOutput(Status.ERROR, error=f"parser of {spec.name} returned {type(parsed).__name__}, not ParseOutput")
+    return parsed
+
+
+def _unreachable_finding(host: str, why: str) -> Finding:
+    lowered = why.lower()
+    if "host key" in lowered:  # refusing a key is a security event, not a dead node
+        return Finding("ssh_host_key_refused", host, why, severity="critical")
+    return Finding("node_unreachable", host, f"{host} unreachable: {why}", severity="critical")
+
+
+def _status_result(
+    tool: str, host: str, params: Mapping[str, Any] | None, status: Status, message: str
+) -> ToolResult:
+    return ToolResult(tool=tool, host=host, status=status, error=message, params=dict(params or {}))
+
+
+def _error(
+    tool: str, host: str, params: Mapping[str, Any] | None, message: str, *, command: str = ""
+) -> ToolResult:
+    safe_params = dict(params) if isinstance(params, Mapping) else {}
+    return ToolResult(tool=tool, host=host, status=Status.ERROR, error=message, params=safe_params, command=command)
+
+
+def _fleet_findings(report: SweepReport) -> list[Finding]:
+    """Cross-node comparisons from diagnostics.fleet, when that module is present."""
+    try:
+        from diagnostics.fleet import fleet_findings  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        report.notes.append("fleet comparisons unavailable (diagnostics.fleet not installed)")
+        return []
+    try:
+        return list(fleet_findings(report))
+    except Exception as exc:  # a comparison bug must not lose the per-host results
+        report.notes.append(f"fleet comparisons failed: {type(exc).__name__}: {exc}")
+        return []

@@ -1,0 +1,79 @@
+"""kb's own config: read once (by clusterdoc/config.py or the kb CLI) and passed down."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from kb.errors import ConfigError
+
+STORES = ("memory", "index", "elasticsearch")
+ES_URL_ENV = "CLUSTERDOC_ES_URL"
+ES_API_KEY_ENV = "CLUSTERDOC_ES_API_KEY"
+DATA_DIR_ENV = "CLUSTERDOC_DATA_DIR"
+SEED_PATH = Path(__file__).resolve().parent / "data" / "seed.jsonl"
+
+
+def default_data_dir() -> Path:
+    env = os.environ.get(DATA_DIR_ENV)
+    if env:
+        return Path(env).expanduser() / "kb"
+    return Path("~/.local/share/clusterdoc/kb").expanduser()
+
+
+@dataclass(frozen=True)
+class KBConfig:
+    """Where the knowledge base lives and how it retrieves.
+
+    store: ``memory`` (Haystack InMemoryDocumentStore + BM25, saved as JSON in data_dir),
+    ``index`` (clusterdoc's own inverted BM25 index, same persistence; fast at 100k records),
+    ``elasticsearch`` (URL from $CLUSTERDOC_ES_URL, API key from $CLUSTERDOC_ES_API_KEY).
+    data_dir None keeps an in-memory store ephemeral (tests, benchmarks).
+    """
+
+    store: str = "memory"
+    data_dir: Path | None = None
+    seed_path: Path | None = SEED_PATH
+    include_benchmark_split: bool = False
+    embeddings: bool = False
+    es_index: str = "clusterdoc-kb"
+    es_timeout_s: float = 5.0
+    rawtext_cap: int = 64 * 1024
+
+    def __post_init__(self) -> None:
+        if self.store not in STORES:
+            raise ConfigError(f"kb.store: {self.store!r} is not one of: {', '.join(STORES)}")
+        if self.rawtext_cap < 1024:
+            raise ConfigError(f"kb.rawtext_cap: {self.rawtext_cap} is below the minimum of 1024")
+        if self.es_timeout_s <= 0:
+            raise ConfigError(f"kb.es_timeout_s: {self.es_timeout_s} must be positive")
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> KBConfig:
+        """Defaults with the data dir taken from the environment, then explicit overrides."""
+        base = cls(data_dir=default_data_dir())
+        return replace(base, **overrides) if overrides else base
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], source: str = "config") -> KBConfig:
+        """Build from a ``[kb]`` TOML table; unknown keys are an error naming the key."""
+        known = {f.name for f in fields(cls)}
+        values: dict[str, Any] = {"data_dir": default_data_dir()}
+        for key, value in data.items():
+            if key not in known:
+                raise ConfigError(f"{source}: unknown key kb.{key}; known: {', '.join(sorted(known))}")
+            if key in ("data_dir", "seed_path"):
+                value = None if value in (None, "") else Path(str(value)).expanduser()
+            elif key in ("include_benchmark_split", "embeddings") and not isinstance(value, bool):
+                raise ConfigError(f"{source}: kb.{key} must be true or false, got {value!r}")
+            values[key] = value
+        return cls(**values)
+
+    def es_url(self) -> str:
+        url = os.environ.get(ES_URL_ENV, "").strip()
+        if not url:
+            raise ConfigError(f"kb.store = 'elasticsearch' needs the Elasticsearch URL in ${ES_URL_ENV}")
+        return url

@@ -1,0 +1,240 @@
+"""KnowledgeBase: the one object the agent, the bot and the CLI use to reach past failures.
+
+Fair evaluation is enforced here, not left to callers: unless the config says
+``include_benchmark_split``, a search can only ever return ``perceivable`` records (the filter goes
+to the store, and every hit is checked again before it is returned).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kb.config import KBConfig
+from kb.errors import IngestError, KBError, QueryError, RecordError
+from kb.ingest import FileIssue, IngestReport, collect_files, dedupe, read_file, read_jsonl
+from kb.records import Record
+from kb.stores import Store, WriteCounts, make_store, normalize_filters
+from kb.taxonomy import FAULTS, SPLITS, TOOL_NAMES
+
+MAX_TOP_K = 100
+# A pasted log can be huge; BM25 gains nothing from the middle of it.
+QUERY_CAP = 16 * 1024
+
+
+@dataclass(frozen=True)
+class Hit:
+    record: Record
+    score: float
+    rank: int  # 1 = best
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rank": self.rank, "score": round(self.score, 6), "record": self.record.to_dict()}
+
+
+class KnowledgeBase:
+    """Seed records + the data dir, searchable by BM25 (and optionally embeddings, fused by RRF)."""
+
+    def __init__(self, config: KBConfig | None = None) -> None:
+        self.config = config or KBConfig()
+        self._store: Store | None = None
+        self._dense: Any = None
+        self._lock = threading.Lock()
+
+    # -- life cycle -------------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Open the store, load the seed file (idempotent) and, if configured, the embeddings."""
+        with self._lock:
+            if self._store is not None:
+                return
+            store = make_store(self.config)
+            store.open()
+            seed = self.config.seed_path
+            if seed is not None and seed.exists():
+                records, _ = read_jsonl(seed, self.config.rawtext_cap)
+                store.upsert(records)
+            if self.config.embeddings:
+                from kb.embeddings import DenseIndex
+
+                dense = DenseIndex(self.config.data_dir)
+                dense.warm_up()
+                dense.add(store.records())
+                self._dense = dense
+            self._store = store
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self.warm_up()
+        assert self._store is not None
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    # -- retrieval --------------------------------------------------------------------------
+    def retrievable_splits(self, splits: Sequence[str] | None = None) -> tuple[str, ...]:
+        """The splits a search may return: never ``benchmark`` in fair mode."""
+        allowed = SPLITS if self.config.include_benchmark_split else ("perceivable",)
+        if splits is None:
+            return allowed
+        if isinstance(splits, str):
+            splits = (splits,)
+        unknown = [s for s in splits if s not in SPLITS]
+        if unknown:
+            raise QueryError(f"unknown split(s) {', '.join(unknown)}; known: {', '.join(SPLITS)}")
+        refused = [s for s in splits if s not in allowed]
+        if refused:
+            raise QueryError(
+                "the benchmark split is never retrieved in fair mode; set kb.include_benchmark_split = true "
+                "(CLI: --all-splits) to search the whole dataset"
+            )
+        return tuple(dict.fromkeys(splits))
+
+    def search(
+        self,
+        query: str,
+        top_k: int = 5,
+        filters: Mapping[str, Any] | None = None,
+        splits: Sequence[str] | None = None,
+    ) -> list[Hit]:
+        if not isinstance(query, str) or not query.strip():
+            raise QueryError("empty query: give error lines or symptoms to search for")
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or not 1 <= top_k <= MAX_TOP_K:
+            raise QueryError(f"top_k must be an integer from 1 to {MAX_TOP_K}, got {top_k!r}")
+        query = query.strip()
+        if len(query) > QUERY_CAP:
+            query = query[: QUERY_CAP // 2] + "\n" + query[-QUERY_CAP // 2 :]
+        norm = normalize_filters(filters)
+        allowed = self.retrievable_splits(splits)
+        if "split" in norm:
+            allowed = self.retrievable_splits(norm["split"])
+        norm["split"] = allowed
+        store = self.store
+        ranked = store.search(query, top_k, norm) if self._dense is None else self._fused(query, top_k, norm)
+        hits = [(r, s) for r, s in ranked if r.split in allowed]  # belt and braces over every backend
+        return [Hit(record=r, score=s, rank=i) for i, (r, s) in enumerate(hits[:top_k], 1)]
+
+    def _fused(self, query: str, top_k: int, norm: dict[str, tuple[str, ...]]) -> list[tuple[Record, float]]:
+        from kb.embeddings import reciprocal_rank_fusion
+
+        depth = max(top_k * 4, 20)
+        bm25 = self.store.search(query, depth, norm)
+        dense = self._dense.search(query, depth, norm)
+        by_id = {r.id: r for r, _ in bm25 + dense}
+        fused = reciprocal_rank_fusion([[r.id for r, _ in bm25], [r.id for r, _ in dense]])
+        return [(by_id[rid], score) for rid, score in fused[:top_k]]
+
+    def get(self, record_id: str) -> Record | None:
+        return self.store.get(record_id)
+
+    # -- growing ----------------------------------------------------------------------------
+    def add_records(self, records: Sequence[Record]) -> WriteCounts:
+        counts = self.store.upsert(records)
+        if self._dense is not None and (counts.added or counts.updated):
+            self._dense.add(records)
+        return counts
+
+    def ingest(self, path: str | Path) -> IngestReport:
+        """Ingest a JSONL file, a markdown thread, or a folder of them; each file all-or-nothing.
+
+        Raises IngestError (carrying the report) when any file was rejected; the other files are
+        ingested all the same.
+        """
+        report = IngestReport()
+        for file in collect_files(Path(path).expanduser()):
+            report.files += 1
+            try:
+                records, warnings = read_file(file, self.config.rawtext_cap)
+            except RecordError as exc:
+                report.failed.append(FileIssue(str(file), str(exc)))
+                continue
+            report.warnings.extend(warnings)
+            report.records += len(records)
+            counts = self.add_records(records)
+            report.added += counts.added
+            report.updated += counts.updated
+            report.unchanged += counts.unchanged
+        if report.failed:
+            lines = "\n".join(f"  {issue}" for issue in report.failed)
+            raise IngestError(
+                f"{len(report.failed)} file(s) rejected, nothing ingested from them:\n{lines}", report
+            )
+        return report
+
+    def learn_from_incident(
+        self,
+        summary: str,
+        cause_fault: str,
+        node: str | None,
+        gpu: int | None,
+        evidence_lines: Sequence[str],
+        actions: Sequence[str],
+        verified: bool,
+        *,
+        incident_id: str | None = None,
+    ) -> Record:
+        """Turn a resolved, verified incident into a record the very next search can find."""
+        if verified is not True:
+            raise KBError("refusing to learn from an incident whose fix was not verified")
+        if not isinstance(summary, str) or not summary.strip():
+            raise RecordError("incident summary must not be empty", field="summary")
+        if cause_fault not in FAULTS:
+            raise RecordError(
+                f"cause_fault {cause_fault!r} is not a fault kind; known: {', '.join(sorted(FAULTS))}",
+                field="cause_fault",
+            )
+        bad = [a for a in actions if a not in TOOL_NAMES]
+        if bad:
+            raise RecordError(f"unknown action(s) {', '.join(bad)}", field="actions")
+        category, components, checks = FAULTS[cause_fault]
+        parts = ([f"on {node}"] if node else []) + ([f"GPU {gpu}"] if gpu is not None else [])
+        where = (" " + " ".join(parts)) if parts else ""
+        evidence = [line.rstrip() for line in evidence_lines if line and line.strip()]
+        rawtext = "\n".join([f"Incident{where}: {summary.strip()}", "Evidence:", *evidence])
+        digest = hashlib.sha256(
+            "\x1f".join([cause_fault, node or "", str(gpu), summary.strip(), *evidence]).encode("utf-8")
+        ).hexdigest()[:12]
+        ident = incident_id or digest
+        record = Record.from_dict(
+            {
+                "problemkey": [cause_fault, cause_fault.replace("_", " ")],
+                "rawtext": rawtext,
+                "function": dedupe([*checks, *actions]),
+                "result": f"{cause_fault.replace('_', ' ')}{where}: {summary.strip()}",
+                "source": f"clusterdoc:incident/{ident}",
+                "category": category,
+                "components": list(components),
+                "origin": "incident",
+                "split": "perceivable",
+                "fault": cause_fault,
+            },
+            where=f"incident {ident}",
+            rawtext_cap=self.config.rawtext_cap,
+        )
+        self.add_records([record])
+        return record
+
+    # -- reporting --------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        store = self.store
+        facets = store.facets()
+        allowed = self.retrievable_splits()
+        return {
+            "store": store.name,
+            "data_dir": str(self.config.data_dir) if self.config.data_dir else None,
+            "total": store.count(),
+            "retrievable": sum(n for s, n in facets.get("split", {}).items() if s in allowed),
+            "retrievable_splits": list(allowed),
+            "embeddings": self._dense is not None,
+            "by_split": facets.get("split", {}),
+            "by_category": facets.get("category", {}),
+            "by_origin": facets.get("origin", {}),
+            "by_component": dict(list(facets.get("component", {}).items())[:25]),
+        }

@@ -1,0 +1,198 @@
+"""`perf check`: collect telemetry from a live or simulated cluster and run the perf detectors.
+
+Telemetry comes through ``diagnostics.toolkit.Toolkit`` (the read-only checks ``gpu_clocks``,
+``gpu_power``, ``gpu_temperature`` and ``job_step_times``) so the same code path serves real nodes
+over SSH and the simulator. diagnostics is imported lazily: perf stays a leaf package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from diagnostics.types import ClusterdocError, Finding, ToolResult
+from perf.detectors import GpuSample, detect_stragglers, expected_vs_observed, number
+from perf.workload import StepPrediction, predict_training_step
+
+TELEMETRY_TOOLS = ("gpu_clocks", "gpu_power", "gpu_temperature")
+
+# the names the checks' parsed data may use for each GpuSample field
+_ALIASES: dict[str, tuple[str, ...]] = {
+    "sm_clock_mhz": ("sm_clock_mhz", "clocks_sm_mhz", "sm_mhz", "clock_sm_mhz", "clocks.sm", "sm_clock"),
+    "max_sm_clock_mhz": ("max_sm_clock_mhz", "clocks_max_sm_mhz", "max_sm_mhz", "clocks.max.sm", "max_sm_clock"),
+    "power_w": ("power_w", "power_draw_w", "power.draw", "power_draw"),
+    "power_limit_w": ("power_limit_w", "enforced_power_limit_w", "power.limit", "enforced_power_limit", "power_limit"),
+    "temp_c": ("temp_c", "temperature_c", "temperature.gpu", "gpu_temp_c", "temperature"),
+    "util_pct": ("util_pct", "utilization_pct", "utilization.gpu", "gpu_util_pct", "utilization"),
+}
+
+
+@dataclass
+class CheckInputs:
+    inventory: str | None = None
+    scenario: str | None = None
+    gpu: str | None = None
+    n_gpus: int | None = None
+    model_params: float | None = None
+    tokens_per_step: float | None = None
+    precision: str | None = None
+    interconnect: str | None = None
+
+
+@dataclass
+class CheckResult:
+    samples: list[GpuSample]
+    findings: list[Finding]
+    prediction: StepPrediction | None = None
+    observed_step_s: float | None = None
+    step_times: dict[str, float] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+
+def _gpu_rows(data: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    for key in ("gpus", "per_gpu", "devices"):
+        rows = data.get(key)
+        if isinstance(rows, list):
+            return [r for r in rows if isinstance(r, Mapping)]
+        if isinstance(rows, Mapping):  # {"0": {...}, "1": {...}}
+            return [dict(v, index=k) for k, v in rows.items() if isinstance(v, Mapping)]
+    return []
+
+
+def samples_from_results(results: Iterable[ToolResult], t: float = 0.0) -> list[GpuSample]:
+    """Merge the per-GPU rows of the telemetry checks into one GpuSample per (host, gpu)."""
+    merged: dict[tuple[str, int], dict[str, Any]] = {}
+    for result in results:
+        for row in _gpu_rows(result.data):
+            index = number(row.get("index", row.get("gpu")))
+            if index is None:
+                continue
+            fields = merged.setdefault((result.host, int(index)), {})
+            for name, aliases in _ALIASES.items():
+                for alias in aliases:
+                    if alias in row and fields.get(name) is None:
+                        fields[name] = number(row[alias])
+                        break
+    return [GpuSample(host=h, gpu=g, t=t, **f) for (h, g), f in sorted(merged.items())]
+
+
+def step_times_from_results(results: Iterable[ToolResult]) -> dict[str, float]:
+    """Per-rank step times from ``job_step_times`` results (``{"ranks": {label: seconds}}`` or a list)."""
+    out: dict[str, float] = {}
+    for result in results:
+        ranks = result.data.get("ranks") or result.data.get("step_times") or result.data.get("per_rank")
+        if isinstance(ranks, Mapping):
+            for label, value in ranks.items():
+                v = number(value.get("step_time_s") if isinstance(value, Mapping) else value)
+                if v is not None:
+                    out[str(label)] = v
+        elif isinstance(ranks, list):
+            for i, row in enumerate(ranks):
+                if isinstance(row, Mapping):
+                    label = row.get("rank", row.get("label", f"{result.host}:{row.get('gpu', i)}"))
+                    v = number(row.get("step_time_s", row.get("seconds")))
+                else:
+                    label, v = f"{result.host}:{i}", number(row)
+                if v is not None:
+                    out[str(label)] = v
+    return out
+
+
+def _observed_step(results: Iterable[ToolResult], step_times: Mapping[str, float]) -> float | None:
+    for result in results:
+        for key in ("step_time_s", "job_step_time_s", "observed_step_s"):
+            v = number(result.data.get(key))
+            if v is not None and v > 0:
+                return v
+    return max(step_times.values()) if step_times else None  # synchronous: the job runs at its slowest rank
+
+
+def run_check(inputs: CheckInputs) -> CheckResult:
+    from diagnostics.registry import default_registry
+    from diagnostics.toolkit import Toolkit
+
+    notes: list[str] = []
+    model: dict[str, Any] = {
+        "gpu": inputs.gpu, "n_gpus": inputs.n_gpus, "model_params": inputs.model_params,
+        "tokens_per_step": inputs.tokens_per_step, "precision": inputs.precision,
+        "interconnect": inputs.interconnect,
+    }
+    sim: Any = None
+    if inputs.scenario:
+        from diagnostics.scenario import load_scenario
+        from diagnostics.sim import SimCluster
+
+        scenario = load_scenario(inputs.scenario)
+        sim = SimCluster(scenario)
+        executor = sim.executor()
+        hosts = list(sim.hosts)
+        cluster = scenario.cluster
+        workload = getattr(cluster, "workload", None)
+        _default(model, "gpu", cluster.gpu)
+        _default(model, "n_gpus", cluster.nodes * cluster.gpus_per_node if isinstance(cluster.nodes, int)
+                 else len(hosts) * cluster.gpus_per_node)
+        _default(model, "interconnect", cluster.interconnect)
+        if workload is not None and getattr(workload, "kind", "none") == "llm_training":
+            _default(model, "model_params", workload.model_params)
+            _default(model, "tokens_per_step", workload.tokens_per_step)
+            _default(model, "precision", getattr(workload, "precision", None))
+    elif inputs.inventory:
+        from diagnostics.executors import SSHExecutor
+        from diagnostics.executors.ssh import SSHConfig
+        from diagnostics.inventory import load_inventory
+
+        inventory = load_inventory(inputs.inventory)
+        executor = SSHExecutor(inventory, SSHConfig())
+        hosts = [n.name for n in inventory.nodes]
+    else:
+        raise ClusterdocError("perf check needs --inventory FILE or --scenario FILE")
+
+    toolkit = Toolkit(default_registry(), executor)
+    try:
+        telemetry: list[ToolResult] = []
+        step_results: list[ToolResult] = []
+        for host in hosts:
+            for tool in TELEMETRY_TOOLS:
+                result = toolkit.run(tool, host)
+                if result.status.value in ("ok", "problem"):
+                    telemetry.append(result)
+                else:
+                    notes.append(f"{tool} on {host}: {result.status.value} {result.error}".strip())
+            step = toolkit.run("job_step_times", host)
+            if step.status.value in ("ok", "problem"):
+                step_results.append(step)
+    finally:
+        executor.close()
+
+    samples = samples_from_results(telemetry)
+    if not samples and sim is not None:
+        samples = [s for h in hosts for s in sim.gpu_samples(h)]
+        notes.append("telemetry checks returned no per-GPU rows; used the simulator's samples directly")
+    step_times = step_times_from_results(step_results)
+    observed = _observed_step(step_results, step_times)
+    if observed is None and sim is not None:
+        observed = sim.step_time_s()
+
+    findings = detect_stragglers(samples, step_times=step_times, notes=notes)
+    prediction = None
+    if all(model.get(k) for k in ("gpu", "n_gpus", "model_params", "tokens_per_step")):
+        prediction = predict_training_step(
+            model["gpu"], int(model["n_gpus"]), float(model["model_params"]), float(model["tokens_per_step"]),
+            precision=model.get("precision") or "bf16", interconnect=model.get("interconnect") or "infiniband",
+        )
+        if observed is not None:
+            clocks = [s.sm_clock_mhz for s in samples]
+            peak = max((m for s in samples if (m := number(s.max_sm_clock_mhz)) is not None), default=None)
+            findings += expected_vs_observed(prediction, observed, sm_clocks_mhz=clocks or None,
+                                             max_sm_clock_mhz=peak, host="job", notes=notes)
+        else:
+            notes.append("no job step time available: expected-vs-observed skipped")
+    else:
+        notes.append("no workload given (--gpu --gpus --model-params --tokens-per-step): model comparison skipped")
+    return CheckResult(samples, findings, prediction, observed, step_times, notes)
+
+
+def _default(model: dict[str, Any], key: str, value: Any) -> None:
+    if model.get(key) is None and value is not None:
+        model[key] = value

@@ -1,0 +1,195 @@
+"""`clusterdoc perf …`: predict a training step, check a live or simulated cluster against it.
+
+    clusterdoc perf predict --gpu H100-SXM5-80GB --gpus 64 --model-params 7e9 --tokens-per-step 4194304
+    clusterdoc perf check --scenario scenarios/a800-throttle.yaml
+    clusterdoc perf check --inventory inventory.yaml --gpu A800-SXM4-80GB --model-params 7e9 --tokens-per-step 4194304
+    clusterdoc perf gpus            # the hardware catalog
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from diagnostics.types import ClusterdocError, Finding
+from perf.catalog import PRECISIONS, get_gpu, get_nic, gpu_names, interconnect_kinds, nic_names
+from perf.workload import StepPrediction, predict_training_step
+
+
+def register(subparsers: Any) -> None:
+    perf = subparsers.add_parser("perf", help="performance models: expected step time, stragglers, early warning")
+    sub = perf.add_subparsers(dest="perf_command", metavar="PERF_COMMAND")
+    perf.set_defaults(handler=lambda args: _usage(perf))
+
+    predict = sub.add_parser("predict", help="expected training-step time and its breakdown")
+    _model_args(predict, required=True)
+    predict.add_argument("--sm-clock", action="append", default=[], metavar="GPU=MHZ",
+                         help="override one GPU's SM clock, e.g. --sm-clock 35=200 (repeatable)")
+    predict.add_argument("--bus-bw-gbs", type=float, help="measured all-reduce bus bandwidth (GB/s)")
+    predict.add_argument("--added-latency-ms", type=float, default=0.0)
+    predict.add_argument("--tensor-parallel", type=int, default=1)
+    predict.add_argument("--pipeline-parallel", type=int, default=1)
+    predict.add_argument("--observed-step-s", type=float, help="measured step time: report the gap")
+    predict.add_argument("--format", choices=("text", "json", "dot"), default="text")
+    predict.set_defaults(handler=_predict)
+
+    check = sub.add_parser("check", help="compare a live or simulated cluster with the model")
+    src = check.add_mutually_exclusive_group(required=True)
+    src.add_argument("--inventory", help="inventory YAML of real nodes (checked over SSH)")
+    src.add_argument("--scenario", help="scenario YAML (checked in the simulator)")
+    _model_args(check, required=False)
+    check.add_argument("--format", choices=("text", "json", "dot"), default="text")
+    check.set_defaults(handler=_check)
+
+    gpus = sub.add_parser("gpus", help="list the hardware catalog")
+    gpus.set_defaults(handler=_list)
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _model_args(p: argparse.ArgumentParser, *, required: bool) -> None:
+    p.add_argument("--gpu", required=required, help=f"GPU model ({', '.join(gpu_names())})")
+    p.add_argument("--gpus", type=int, required=required, help="number of GPUs in the job")
+    p.add_argument("--model-params", type=float, required=required, help="model parameters, e.g. 7e9")
+    p.add_argument("--tokens-per-step", type=float, required=required, help="global batch in tokens")
+    p.add_argument("--precision", default=None, help=f"one of {', '.join(PRECISIONS)} (default bf16)")
+    p.add_argument("--interconnect", default=None,
+                   help=f"{' | '.join(interconnect_kinds())} or a NIC ({', '.join(nic_names())})")
+
+
+def _fail(message: str) -> int:
+    print(f"clusterdoc perf: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _parse_clocks(items: list[str], n: int, max_mhz: float) -> list[float] | None:
+    if not items:
+        return None
+    clocks = [max_mhz] * n
+    for item in items:
+        gpu, sep, mhz = item.partition("=")
+        if not sep or not gpu.strip().isdigit():
+            raise ClusterdocError(f"--sm-clock {item!r}: expected GPU=MHZ, e.g. 35=200")
+        index = int(gpu)
+        if index >= n:
+            raise ClusterdocError(f"--sm-clock {item!r}: GPU index {index} is not below --gpus {n}")
+        try:
+            clocks[index] = float(mhz)
+        except ValueError:
+            raise ClusterdocError(f"--sm-clock {item!r}: {mhz!r} is not a number") from None
+    return clocks
+
+
+def _predict(args: argparse.Namespace) -> int:
+    try:
+        spec = get_gpu(args.gpu)
+        clocks = _parse_clocks(args.sm_clock, args.gpus, spec.max_sm_clock_mhz) if args.gpus > 0 else None
+        pred = predict_training_step(
+            spec, args.gpus, args.model_params, args.tokens_per_step,
+            precision=args.precision or "bf16", interconnect=args.interconnect or "infiniband",
+            sm_clocks_mhz=clocks, bus_bw_gbs=args.bus_bw_gbs, added_latency_ms=args.added_latency_ms,
+            tensor_parallel=args.tensor_parallel, pipeline_parallel=args.pipeline_parallel,
+        )
+        findings: list[Finding] = []
+        if args.observed_step_s is not None:
+            from perf.detectors import expected_vs_observed
+
+            findings = expected_vs_observed(pred, args.observed_step_s, sm_clocks_mhz=clocks,
+                                            max_sm_clock_mhz=spec.max_sm_clock_mhz)
+    except ClusterdocError as exc:
+        return _fail(str(exc))
+    _emit(args.format, pred, findings, [], args.observed_step_s)
+    return 0
+
+
+def format_prediction(pred: StepPrediction) -> str:
+    b = pred.breakdown
+    lines = [
+        f"{b['gpu']} x {b['n_gpus']} ({b['precision']}, {b['interconnect']}): "
+        f"{b['model_params']:.3g} params, {b['tokens_per_step']:.4g} tokens/step",
+        f"expected step time  {pred.total_s:10.3f} s   ({pred.tokens_per_s:,.0f} tokens/s, MFU {b['mfu']:.1%})",
+        f"  compute (SM clock) {pred.compute_s:10.3f} s   {b['flops_per_gpu']:.3g} FLOP/GPU at "
+        f"{b['gemm_efficiency']:.0%} of {b['peak_flops'] / 1e12:g} TFLOP/s x clock {b['min_clock_ratio']:.3f}",
+        f"  memory-bound       {pred.memory_s:10.3f} s   {b['memory_bytes_per_gpu'] / 1e9:.3g} GB at "
+        f"{b['hbm_bw_gbs']:g} GB/s HBM",
+        f"  communication      {pred.comm_s:10.3f} s   ring all-reduce of {b['grad_bytes'] / 1e9:.3g} GB at "
+        f"{b['bus_bw_gbs']:.1f} GB/s bus bandwidth",
+        f"  other (host, gaps) {pred.overhead_s:10.3f} s   calibrated from a healthy MFU of {b['healthy_mfu']:.0%}",
+        f"SM-clock-bound share of a healthy step: {b['clock_bound_share']:.2f}",
+    ]
+    if pred.slowest_gpu is not None:
+        healthy = b["healthy_step_s"]
+        lines.append(f"slowest GPU: #{pred.slowest_gpu} sets the synchronous step: {pred.total_s / healthy:.2f}x "
+                     f"the healthy {healthy:.3f} s (throughput {healthy / pred.total_s:.0%})")
+    return "\n".join(lines)
+
+
+def _emit(fmt: str, pred: StepPrediction | None, findings: list[Finding], notes: list[str],
+          observed: float | None) -> None:
+    if fmt == "json":
+        out: dict[str, Any] = {"findings": [f.to_dict() for f in findings], "notes": notes}
+        if pred is not None:
+            out["prediction"] = {"total_s": pred.total_s, "compute_s": pred.compute_s, "memory_s": pred.memory_s,
+                                 "comm_s": pred.comm_s, "overhead_s": pred.overhead_s,
+                                 "slowest_gpu": pred.slowest_gpu, "breakdown": pred.breakdown}
+        if observed is not None:
+            out["observed_step_s"] = observed
+        print(json.dumps(out, indent=2, default=str))
+        return
+    if fmt == "dot":
+        from perf.dot import PerfReport, render_prediction, render_report
+
+        if pred is not None:
+            print(render_prediction(pred, observed_step_s=observed, findings=findings, notes=notes))
+        else:
+            print(render_report(PerfReport(model="telemetry", findings=findings, notes=notes)))
+        return
+    if pred is not None:
+        print(format_prediction(pred))
+    if observed is not None and pred is not None:
+        print(f"observed step time  {observed:10.3f} s   ({pred.total_s / observed:.0%} of expected throughput)")
+    if findings:
+        print(f"findings ({len(findings)}):")
+        for f in findings:
+            where = f.host if f.gpu is None else f"{f.host} GPU {f.gpu}"
+            print(f"  [{f.severity}] {f.kind} {where}: {f.message}")
+    elif pred is None or observed is not None:
+        print("no findings: the cluster performs as the model expects")
+    for note in notes:
+        print(f"note: {note}")
+
+
+def _list(args: argparse.Namespace) -> int:
+    print(f"{'GPU':16s} {'bf16 TF':>8s} {'fp8 TF':>7s} {'HBM GB':>7s} {'HBM GB/s':>9s} {'SM MHz':>7s} "
+          f"{'power W':>8s} {'NVLink GB/s':>12s}")
+    for name in gpu_names():
+        g = get_gpu(name)
+        print(f"{g.name:16s} {g.peak_tflops['bf16']:8g} {g.peak_tflops.get('fp8', 0):7g} {g.hbm_gb:7g} "
+              f"{g.hbm_bw_gbs:9g} {g.max_sm_clock_mhz:7d} {g.default_power_w:8d} {g.nvlink_bw_gbs:12g}")
+    print()
+    for name in nic_names():
+        n = get_nic(name)
+        print(f"{n.name:14s} {n.kind:10s} {n.rate_gbps:5g} Gb/s  ~{n.effective_gbs:g} GB/s effective")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from perf.check import CheckInputs, run_check
+
+    try:
+        result = run_check(CheckInputs(
+            inventory=args.inventory, scenario=args.scenario, gpu=args.gpu, n_gpus=args.gpus,
+            model_params=args.model_params, tokens_per_step=args.tokens_per_step,
+            precision=args.precision, interconnect=args.interconnect,
+        ))
+    except ClusterdocError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot read {args.inventory or args.scenario}: {exc}")
+    _emit(args.format, result.prediction, result.findings, result.notes, result.observed_step_s)
+    return 1 if any(f.severity != "info" for f in result.findings) else 0

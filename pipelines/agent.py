@@ -1,0 +1,452 @@
+"""The diagnosis agent: an incident in, a stream of events and a verified diagnosis out.
+
+Three self-play rounds (the method's §4.3.3), as a small loop over Haystack components:
+1. extract entities and keywords (regex + model, merged), retrieve KB records, form hypotheses;
+2. critique the hypotheses, choose registry checks, run them (a fanned-out check counts once);
+3. attribute the cause from the checks' findings; a verifier rejects any claim no finding shows;
+   unverified -> another round (refine, next hypothesis, then a broad quick sweep) within budget.
+The model proposes and critiques; the evidence decides. With no model, or one that fails twice,
+the same loop runs on evidence alone and ``Diagnosis.degraded`` says so.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from diagnostics.types import Finding, ToolResult, cap_text
+from pipelines.api import AgentEvent, Cause, Diagnosis, DiagnosisRequest, Proposal
+from pipelines.components import CheckRunner, EntityExtractor, KBLookup, MergeModelEntities, ModelStep
+from pipelines.config import AgentConfig
+from pipelines.dot.graph import Attachment, DotGraph, DotNode
+from pipelines.dot.parse import parse_dot
+from pipelines.evidence import Candidate, confidence, rank_candidates, verify_claim
+from pipelines.extract import Entities
+from pipelines.faults import EXPLAINS, FAULT_CHECKS, RUNBOOK_OF_FAULT, RUNBOOKS, SYMPTOM_KINDS
+from pipelines.llm.base import LLM, LLMReply, NoLLM
+from pipelines.planner import ClusterInfo, ToolPlan, fill_params, ordered_hypotheses, plan_for_fault
+from pipelines.prompts import (
+    attribution_messages,
+    attribution_schema,
+    critique_messages,
+    critique_schema,
+    hypothesis_messages,
+    hypothesis_schema,
+)
+from pipelines.proposals import build_proposals
+
+KB_PRIOR = 0.6  # prior weight a retrieved record's fault adds (rank 1; less further down)
+MODEL_PRIOR = 0.5  # prior weight a model hypothesis adds
+
+
+class _Run:
+    """Mutable state of one diagnosis."""
+
+    def __init__(self) -> None:
+        self.graph = DotGraph()
+        self.results: list[ToolResult] = []
+        self.findings: list[Finding] = []
+        self.tool_calls: list[dict[str, Any]] = []
+        self.invocations = 0
+        self.done_plans: set[tuple[str, tuple[str, ...], str]] = set()
+        self.tokens = {"prompt": 0, "completion": 0}
+        self.llm_failures = 0
+        self.llm_errors: list[str] = []
+        self.timings: dict[str, float] = {}
+        self.notes: list[str] = []
+
+
+class Agent:
+    def __init__(
+        self,
+        config: AgentConfig,
+        toolkit: Any,
+        kb: Any = None,
+        llm: LLM | None = None,
+        *,
+        hosts: Sequence[str] | None = None,
+        cluster: ClusterInfo | None = None,
+    ) -> None:
+        self.config = config
+        self.toolkit = toolkit
+        self.kb = kb
+        self.llm: LLM = llm if llm is not None else NoLLM()
+        self.cluster = cluster or ClusterInfo(hosts=list(hosts or []))
+        if hosts is not None and not self.cluster.hosts:
+            self.cluster.hosts = list(hosts)
+        self.extractor = EntityExtractor(self.cluster.hosts)
+        self.kb_lookup = KBLookup(kb, config.kb_top_k, config.kb_splits)
+        self.model = ModelStep(self.llm)
+        self.merge = MergeModelEntities(self.cluster.hosts)
+        self.runner = CheckRunner(toolkit)
+        self._warm = False
+
+    # ----- life cycle ---------------------------------------------------------------------
+    def warm_up(self) -> None:
+        """Load the model and the knowledge base (heavy; call once before serving)."""
+        if self._warm:
+            return
+        if self.config.mode in ("rag", "rag-dot-selfplay"):
+            self.kb_lookup.warm_up()
+        try:
+            self.llm.warm_up()
+        except Exception as exc:  # a missing model is reported per diagnosis, never fatal here
+            self._warm_error = f"model warm-up failed: {exc}"
+        self._warm = True
+
+    def diagnose(self, request: DiagnosisRequest) -> Diagnosis:
+        final: Diagnosis | None = None
+        for event in self.stream(request):
+            if event.kind == "diagnosis":
+                final = event.data["diagnosis"]
+        assert final is not None
+        return final
+
+    # ----- the loop -------------------------------------------------------------------------
+    def stream(self, request: DiagnosisRequest) -> Iterator[AgentEvent]:
+        started = time.monotonic()
+        run = _Run()
+        cfg = self.config
+        use_model = not isinstance(self.llm, NoLLM) and cfg.mode != "preplan"
+        use_kb = cfg.mode in ("rag", "rag-dot-selfplay") and self.kb is not None
+        selfplay = cfg.mode == "rag-dot-selfplay"
+        if not self._warm:
+            self.warm_up()
+        warm_error = getattr(self, "_warm_error", "")
+        if warm_error and use_model:
+            run.llm_failures = cfg.llm_failures_before_degraded
+            run.llm_errors.append(warm_error)
+
+        text = (request.text or "").strip()
+        text, cut = cap_text(text, cfg.input_cap_chars)
+        if cut:
+            run.notes.append(f"input cut to {cfg.input_cap_chars} characters (head and tail kept)")
+            yield AgentEvent("status", {"message": f"long input: kept the first and last {cfg.input_cap_chars // 2} characters"})
+        target = (request.target or "").strip() or None
+        if not text and not target:
+            msg = "nothing to diagnose: the alert text is empty and no node was named"
+            yield AgentEvent("error", {"message": msg})
+            yield self._final(run, Cause(None), msg, [], 0.0, [], started, verified=False, request=request)
+            return
+
+        # ---- round 1: extract, retrieve, hypothesise ----
+        yield AgentEvent("status", {"message": "round 1: reading the alert"})
+        ent: Entities = self.extractor.run(text=f"{text}\n{target or ''}")["entities"]
+        root = run.graph.add("proposition", f"Incident: {text[:160] or 'diagnose ' + str(target)}", round=1,
+                             attachments=[Attachment("log", text[:800])] if text else [])
+        priors: dict[str, float] = dict(ent.hypotheses)
+        hits: list[Any] = []
+        if use_kb:
+            t = time.monotonic()
+            out = self.kb_lookup.run(query=" ".join([*ent.keywords, text[:600]]) or str(target))
+            run.timings["kb_s"] = round(time.monotonic() - t, 3)
+            hits = out["hits"]
+            if out["error"]:
+                run.notes.append(out["error"])
+            for i, hit in enumerate(hits):
+                fault = getattr(hit.record, "fault", None)
+                if fault:
+                    priors[fault] = priors.get(fault, 0.0) + KB_PRIOR / (1 + i)
+        if use_model:
+            snippets = [f"{h.record.result} ({', '.join(h.record.problemkey[:5])})" for h in hits]
+            reply = self._ask(run, hypothesis_messages(text or str(target), snippets, cfg.prompt_data_cap_chars), hypothesis_schema())
+            if reply is not None and reply.data is not None:
+                notes = self.merge.run(entities=ent, text=f"{text}\n{target or ''}", reply=reply)["notes"]
+                run.graph.notes.extend(notes)
+                for f in reply.data.get("hypotheses", []):
+                    priors[f] = priors.get(f, 0.0) + MODEL_PRIOR
+        hyps = ordered_hypotheses(priors)
+        scope = self._scope(target, ent)
+        for h in hyps[:3]:
+            why = []
+            if h in ent.hypotheses:
+                why.append("alert keywords " + ", ".join(repr(k) for k in ent.keywords[:3]))
+            kb_ids = [hit.record.id for hit in hits if getattr(hit.record, "fault", None) == h]
+            if kb_ids:
+                why.append("KB " + ", ".join(kb_ids[:2]))
+            run.graph.add("proposition", f"hypothesis: {h} (prior {priors[h]:.2f}; {'; '.join(why) or 'model'})",
+                          [root.id], round=1)
+        yield AgentEvent("graph", {"graph": run.graph.to_json(), "round": 1, "entities": ent.to_dict(),
+                                   "kb": [h.record.id for h in hits]})
+
+        # ---- round 2: critique, choose checks, run them ----
+        yield AgentEvent("status", {"message": "round 2: choosing checks"})
+        scope_text = (f"the request names {', '.join(scope)}" if scope != self.cluster.hosts
+                      else f"no node named: one check fans out over all {len(scope)} hosts and counts once")
+        critique_of = [n.id for n in run.graph.nodes if n.kind == "proposition" and n.id != root.id][:1] or [root.id]
+        if selfplay:
+            run.graph.add("critique", f"scope: {scope_text}; keywords are priors, not evidence: a check must show it",
+                          critique_of, round=2)
+        model_tools: list[str] = []
+        if use_model and selfplay:
+            read_only = [s for s in self._read_only_specs()]
+            reply = self._ask(run, critique_messages(hyps[:3], scope_text, [{"name": s.name, "description": s.description} for s in read_only]),
+                              critique_schema([s.name for s in read_only]))
+            if reply is not None and reply.data is not None:
+                crit = str(reply.data.get("critique", "")).strip()
+                if crit:
+                    frag = parse_dot(crit, round=2, known_ids={n.id for n in run.graph.nodes})
+                    if frag.nodes:
+                        run.graph.merge(frag, round=2)
+                    else:
+                        run.graph.add("critique", crit[:300], critique_of, round=2, source="model")
+                model_tools = [t for t in reply.data.get("tools", []) if isinstance(t, str)]
+            elif reply is not None and reply.text:
+                run.graph.notes.append("model critique unusable: " + reply.error)
+        for t in model_tools:  # the model's picks raise the prior of what they establish
+            for fault, checks in FAULT_CHECKS.items():
+                if t in checks:
+                    priors[fault] = priors.get(fault, 0.0) + 0.3
+        hyps = ordered_hypotheses(priors)
+        if cfg.mode == "preplan":
+            yield from self._preplan(run, hyps, scope)
+        else:
+            yield from self._targeted(run, hyps, scope, ent, max_hyps=3 if selfplay else 2, refine=selfplay or cfg.mode == "rag")
+
+        # ---- round 3: attribute, verify; more rounds while unverified ----
+        rounds = 3
+        best, ranked = self._attribute(run, priors, ent, text, use_model and selfplay, rounds)
+        extra = 0
+        while best is None and extra < cfg.max_extra_rounds and run.invocations < cfg.max_tool_calls:
+            extra += 1
+            rounds += 1
+            yield AgentEvent("status", {"message": f"round {rounds}: no verified cause yet; broadening"})
+            if extra == 1 and cfg.mode != "preplan":
+                yield from self._targeted(run, hyps[3:], scope, ent, max_hyps=3, refine=True)
+            else:
+                yield from self._sweep(run, scope)
+            best, ranked = self._attribute(run, priors, ent, text, use_model and selfplay, rounds)
+            if best is None and extra == 1 and cfg.mode != "preplan":
+                yield from self._sweep(run, scope)
+                best, ranked = self._attribute(run, priors, ent, text, False, rounds)
+                break
+        # ---- outcome ----
+        if best is None:
+            unresolved = [c for c in ranked if not c.explained_by]
+            if unresolved:
+                lead = unresolved[0]
+                summary = (f"no verified root cause; strongest lead: {lead.label()} "
+                           f"({'; '.join(f.message for f in lead.findings[:2])})")
+                conf = 0.2
+            else:
+                errors = [r for r in run.results if r.status.value in ("error", "timeout", "unreachable")]
+                summary = "nothing wrong found: every check came back clean" + (
+                    f" ({len(errors)} check(s) could not run)" if errors else "")
+                conf = 0.8 if not errors else 0.5
+            node = run.graph.add("summary", summary, [run.graph.nodes[-1].id], round=rounds)
+            del node
+            yield self._final(run, Cause(None), summary, [], conf, [], started, verified=False, request=request)
+            return
+        verdict = verify_claim(best.cause, run.findings)
+        props: list[Proposal] = []
+        notes: list[str] = []
+        props.extend(build_proposals(best.cause, self.toolkit, gpu_model=self.cluster.gpu_model,
+                                     rationale="; ".join(f.message for f in verdict.support[:3]), notes=notes))
+        others = [c for c in ranked if c is not best and not c.explained_by and not c.is_symptom
+                  and verify_claim(c.cause, run.findings).verified]
+        for other in others[:2]:
+            extra_props = build_proposals(other.cause, self.toolkit, gpu_model=self.cluster.gpu_model, notes=notes)
+            props.extend(extra_props[:1])
+        run.graph.notes.extend(notes)
+        for p in props:
+            yield AgentEvent("proposal", {"proposal": p.to_dict()})
+        where = best.node + (f" GPU {best.gpu}" if best.gpu is not None else "")
+        summary = f"{best.fault} on {where}: " + "; ".join(f.message for f in verdict.support[:2])
+        if others:
+            summary += " | also found: " + ", ".join(c.label() for c in others[:3])
+        last = run.graph.nodes[-1].id
+        run.graph.add("summary", summary, [last], round=rounds)
+        evidence = [f.to_dict() for f in verdict.support + best.explains]
+        yield self._final(run, best.cause, summary, evidence, confidence(best, ranked), props, started,
+                          verified=True, request=request)
+
+    # ----- helpers --------------------------------------------------------------------------
+    def _ask(self, run: _Run, messages: list[dict[str, str]], schema: dict[str, Any]) -> LLMReply | None:
+        """One model call, unless the model already failed too often (then None)."""
+        if run.llm_failures >= self.config.llm_failures_before_degraded:
+            return None
+        t = time.monotonic()
+        reply: LLMReply = self.model.run(messages=messages, schema=schema)["reply"]
+        run.timings["llm_s"] = round(run.timings.get("llm_s", 0.0) + time.monotonic() - t, 3)
+        run.tokens["prompt"] += reply.prompt_tokens
+        run.tokens["completion"] += reply.completion_tokens
+        if reply.error:
+            run.llm_failures += 1
+            run.llm_errors.append(reply.error)
+            return LLMReply(None, reply.text, reply.prompt_tokens, reply.completion_tokens, reply.error)
+        return reply
+
+    def _read_only_specs(self) -> list[Any]:
+        try:
+            return list(self.toolkit.registry.specs(kind="read_only"))
+        except Exception:
+            return []
+
+    def _scope(self, target: str | None, ent: Entities) -> list[str]:
+        hosts = self.cluster.hosts
+        named = [h for h in ent.nodes if h in hosts]
+        if target:
+            from pipelines.extract import normalize_node
+
+            t = normalize_node(target, hosts) or target
+            if t in hosts and t not in named:
+                named.insert(0, t)
+        return named or list(hosts)
+
+    def _run_plan(self, run: _Run, plan: ToolPlan, round_no: int) -> Iterator[AgentEvent]:
+        if plan.key() in run.done_plans or run.invocations >= self.config.max_tool_calls:
+            return
+        run.done_plans.add(plan.key())
+        run.invocations += 1
+        yield AgentEvent("tool_call", {"tool": plan.tool, "hosts": plan.hosts, "params": plan.params, "why": plan.why,
+                                       "invocation": run.invocations})
+        out = self.runner.run(plan=plan)
+        results: list[ToolResult] = out["results"]
+        run.results.extend(results)
+        run.findings.extend(out["findings"])
+        run.tool_calls.extend(r.to_dict() for r in results)
+        bad = [f for f in out["findings"] if f.severity in ("warning", "critical")]
+        statuses: dict[str, int] = {}
+        for r in results:
+            statuses[r.status.value] = statuses.get(r.status.value, 0) + 1
+        table = "\n".join(f"{f.host}\t{'' if f.gpu is None else f.gpu}\t{f.kind}\t{f.message[:100]}" for f in bad[:12])
+        verif_of = [n.id for n in run.graph.nodes if n.kind in ("critique", "proposition")][-1:] or [run.graph.nodes[0].id]
+        run.graph.add(
+            "verification",
+            f"{plan.tool} on {len(plan.hosts)} host(s): {len(bad)} finding(s); status {statuses}",
+            verif_of,
+            attachments=[Attachment("table", table)] if table else [],
+            round=round_no,
+            source="evidence",
+            status="supported" if bad else "refuted",
+        )
+        yield AgentEvent("tool_result", {"tool": plan.tool, "hosts": len(plan.hosts), "statuses": statuses,
+                                         "findings": [f.to_dict() for f in bad[:20]], "seconds": round(out["seconds"], 3)})
+        yield AgentEvent("graph", {"graph": run.graph.to_json(), "round": round_no})
+
+    def _targeted(self, run: _Run, hyps: Sequence[str], scope: list[str], ent: Entities, *, max_hyps: int, refine: bool) -> Iterator[AgentEvent]:
+        """Checks for the leading hypotheses, stopping as soon as a root cause is found; then the
+        refinement: what could explain it, checked on the localized node/GPU only."""
+        registry = self.toolkit.registry
+        gpu = ent.gpus[0] if len(ent.gpus) == 1 and scope != self.cluster.hosts else None
+        for fault in list(hyps)[:max_hyps]:
+            for plan in plan_for_fault(fault, registry, self.cluster, scope, gpu)[:1]:
+                yield from self._run_plan(run, plan, 2)
+            ranked = rank_candidates(run.findings)
+            roots = [c for c in ranked if not c.is_symptom]
+            if roots:
+                break
+        if not refine:
+            return
+        ranked = rank_candidates(run.findings)
+        roots = [c for c in ranked if not c.is_symptom and not c.explained_by]
+        if not roots:
+            return
+        top = roots[0]
+        explainers = [a for a, bs in EXPLAINS.items() if top.fault in bs and a != "node_unreachable"]
+        for fault in explainers:
+            if top.node is None:
+                break
+            for plan in plan_for_fault(fault, registry, self.cluster, [top.node], top.gpu)[:1]:
+                plan.why = f"could {fault} explain {top.label()}?"
+                yield from self._run_plan(run, plan, 2)
+
+    def _preplan(self, run: _Run, hyps: Sequence[str], scope: list[str]) -> Iterator[AgentEvent]:
+        kind = RUNBOOK_OF_FAULT.get(hyps[0], "node") if hyps else "node"
+        run.graph.add("critique", f"pre-planned runbook '{kind}': every step runs in order", [run.graph.nodes[0].id], round=2)
+        for tool in RUNBOOKS[kind]:
+            try:
+                spec = self.toolkit.registry.get(tool)
+            except Exception:
+                continue
+            filled = fill_params(spec, self.cluster, scope)
+            if filled is None:
+                continue
+            yield from self._run_plan(run, ToolPlan(tool, list(scope), filled[0], filled[1], f"runbook {kind}"), 2)
+
+    def _sweep(self, run: _Run, scope: list[str]) -> Iterator[AgentEvent]:
+        """The broad quick sweep: every quick check not yet run, each fanned out once."""
+        try:
+            specs = self.toolkit.registry.up_to_level(self.config.broaden_level)
+        except Exception:
+            specs = [s for s in self._read_only_specs() if getattr(s, "level", "quick") == "quick"]
+        ran = {k[0] for k in run.done_plans}
+        for spec in specs:
+            if spec.name in ran:
+                continue
+            filled = fill_params(spec, self.cluster, scope)
+            if filled is None:
+                continue
+            yield from self._run_plan(run, ToolPlan(spec.name, list(scope), filled[0], filled[1], "broad quick sweep"), 3)
+
+    def _attribute(self, run: _Run, priors: dict[str, float], ent: Entities, text: str, ask_model: bool, round_no: int) -> tuple[Candidate | None, list[Candidate]]:
+        ranked = rank_candidates(run.findings, priors=priors, named_nodes=ent.nodes, named_gpus=ent.gpus)
+        roots = [c for c in ranked if not c.is_symptom and not c.explained_by]
+        if not roots:
+            return None, ranked
+        best = roots[0]
+        if ask_model and len(roots) > 1:
+            labels = [c.label() for c in roots[:5]]
+            lines = [f"{f.host} gpu={f.gpu} {f.kind}: {f.message}" for c in roots[:5] for f in c.findings[:2]]
+            reply = self._ask(run, attribution_messages(text, lines, labels, self.config.prompt_data_cap_chars), attribution_schema(labels))
+            if reply is not None and reply.data is not None:
+                choice = reply.data.get("choice")
+                picked = next((c for c in roots[:5] if c.label() == choice), None)
+                expl = str(reply.data.get("explanation", ""))[:300]
+                if picked is not None and picked is not best and picked.score >= 0.8 * best.score:
+                    run.graph.add("refinement", f"model prefers {picked.label()}: {expl}", [run.graph.nodes[-1].id], round=round_no, source="model")
+                    best = picked
+                elif picked is not None and picked is not best:
+                    run.graph.add("critique", f"model chose {picked.label()}, but the evidence ranks {best.label()} higher ({expl})",
+                                  [run.graph.nodes[-1].id], round=round_no, source="model")
+                elif expl:
+                    run.graph.add("refinement", f"model: {expl}", [run.graph.nodes[-1].id], round=round_no, source="model")
+        verdict = verify_claim(best.cause, run.findings)
+        ver_of = [n.id for n in run.graph.nodes if n.kind == "verification"][-1:] or [run.graph.nodes[-1].id]
+        run.graph.add("verification", f"claim '{best.label()}': {verdict.reason}", ver_of, round=round_no,
+                      status="supported" if verdict.verified else "refuted",
+                      attachments=[Attachment("evidence", "\n".join(f.message for f in verdict.support[:4]))] if verdict.support else [])
+        return (best if verdict.verified else None), ranked
+
+    def _final(self, run: _Run, cause: Cause, summary: str, evidence: list[dict[str, Any]], conf: float,
+               proposals: list[Proposal], started: float, *, verified: bool, request: DiagnosisRequest) -> AgentEvent:
+        degraded = ""
+        if isinstance(self.llm, NoLLM):
+            degraded = "no model configured: diagnosis from the checks' evidence only"
+        elif self.config.mode == "preplan":
+            degraded = ""
+        elif run.llm_failures >= self.config.llm_failures_before_degraded:
+            degraded = f"model failed {run.llm_failures} time(s) ({run.llm_errors[-1]}): diagnosis from the checks' evidence only"
+        elif run.llm_errors:
+            run.graph.notes.append("model errors: " + "; ".join(run.llm_errors))
+        run.graph.notes.extend(run.notes)
+        run.timings["total_s"] = round(time.monotonic() - started, 3)
+        run.timings["tool_invocations"] = float(run.invocations)
+        problems = run.graph.validate()
+        if problems:  # should never happen; keep the answer, say so
+            run.graph.notes.append("graph problems: " + "; ".join(problems))
+        diagnosis = Diagnosis(
+            summary=summary,
+            cause=cause,
+            evidence=evidence,
+            confidence=conf,
+            graph=run.graph.to_json(),
+            proposals=proposals,
+            tool_calls=run.tool_calls,
+            tokens=dict(run.tokens),
+            timings=run.timings,
+            llm=getattr(self.llm, "name", "none"),
+            degraded=degraded,
+            verified=verified,
+        )
+        return AgentEvent("diagnosis", {"diagnosis": diagnosis})
+
+
+def graph_of(diagnosis: Diagnosis) -> DotGraph:
+    """The diagnosis's DoT graph as an object (for rendering)."""
+    return DotGraph.from_json(diagnosis.graph)
+
+
+__all__ = ["Agent", "ClusterInfo", "DotNode", "graph_of"]
+_ = SYMPTOM_KINDS

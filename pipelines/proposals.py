@@ -1,0 +1,122 @@
+"""Verified cause -> proposals of registry actions: exact commands, a risk level, a content hash.
+
+The agent never executes a mutating action; it only proposes. Each command is rendered by the
+Registry (validated params, shell-quoted values) and passed through the deny rules once more, so a
+bad action declaration can never reach chat as an approvable command.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from diagnostics.types import ValidationError
+from pipelines.api import Cause, Proposal, ProposalStep
+from pipelines.faults import REMEDIATIONS
+from pipelines.safety import check_commands, check_script
+
+_RISK_ORDER = {"low": 0, "medium": 1, "high": 2}
+
+
+def _reason(cause: Cause) -> str:
+    text = f"clusterdoc {cause.fault}" + (f" gpu{cause.gpu}" if cause.gpu is not None else "")
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text)[:60]
+
+
+def _params(action_spec: Any, wanted: Sequence[str], cause: Cause) -> dict[str, Any] | None:
+    declared = {p.name: p for p in getattr(action_spec, "params", ())}
+    params: dict[str, Any] = {}
+    for w in wanted:
+        if w == "gpu":
+            if cause.gpu is not None and "gpu" in declared:
+                params["gpu"] = cause.gpu
+        elif "=" in w:
+            k, v = w.split("=", 1)
+            if k in declared:
+                params[k] = v
+    if "reason" in declared and "reason" not in params:
+        params["reason"] = _reason(cause)
+    for name, p in declared.items():  # a required param we cannot fill: this plan does not apply
+        if p.required and p.default is None and name not in params and name == "gpu":
+            return None
+    return params
+
+
+def build_proposals(
+    cause: Cause,
+    toolkit: Any,
+    *,
+    gpu_model: str | None = None,
+    rationale: str = "",
+    notes: list[str] | None = None,
+) -> list[Proposal]:
+    """Proposals for a verified cause (first: the preferred fix; then alternatives)."""
+    notes = notes if notes is not None else []
+    if cause.fault is None or cause.node is None:
+        return []
+    plans = REMEDIATIONS.get(cause.fault, ())
+    out: list[Proposal] = []
+    for n, plan in enumerate(plans):
+        steps: list[ProposalStep] = []
+        risk = "low"
+        ok = True
+        for action, wanted in plan:
+            try:
+                spec = toolkit.registry.get(action)
+            except ValidationError as exc:
+                notes.append(f"remediation {action} unavailable: {exc}")
+                ok = False
+                break
+            params = _params(spec, wanted, cause)
+            if params is None:
+                notes.append(f"remediation {action} needs a GPU index the cause does not name")
+                ok = False
+                break
+            try:
+                commands = toolkit.render(action, params)
+            except ValidationError as exc:
+                notes.append(f"remediation {action} could not be rendered: {exc}")
+                ok = False
+                break
+            violations = check_commands(commands, declared_action=action, gpu_model=gpu_model)
+            if violations:
+                notes.append(f"remediation {action} refused by the deny rules: {violations[0].message}")
+                ok = False
+                break
+            risk = max(risk, getattr(spec, "risk", "medium"), key=lambda r: _RISK_ORDER.get(r, 1))
+            steps.append(ProposalStep(action, cause.node, params, tuple(commands)))
+        if not ok or not steps:
+            continue
+        title = " then ".join(s.tool for s in steps) + f" on {cause.node}" + (f" GPU {cause.gpu}" if cause.gpu is not None else "")
+        if n > 0:
+            title = f"alternative: {title}"
+        draft = Proposal(id="", title=title, risk=risk, steps=tuple(steps), cause=cause, rationale=rationale)  # type: ignore[arg-type]
+        out.append(
+            Proposal(
+                id=f"prop-{draft.hash[:10]}",
+                title=title,
+                risk=draft.risk,
+                steps=draft.steps,
+                cause=cause,
+                rationale=rationale,
+            )
+        )
+    return out
+
+
+def attach_script(proposal: Proposal, script: str, *, gpu_model: str | None = None) -> tuple[Proposal, list[str]]:
+    """A model-written script joins a proposal only if it passes the deny rules; returns the
+    (possibly unchanged) proposal and the reasons a script was refused."""
+    violations = check_script(script, gpu_model=gpu_model)
+    if violations:
+        return proposal, [f"model script refused: {v.rule}: {v.message} ({v.command})" for v in violations]
+    draft = Proposal(
+        id="", title=proposal.title, risk="high", steps=proposal.steps, cause=proposal.cause, script=script,
+        rationale=proposal.rationale,
+    )
+    return (
+        Proposal(id=f"prop-{draft.hash[:10]}", title=proposal.title, risk="high", steps=proposal.steps,
+                 cause=proposal.cause, script=script, rationale=proposal.rationale),
+        [],
+    )

@@ -1,0 +1,192 @@
+"""Paramiko end to end against the asyncssh-served simulator on 127.0.0.1."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+import pytest
+
+from diagnostics.executors.ssh import SSHConfig, SSHExecutor
+from diagnostics.inventory import load_inventory
+from diagnostics.registry import Param, ParseInput, ParseOutput, Registry, ToolSpec
+from diagnostics.toolkit import Toolkit
+from diagnostics.types import Status
+from tests.diagnostics.conftest import FakeSim
+
+pytestmark = pytest.mark.ssh
+
+
+def echo_parse(data: ParseInput) -> ParseOutput:
+    out = data.outputs[0]
+    if out.exit_code != 0:
+        return ParseOutput(Status.ERROR, error=out.stderr.strip())
+    return ParseOutput(Status.OK, data={"text": out.stdout})
+
+
+def echo_registry(timeout_s: float = 30.0) -> Registry:
+    return Registry([
+        ToolSpec("hello", "echo", "system", "quick", "read_only", (), ("hello",), echo_parse, timeout_s=timeout_s),
+        ToolSpec("where", "echo", "system", "quick", "read_only",
+                 (Param("mount", "str", "path", required=False, default="/"),), ("df {mount}",), echo_parse,
+                 timeout_s=timeout_s),
+    ])
+
+
+def test_commands_run_over_ssh_and_reuse_one_connection(sim_ssh: Any) -> None:
+    sim = FakeSim(3)
+    server = sim_ssh(sim)
+    ex = server.executor()
+    for _ in range(5):
+        for host in sim.hosts:
+            r = ex.run(host, "nvidia-smi -q")
+            assert r.ok and r.stdout == f"{host} ran: nvidia-smi -q\n"
+    assert ex.stats.connects == 3 and ex.stats.commands == 15
+    r = ex.run("node-01", "fail now")
+    assert (r.exit_code, r.stderr, r.transport) == (3, "failed on purpose\n", "ok")
+    assert load_inventory(server.inventory_path).names == sim.hosts
+
+
+def test_new_connection_per_command_when_reuse_disabled(sim_ssh: Any) -> None:
+    server = sim_ssh(FakeSim(2))
+    ex = server.executor(reuse_connections=False)
+    for _ in range(3):
+        assert ex.run("node-02", "x").ok
+    assert ex.stats.connects == 3
+
+
+def test_reconnects_once_when_the_transport_died(sim_ssh: Any) -> None:
+    server = sim_ssh(FakeSim(1))
+    ex = server.executor()
+    assert ex.run("node-01", "a").ok
+    ex._conns["node-01"].transport.close()  # the connection dies between two commands
+    assert ex.run("node-01", "b").ok
+    assert ex.stats.connects == 2 and ex.stats.reconnects == 1
+
+
+def test_output_cap_over_ssh(sim_ssh: Any) -> None:
+    server = sim_ssh(FakeSim(1))
+    r = server.executor(output_cap=4096).run("node-01", "big 200000")
+    assert r.ok and r.truncated and len(r.stdout) < 4200 and "bytes cut" in r.stdout
+
+
+def test_unknown_host_key_refused_by_default(sim_ssh: Any) -> None:
+    server = sim_ssh(FakeSim(1))
+    server.known_hosts_path.write_text("")
+    r = server.executor().run("node-01", "x")
+    assert r.transport == "unreachable"
+    assert "not in known_hosts" in r.error and "node-01" in r.error and "ssh-keyscan -p" in r.error
+    assert "accept_new_host_keys" in r.error
+
+
+def test_unknown_host_key_accepted_when_configured(sim_ssh: Any) -> None:
+    server = sim_ssh(FakeSim(1))
+    server.known_hosts_path.write_text("")
+    r = server.executor(accept_new_host_keys=True).run("node-01", "x")
+    assert r.ok
+    port = server.port("node-01")
+    assert f"[127.0.0.1]:{port} ssh-ed25519 " in server.known_hosts_path.read_text()
+    # The key is now known: a strict executor accepts it.
+    assert server.executor().run("node-01", "x").ok
+
+
+def test_changed_host_key_always_refused(sim_ssh: Any) -> None:
+    server = sim_ssh(FakeSim(2))
+    port = server.port("node-01")
+    impostor = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().split()
+    lines = [ln for ln in server.known_hosts_path.read_text().splitlines() if not ln.startswith(f"[127.0.0.1]:{port} ")]
+    lines.append(f"[127.0.0.1]:{port} {impostor[0]} {impostor[1]}")
+    server.known_hosts_path.write_text("\n".join(lines) + "\n")
+    for accept_new in (False, True):
+        ex = server.executor(accept_new_host_keys=accept_new)
+        r = ex.run("node-01", "x")
+        assert r.transport == "unreachable" and r.exit_code is None
+        assert "HOST KEY MISMATCH for node-01" in r.error and "ssh-keygen -R" in r.error
+        assert ex.run("node-02", "x").ok  # other nodes unaffected
+    result = Toolkit(echo_registry(), server.executor()).run("hello", "node-01")
+    assert result.status is Status.UNREACHABLE and result.findings[0].kind == "ssh_host_key_refused"
+
+
+def test_wrong_client_key_is_a_clear_auth_failure(sim_ssh: Any, tmp_path: Path) -> None:
+    server = sim_ssh(FakeSim(1))
+    other = tmp_path / "other_key"
+    asyncssh.generate_private_key("ssh-ed25519").write_private_key(str(other), format_name="openssh")
+    r = server.executor(key_file=other).run("node-01", "x")
+    assert r.transport == "unreachable" and "rejected every key" in r.error
+
+
+def test_encrypted_key_needs_passphrase_from_env(sim_ssh: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = sim_ssh(FakeSim(1))
+    key = asyncssh.read_private_key(str(server.client_key_path))
+    locked = tmp_path / "locked_key"
+    key.write_private_key(str(locked), format_name="openssh", passphrase="s3cret-pass")
+    monkeypatch.delenv("CLUSTERDOC_SSH_KEY_PASSPHRASE", raising=False)
+    r = server.executor(key_file=locked).run("node-01", "x")
+    assert r.transport == "unreachable" and "CLUSTERDOC_SSH_KEY_PASSPHRASE" in r.error
+    monkeypatch.setenv("CLUSTERDOC_SSH_KEY_PASSPHRASE", "wrong")
+    r = server.executor(key_file=locked).run("node-01", "x")
+    assert r.transport == "unreachable" and "wrong" not in r.error
+    monkeypatch.setenv("CLUSTERDOC_SSH_KEY_PASSPHRASE", "s3cret-pass")
+    assert server.executor(key_file=locked).run("node-01", "x").ok
+
+
+def test_node_behaviours_become_transport_results(sim_ssh: Any) -> None:
+    sim = FakeSim(4)
+    server = sim_ssh(sim, behaviours={"node-01": "stall", "node-02": "hang", "node-03": "drop", "node-04": "refuse"})
+    ex = server.executor(connect_timeout_s=0.5)
+    start = time.monotonic()
+    stalled = ex.run("node-01", "x")
+    assert stalled.transport == "unreachable" and "handshake" in stalled.error
+    hung = ex.run("node-02", "x", timeout_s=0.5)
+    assert hung.transport == "timeout" and "timed out after 0.5s" in hung.error
+    dropped = ex.run("node-03", "x")
+    assert dropped.transport == "error" and "before the command finished" in dropped.error
+    refused = ex.run("node-04", "x")
+    assert refused.transport == "unreachable" and "refused" in refused.error.lower()
+    assert time.monotonic() - start < 5
+    # Behaviours change at run time: the node comes back.
+    server.set_behaviour("node-04", "ok")
+    server.set_behaviour("node-03", "ok")
+    assert ex.run("node-04", "x").ok and ex.run("node-03", "x").ok
+
+
+def test_sweep_over_ssh_finishes_despite_dead_nodes(sim_ssh: Any) -> None:
+    sim = FakeSim(24)
+    server = sim_ssh(sim, behaviours={"node-03": "stall", "node-07": "hang", "node-11": "refuse"})
+    tk = Toolkit(echo_registry(timeout_s=1.5), server.executor(connect_timeout_s=3.0))
+    start = time.monotonic()
+    report = tk.sweep(sim.hosts, concurrency=24)
+    assert time.monotonic() - start < 15  # stall: 3 s connect timeout; hang: 2 x 1.5 s, then given up
+    statuses = {h: {r.status for r in rs} for h, rs in report.results.items()}
+    assert statuses["node-03"] == {Status.UNREACHABLE}
+    assert statuses["node-07"] == {Status.TIMEOUT}
+    assert statuses["node-11"] == {Status.UNREACHABLE}
+    healthy = {h: [(r.status.value, r.error) for r in report.results[h]] for h in sim.hosts if h not in ("node-03", "node-07", "node-11")}
+    assert all(s == [("ok", "")] * 2 for s in healthy.values()), healthy
+    assert {f.host for f in report.findings() if f.kind == "node_unreachable"} == {"node-03", "node-07", "node-11"}
+
+
+def test_many_nodes_start_fast(sim_ssh: Any) -> None:
+    sim = FakeSim(128)
+    start = time.monotonic()
+    server = sim_ssh(sim)
+    assert time.monotonic() - start < 10
+    assert len({server.port(h) for h in sim.hosts}) == 128
+    report = Toolkit(echo_registry(), server.executor()).sweep(sim.hosts, tools=["hello"], concurrency=64)
+    assert report.counts() == {"ok": 128}
+
+
+def test_ssh_config_defaults_are_strict() -> None:
+    cfg = SSHConfig()
+    assert cfg.accept_new_host_keys is False and cfg.reuse_connections is True and cfg.connect_timeout_s > 0
+
+
+def test_executor_closed_refuses(sim_ssh: Any) -> None:
+    server = sim_ssh(FakeSim(1))
+    ex = SSHExecutor(server.inventory, server.ssh_config())
+    assert ex.run("node-01", "x").ok
+    ex.close()
+    r = ex.run("node-01", "x")
+    assert r.transport == "unreachable" and "closed" in r.error
