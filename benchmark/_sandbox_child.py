@@ -68,7 +68,7 @@ def _inside(path: Any, root: str) -> bool:
 def _install_guard(root: str) -> None:
     def hook(event: str, args: tuple[Any, ...]) -> None:
         if event == "open":
-            path, mode, flags = (list(args) + [None, None, None])[:3]
+            path, mode, flags = [*list(args), None, None, None][:3]
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
                 isinstance(flags, int) and flags & _WRITE_FLAGS
             )
@@ -122,7 +122,7 @@ def main(argv: list[str]) -> int:
     import statistics  # noqa: F401
 
     try:
-        import diagnostics.registry  # noqa: F401
+        import diagnostics.registry
         import diagnostics.toolkit  # noqa: F401
     except Exception:
         pass

@@ -19,6 +19,9 @@ _TK = (
 
 def _scenario(sid: str, faults: list[dict[str, Any]], *, nodes: int = 6, gpus: int = 8,
               gpu: str = "A100-SXM4-80GB", seed: int = 11, **cluster: Any) -> dict[str, Any]:
+    # A training job runs on every scenario: idle GPUs sit at idle clocks, which would make
+    # "below half of the maximum clock" true everywhere.
+    cluster.setdefault("workload", {"kind": "llm_training", "model_params": 7.0e9, "tokens_per_step": 4194304})
     return {
         "id": sid,
         "description": f"benchmark code task {sid}",
@@ -410,8 +413,7 @@ TASKS += [
                 "times in the job's log (the straggler that slows the synchronous job).",
         "scenario": _scenario("b-slowest-rank-host", [
             {"kind": "gpu_clock_throttle", "node": "node-06", "gpu": 2, "sm_clock_mhz": 200,
-             "reason": "hw_thermal_slowdown"}],
-            workload={"kind": "llm_training", "model_params": 7.0e9, "tokens_per_step": 4194304}),
+             "reason": "hw_thermal_slowdown"}]),
         "tests": "def check(candidate, executor, hosts):\n"
                  "    assert candidate(executor, hosts) == 'node-06'\n",
         "solution": _TK + "def slowest_host(executor, hosts):\n"

@@ -134,7 +134,7 @@ def _port_phrase(rng: random.Random, host: str, port: int) -> tuple[str, str]:
 
 
 def build_a(records: Sequence[dict[str, Any]], n: int = N_A) -> list[dict[str, Any]]:
-    cases = []
+    cases: list[dict[str, Any]] = []
     for rec in records:
         if len(cases) >= n:
             break
@@ -209,7 +209,7 @@ def _c_log(rec: dict[str, Any]) -> str:
 
 
 def build_c(records: Sequence[dict[str, Any]], n: int = N_C) -> list[dict[str, Any]]:
-    cases = []
+    cases: list[dict[str, Any]] = []
     for rec in records:
         if len(cases) >= n:
             break

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from diagnostics.types import ValidationError
+
 Metric = Literal["A", "B", "C", "S"]
 METRICS: tuple[Metric, ...] = ("A", "B", "C", "S")
 LETTERS = ("A", "B", "C", "D", "E", "F", "G", "H")
@@ -315,6 +317,7 @@ def parse_case(obj: Mapping[str, Any], *, file: Path, line: int) -> Case:
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= 3600:
             raise CaseFieldError("timeout_s", f"must be a number of seconds in (0, 3600], got {timeout!r}")
         scen, scen_path = _scenario_fields(obj, file, required=False)
+        _check_scenario(scen, scen_path, f"{file}:{line}", need_expect=False)
         return BCase(
             **base,
             task=_req_str(obj, "task"),
@@ -338,7 +341,25 @@ def parse_case(obj: Mapping[str, Any], *, file: Path, line: int) -> Case:
             raise CaseFieldError("answer", f"must be one of {', '.join(letters)}, got {obj['answer']!r}")
         return CCase(**base, log=log, question=question, choices=choices, answer=answer)
     scen, scen_path = _scenario_fields(obj, file, required=True)
+    _check_scenario(scen, scen_path, f"{file}:{line}", need_expect=True)
     return SCase(**base, scenario=scen, scenario_path=scen_path, injections=_injections(obj))
+
+
+def _check_scenario(scen: Mapping[str, Any] | None, path: str | None, where: str, *, need_expect: bool) -> None:
+    """Validate a case's scenario with the project's scenario parser (its message names the field)."""
+    if scen is None and path is None:
+        return
+    try:
+        from diagnostics.scenario import load_scenario, parse_scenario
+    except ImportError:  # diagnostics not installed: the scorer reports the problem instead
+        return
+    field_name = "scenario_file" if path else "scenario"
+    try:
+        parsed = load_scenario(path) if path else parse_scenario(dict(scen or {}), f"{where} (inline scenario)")
+    except ValidationError as exc:
+        raise CaseFieldError(field_name, str(exc)) from exc
+    if need_expect and parsed.expect is None:
+        raise CaseFieldError(f"{field_name}.expect", "missing (an S case needs the scenario's expect block)")
 
 
 def load_cases(paths: Iterable[str | Path]) -> LoadResult:

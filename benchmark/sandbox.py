@@ -9,6 +9,7 @@ becomes a failed case; the runner itself never hangs and nothing outside the san
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -153,20 +154,17 @@ def run_candidate(
                              stdout_tail, stderr_tail)
     if verdict is None:
         why = _death_reason(rc, stderr_tail)
-        return SandboxResult(False, why, seconds, False, rc, stdout_tail, stderr_tail)
+        cpu_limit = rc is not None and rc == -signal.SIGXCPU
+        return SandboxResult(False, why, seconds, cpu_limit, rc, stdout_tail, stderr_tail)
     return SandboxResult(bool(verdict.get("passed")), str(verdict.get("error", "")), seconds, False, rc,
                          stdout_tail, stderr_tail)
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
 
 
 def _read_verdict(fd: int, token: str) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ STOPWORDS = frozenset(
     their there here which who whom whose what when where why how all any both each few more most
     other some such only own same just also after before during while because until again further
     once one two out up down off above below between through about against per via vs using used
-    use your you we our he she his her i me my after got get gets getting see seen saw set""".split()
+    use your you we our he she his her i me my after got get gets getting see seen saw set""".split()  # noqa: SIM905
 )
 
 _TOKEN = re.compile(r"[A-Za-z][A-Za-z0-9_]+|\d+[A-Za-z_][A-Za-z0-9_]*|\d{2,}")
@@ -64,10 +64,11 @@ _PROSE_LEAD = re.compile(
     r"after\s|running\s|with\s|when\s|environment:|setup:|this\s|it\s|they\s|a\s|an\s)",
     re.IGNORECASE,
 )
-_PROSE_WORDS = frozenset(
-    "the was were and that which when after because reporter maintainer maintainers explained suggested "
-    "turned out fixed resolved cause caused worked tried their they".split()
+_PROSE_TEXT = (
+    "the was were and that which when after because reporter maintainer maintainers explained "
+    "suggested turned out fixed resolved cause caused worked tried their they"
 )
+_PROSE_WORDS = frozenset(_PROSE_TEXT.split())
 
 
 def log_lines(rawtext: str, limit: int = 12) -> list[str]:

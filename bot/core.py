@@ -136,12 +136,15 @@ class Bot:
         self._pool = ThreadPoolExecutor(max_workers=max(1, config.workers), thread_name_prefix="bot-worker")
         self._inflight: set[Future[None]] = set()
         self._idle = threading.Condition()
-        self._send_lock = threading.Lock()
+        self._platforms: dict[str, str] = {}  # channel -> platform, learnt from events
         self.middleware: list[Middleware] = [self._ignore_own, self._audit_in, self._authorize, self._rate_limit]
 
     # -- public entry points ----------------------------------------------------------------
     def dispatch(self, event: Event) -> list[Reply]:
         """Handle one event; returns the immediate replies (acks). Never raises for bad input."""
+
+        if event.channel and event.platform not in ("alertmanager", "schedule"):
+            self._platforms.setdefault(event.channel, event.platform)
 
         def call(index: int, ev: Event) -> list[Reply]:
             if index == len(self.middleware):
@@ -174,6 +177,18 @@ class Bot:
             if incident is not None:
                 self.store.set_incident(incident.id, status="interrupted")
         self.flush_outbox()
+
+    def platform_of(self, channel: str) -> str | None:
+        """Which platform a channel belongs to (for routing replies when several adapters run)."""
+        if channel in self._platforms:
+            return self._platforms[channel]
+        if channel in self.config.slack.alert_channels or channel == self.config.slack.channel:
+            return "slack"
+        if channel in self.config.matrix.rooms or channel in self.config.matrix.alert_rooms or (
+            channel == self.config.matrix.report_room
+        ):
+            return "matrix"
+        return self.store.platform_of(channel)
 
     def set_outbox(self, outbox: Outbox) -> None:
         self.outbox = outbox
@@ -323,8 +338,13 @@ class Bot:
                                    incident_id=str(incident_id)))
             return []
         target = alert.node if alert.node in self.known_nodes or not self.known_nodes else None
+        # a webhook/scheduled alert lives on the platform of the channel it is posted to, so that
+        # reactions there match its proposals
+        platform: str = alert.platform
+        if platform in ("alertmanager", "schedule"):
+            platform = self.platform_of(alert.channel) or platform
         incident_id, created = self.store.open_alert_incident(
-            alert.fingerprint, platform=alert.platform, channel=alert.channel, source="alert",
+            alert.fingerprint, platform=platform, channel=alert.channel, source="alert",
             target=target, text=alert_request_text(alert),
         )
         if not created:
@@ -424,10 +444,10 @@ class Bot:
         statuses: list[str] = []
 
         def progress(event: AgentEvent) -> None:
-            if event.kind == "status" and len(statuses) < 3 and event.data.get("text"):
-                statuses.append(str(event.data["text"]))
-                self._post(Reply("status", channel, str(event.data["text"])[:300], thread=thread,
-                                 incident_id=str(incident_id)))
+            text = str(event.data.get("text") or event.data.get("message") or "")
+            if event.kind == "status" and len(statuses) < 3 and text:
+                statuses.append(text)
+                self._post(Reply("status", channel, text[:300], thread=thread, incident_id=str(incident_id)))
 
         try:
             diagnosis = run_agent(self.agent, request, on_event=progress)

@@ -7,7 +7,6 @@ never imports them and tests can pass small fakes.
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
@@ -60,48 +59,40 @@ class NoDirectory:
 
 class ToolkitRemediator:
     """The real remediator: builds the ``diagnostics.approval.Approval`` bound to the proposal's
-    hash and exact commands and hands it to ``pipelines.execution.execute_proposal``."""
+    hash and each step's exact commands (``pipelines.execution.approve``) and hands it to
+    ``pipelines.execution.execute_proposal``, which re-checks everything before running."""
 
     def __init__(self, toolkit: Any) -> None:
         self.toolkit = toolkit
 
     def execute(self, proposal: Proposal, approver: str, approved_at: float) -> ExecutionResult:
-        from pipelines.execution import execute_proposal
+        from pipelines.execution import approve, execute_proposal
 
-        from diagnostics.approval import Approval, command_digest
-
-        approval = Approval(
-            proposal_hash=proposal.hash,
-            command_digest=command_digest(proposal.commands()),
-            approver=approver,
-            approved_at=approved_at,
-        )
+        # one Approval covering each step's exact command digest, on the proposal's hosts only
+        approval = approve(proposal, approver, now=approved_at)
         return execute_proposal(proposal, approval, self.toolkit)
 
 
 class KBLearner:
-    """Calls ``kb.KnowledgeBase.learn_from_incident`` with whichever of its keyword names it has."""
+    """Feeds a verified fix to ``kb.KnowledgeBase.learn_from_incident`` (and saves the KB when it can)."""
 
     def __init__(self, kb: Any) -> None:
         self.kb = kb
 
     def learn(self, incident_text: str, diagnosis: Diagnosis | None, proposal: Proposal, result: ExecutionResult) -> None:
-        fn = self.kb.learn_from_incident
-        offered: dict[str, Any] = {
-            "text": incident_text,
-            "incident_text": incident_text,
-            "alert": incident_text,
-            "diagnosis": diagnosis,
-            "proposal": proposal,
-            "result": result,
-            "execution": result,
-            "execution_result": result,
-            "cause": proposal.cause,
-            "verified": result.verified,
-        }
-        params = inspect.signature(fn).parameters
-        kwargs = {name: offered[name] for name in params if name in offered}
-        fn(**kwargs)
+        cause = proposal.cause
+        if not result.verified or not cause.fault:
+            return
+        evidence = [f"{e.get('host', '')} {e.get('kind', '')}: {e.get('message', '')}".strip()
+                    for e in (diagnosis.evidence if diagnosis else [])]
+        if result.verification:
+            v = result.verification
+            evidence.append(f"after the fix {v.get('tool', '')} on {v.get('host', '')}: {v.get('status', '')}")
+        summary = (diagnosis.summary if diagnosis and diagnosis.summary else incident_text) or proposal.title
+        self.kb.learn_from_incident(
+            summary, cause.fault, cause.node, cause.gpu, evidence, [s.tool for s in proposal.steps], True,
+            incident_id=proposal.id,
+        )
 
 
 def proposal_from_dict(data: dict[str, Any]) -> Proposal:

@@ -261,6 +261,11 @@ class Store:
         row = self._conn().execute(f"SELECT COUNT(*) FROM incidents WHERE status IN ({marks})", OPEN_STATES).fetchone()
         return int(row[0])
 
+    def platform_of(self, channel: str) -> str | None:
+        row = self._conn().execute("SELECT platform FROM incidents WHERE channel=? ORDER BY id DESC LIMIT 1",
+                                   (channel,)).fetchone()
+        return str(row["platform"]) if row else None
+
     def diagnosis_json(self, incident_id: int) -> dict[str, Any] | None:
         row = self._conn().execute("SELECT diagnosis FROM incidents WHERE id=?", (incident_id,)).fetchone()
         return json.loads(row["diagnosis"]) if row and row["diagnosis"] else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import threading
 from collections.abc import Sequence
@@ -104,10 +105,15 @@ def cmd_sim_up(args: argparse.Namespace) -> int:
         print("check them with:")
         print(f"  clusterdoc check --inventory {inventory_path}")
         print("press Ctrl-C to stop", flush=True)
+        stop = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            threading.Event().wait()
-        except KeyboardInterrupt:
-            print("stopping", file=sys.stderr)
+            while not stop.wait(0.5):
+                pass
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        print("stopping", file=sys.stderr)
     finally:
         server.close()
     return EXIT_CLEAN

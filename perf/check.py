@@ -78,15 +78,29 @@ def samples_from_results(results: Iterable[ToolResult], t: float = 0.0) -> list[
 
 
 def step_times_from_results(results: Iterable[ToolResult]) -> dict[str, float]:
-    """Per-rank step times from ``job_step_times`` results (``{"ranks": {label: seconds}}`` or a list)."""
+    """Per-rank local step time (``"host:gpu"`` -> seconds) from ``job_step_times`` results.
+
+    A synchronous job's ranks all *finish* a step together, so the useful per-rank figure is the
+    time each spends on its own work before waiting at the all-reduce (``rank_compute_s``); the
+    plain per-rank step time is the fallback. ``ranks`` maps rank ids to their host and GPU."""
     out: dict[str, float] = {}
     for result in results:
-        ranks = result.data.get("ranks") or result.data.get("step_times") or result.data.get("per_rank")
+        data = result.data
+        names: dict[str, str] = {}
+        ranks = data.get("ranks")
         if isinstance(ranks, Mapping):
-            for label, value in ranks.items():
+            for rank, where in ranks.items():
+                if isinstance(where, Mapping) and "host" in where:
+                    names[str(rank)] = f"{where['host']}:{where.get('gpu', rank)}"
+        per_rank = next((data[k] for k in ("rank_compute_s", "rank_step_time_s", "step_times")
+                         if isinstance(data.get(k), Mapping)), None)
+        if per_rank is None and isinstance(ranks, Mapping):
+            per_rank = ranks  # {label: seconds} or {label: {"step_time_s": …}}
+        if isinstance(per_rank, Mapping):
+            for rank, value in per_rank.items():
                 v = number(value.get("step_time_s") if isinstance(value, Mapping) else value)
                 if v is not None:
-                    out[str(label)] = v
+                    out[names.get(str(rank), str(rank))] = v
         elif isinstance(ranks, list):
             for i, row in enumerate(ranks):
                 if isinstance(row, Mapping):
@@ -105,7 +119,7 @@ def _observed_step(results: Iterable[ToolResult], step_times: Mapping[str, float
             v = number(result.data.get(key))
             if v is not None and v > 0:
                 return v
-    return max(step_times.values()) if step_times else None  # synchronous: the job runs at its slowest rank
+    return max(step_times.values()) if step_times else None  # synchronous: the slowest rank sets the pace
 
 
 def run_check(inputs: CheckInputs) -> CheckResult:
@@ -119,6 +133,7 @@ def run_check(inputs: CheckInputs) -> CheckResult:
         "interconnect": inputs.interconnect,
     }
     sim: Any = None
+    scheduler = "slurm"
     if inputs.scenario:
         from diagnostics.scenario import load_scenario
         from diagnostics.sim import SimCluster
@@ -133,6 +148,7 @@ def run_check(inputs: CheckInputs) -> CheckResult:
         _default(model, "n_gpus", cluster.nodes * cluster.gpus_per_node if isinstance(cluster.nodes, int)
                  else len(hosts) * cluster.gpus_per_node)
         _default(model, "interconnect", cluster.interconnect)
+        scheduler = cluster.scheduler
         if workload is not None and getattr(workload, "kind", "none") == "llm_training":
             _default(model, "model_params", workload.model_params)
             _default(model, "tokens_per_step", workload.tokens_per_step)
@@ -145,25 +161,31 @@ def run_check(inputs: CheckInputs) -> CheckResult:
         inventory = load_inventory(inputs.inventory)
         executor = SSHExecutor(inventory, SSHConfig())
         hosts = [n.name for n in inventory.nodes]
+        scheduler = inventory.scheduler
+        _default(model, "gpu", inventory.gpu)
+        if inventory.gpus_per_node:
+            _default(model, "n_gpus", len(hosts) * inventory.gpus_per_node)
     else:
         raise ClusterdocError("perf check needs --inventory FILE or --scenario FILE")
 
-    toolkit = Toolkit(default_registry(), executor)
+    toolkit = Toolkit(default_registry(), executor, scheduler=scheduler)
+    failures: dict[str, list[str]] = {}  # "tool: status error" -> hosts, so 100 nodes give one note
     try:
         telemetry: list[ToolResult] = []
         step_results: list[ToolResult] = []
         for host in hosts:
-            for tool in TELEMETRY_TOOLS:
+            for tool in (*TELEMETRY_TOOLS, "job_step_times"):
                 result = toolkit.run(tool, host)
                 if result.status.value in ("ok", "problem"):
-                    telemetry.append(result)
-                else:
-                    notes.append(f"{tool} on {host}: {result.status.value} {result.error}".strip())
-            step = toolkit.run("job_step_times", host)
-            if step.status.value in ("ok", "problem"):
-                step_results.append(step)
+                    (step_results if tool == "job_step_times" else telemetry).append(result)
+                elif result.status.value != "no_data":
+                    why = f"{tool}: {result.status.value} {result.error.split(';')[0]}".strip()
+                    failures.setdefault(why, []).append(host)
     finally:
         executor.close()
+    for why, where in failures.items():
+        shown = ", ".join(where[:5]) + (f" and {len(where) - 5} more" if len(where) > 5 else "")
+        notes.append(f"{why} (on {shown})")
 
     samples = samples_from_results(telemetry)
     if not samples and sim is not None:
@@ -174,7 +196,12 @@ def run_check(inputs: CheckInputs) -> CheckResult:
     if observed is None and sim is not None:
         observed = sim.step_time_s()
 
-    findings = detect_stragglers(samples, step_times=step_times, notes=notes)
+    slowdown = 87.0
+    if model.get("gpu"):
+        from perf.catalog import get_gpu
+
+        slowdown = float(get_gpu(model["gpu"]).slowdown_temp_c)
+    findings = detect_stragglers(samples, step_times=step_times, slowdown_temp_c=slowdown, notes=notes)
     prediction = None
     if all(model.get(k) for k in ("gpu", "n_gpus", "model_params", "tokens_per_step")):
         prediction = predict_training_step(

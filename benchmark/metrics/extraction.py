@@ -213,10 +213,7 @@ def regex_extract(text: str) -> Extraction:
             (ignored.add(host) if ignore else keep.setdefault(host))
     hosts = frozenset(h for h in keep if h not in ignored)
     port_set = frozenset(p for p in ports if p not in ignored_ports)
-    if negative_exec:
-        needs = False
-    else:
-        needs = bool(hosts) or bool(_POSITIVE_EXEC.search(text))
+    needs = False if negative_exec else bool(hosts) or bool(_POSITIVE_EXEC.search(text))
     return Extraction(hosts, port_set, needs)
 
 

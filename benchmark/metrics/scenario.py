@@ -130,8 +130,8 @@ def make_agent(ctx: RunContext, toolkit: Any) -> Any:
 
 
 def _no_llm() -> Any:
-    from pipelines.llm import make_llm
     from pipelines.config import LLMConfig
+    from pipelines.llm import make_llm
 
     return make_llm(LLMConfig(backend="none"))
 

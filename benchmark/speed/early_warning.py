@@ -2,10 +2,10 @@
 
 For every GPU clock-throttle, power-cap and thermal fault in ``scenarios/*.yaml`` (plus one of each
 kind derived from the first scenario's cluster, so all three kinds are always covered) the fault
-ramps in linearly over ``--ramp`` samples. Each sample is the simulator's own reading of every GPU
-(``diagnostics.sim.telemetry.gpu_reading`` on the state ``diagnostics.sim.state.build_nodes``
-builds, with its seeded noise); the job's throughput comes from ``perf.workload`` with every GPU's
-clock. We count samples from onset until ``perf.detectors.EarlyWarning`` names the faulted GPU,
+ramps in linearly over ``--ramp`` samples: ``SimCluster`` runs the healthy cluster and the
+benchmark turns the fault's knob (locked clock, power limit, forced temperature) a step per sample.
+Each sample is ``SimCluster.gpu_samples`` of every node (the simulator's seeded noise); the job's
+throughput comes from ``perf.workload`` with every GPU's sampled clock, as the simulator's job does. We count samples from onset until ``perf.detectors.EarlyWarning`` names the faulted GPU,
 and until throughput has dropped 10%. The warning must come first in every case.
 
 Then a clean week for 64 GPUs (one sample a minute): false alarms, target fewer than 1.
@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diagnostics.scenario import Fault, Scenario, load_scenario
-from diagnostics.sim.state import NodeState, build_nodes
-from diagnostics.sim.telemetry import gpu_reading
+from diagnostics.sim import NodeState, SimCluster
 from perf.detectors import EarlyWarning, EarlyWarningConfig, GpuSample
 from perf.workload import predict_training_step
 
@@ -49,21 +48,12 @@ class CaseResult:
         return self.drop_at is None or self.warn_at < self.drop_at
 
 
-def _samples(scenario: Scenario, nodes: dict[str, NodeState], tick: int) -> list[GpuSample]:
-    out = []
-    for node in nodes.values():
-        for gpu in node.gpus:
-            r = gpu_reading(scenario.seed, node, gpu, tick, busy=node.job_running)
-            out.append(GpuSample(
-                host=node.name, gpu=gpu.index, t=float(tick), sm_clock_mhz=r.sm_mhz,
-                max_sm_clock_mhz=float(node.gpu_spec.max_sm_clock_mhz), power_w=r.power_w,
-                power_limit_w=gpu.power_limit_w, temp_c=r.temp_c, util_pct=r.util_pct,
-                xid_count=1 if gpu.last_xid else 0, ecc_dbe=gpu.ecc_dbe_volatile,
-            ))
-    return out
+def _samples(sim: SimCluster) -> list[GpuSample]:
+    return [sample for host in sim.hosts for sample in sim.gpu_samples(host)]
 
 
-def _throughput(scenario: Scenario, samples: Sequence[GpuSample], baseline_s: float) -> float:
+def _step_s(scenario: Scenario, samples: Sequence[GpuSample]) -> float:
+    """The synchronous step with every GPU at its sampled clock (the simulator's own job model)."""
     c = scenario.cluster
     w = c.workload
     step = predict_training_step(
@@ -71,7 +61,7 @@ def _throughput(scenario: Scenario, samples: Sequence[GpuSample], baseline_s: fl
         precision=w.precision if w else "bf16", interconnect=c.interconnect,
         sm_clocks_mhz=[s.sm_clock_mhz or 1.0 for s in samples],
     )
-    return baseline_s / step.total_s
+    return step.total_s
 
 
 def _apply(node: NodeState, fault: Fault, frac: float, start_temp: float) -> None:
@@ -90,37 +80,31 @@ def _apply(node: NodeState, fault: Fault, frac: float, start_temp: float) -> Non
 
 
 def run_case(scenario: Scenario, fault: Fault, name: str, ramp: int, warmup: int) -> CaseResult:
-    nodes = build_nodes(scenario)
-    node = nodes[fault.node or next(iter(nodes))]
+    # the simulator runs the healthy cluster; the benchmark turns the fault's knob a step per sample
+    sim = SimCluster(dataclasses.replace(scenario, faults=()))
+    node = sim.node(fault.node or sim.hosts[0])
     ew = EarlyWarning(EarlyWarningConfig(slowdown_temp_c=node.gpu_spec.slowdown_temp_c))
-    baseline = predict_training_step(
-        scenario.cluster.gpu, sum(len(n.gpus) for n in nodes.values()),
-        scenario.cluster.workload.model_params if scenario.cluster.workload else 7e9,
-        scenario.cluster.workload.tokens_per_step if scenario.cluster.workload else 4194304,
-        precision=scenario.cluster.workload.precision if scenario.cluster.workload else "bf16",
-        interconnect=scenario.cluster.interconnect,
-    ).total_s
+    baseline = sim.baseline_step_time_s() or _step_s(scenario, _samples(sim))
     result = CaseResult(name, fault.kind, f"{fault.node} GPU {fault.gpu}", None, None)
     start_temp = 0.0
     for i in range(warmup + 3 * ramp):
-        tick = 10 * i  # one sample every 10 simulated seconds
         since = i - warmup
         if since == 0:
-            gpu = node.gpus[fault.gpu or 0]
-            start_temp = gpu_reading(scenario.seed, node, gpu, tick, busy=True).temp_c
+            start_temp = sim.reading(node, node.gpus[fault.gpu or 0]).temp_c
         if since >= 0:
             _apply(node, fault, min(1.0, (since + 1) / ramp), start_temp)
-        samples = _samples(scenario, nodes, tick)
+        samples = _samples(sim)
         for f in ew.update(samples):
             if f.host == fault.node and f.gpu == fault.gpu:
                 if result.warn_at is None and since >= 0:
                     result.warn_at, result.warn_kind = since + 1, f.kind
             else:
                 result.wrong_gpu_alarms += 1
-        if since >= 0 and result.drop_at is None and _throughput(scenario, samples, baseline) <= 0.9:
+        if since >= 0 and result.drop_at is None and baseline / _step_s(scenario, samples) <= 0.9:
             result.drop_at = since + 1
         if result.warn_at is not None and result.drop_at is not None:
             break
+        sim.advance(10.0)  # one sample every 10 simulated seconds
     return result
 
 
@@ -150,15 +134,15 @@ def cases(paths: Sequence[Path]) -> list[tuple[str, Scenario, Fault]]:
 
 def clean_week(scenario: Scenario, samples_count: int, interval_s: int) -> tuple[int, int, list[str]]:
     """(false alarms, GPU-samples seen, alarm descriptions) on fault-free telemetry."""
-    clean = dataclasses.replace(scenario, faults=())
-    nodes = build_nodes(clean)
-    ew = EarlyWarning(EarlyWarningConfig(slowdown_temp_c=next(iter(nodes.values())).gpu_spec.slowdown_temp_c))
+    sim = SimCluster(dataclasses.replace(scenario, faults=()))
+    ew = EarlyWarning(EarlyWarningConfig(slowdown_temp_c=sim.node(sim.hosts[0]).gpu_spec.slowdown_temp_c))
     alarms: list[str] = []
     seen = 0
-    for i in range(samples_count):
-        samples = _samples(clean, nodes, interval_s * i)
+    for _ in range(samples_count):
+        samples = _samples(sim)
         seen += len(samples)
         alarms += [f"t={f.data.get('t')} {f.host} GPU {f.gpu} {f.kind} ({f.data.get('signal')})" for f in ew.update(samples)]
+        sim.advance(interval_s)
     return len(alarms), seen, alarms
 
 

@@ -14,6 +14,7 @@ import html
 import io
 import logging
 import threading
+import time
 from typing import Any
 
 from nio import (
@@ -36,6 +37,11 @@ from bot.events import Mention, Message, Reaction, Reply
 log = logging.getLogger("clusterdoc.bot.matrix")
 
 
+# Room version 12 gives room creators unlimited power without listing them in m.room.power_levels.
+CREATOR_LEVEL = 2**53
+CREATORS_CACHE_S = 300.0
+
+
 class MatrixError(RuntimeError):
     """A Matrix API call failed (the core retries and keeps the reply in its outbox)."""
 
@@ -51,6 +57,8 @@ class MatrixDirectory:
         room = self.adapter.client.rooms.get(channel)
         if room is None:
             return None
+        if user in self.adapter.creators(channel):
+            return CREATOR_LEVEL
         return int(room.power_levels.get_user_level(user))
 
 
@@ -69,6 +77,7 @@ class MatrixAdapter:
         self._ready = threading.Event()
         self._stop = threading.Event()
         self._error: BaseException | None = None
+        self._creators: dict[str, tuple[float, frozenset[str]]] = {}
         bot.identity.add(config.user_id)
         bot.alert_channels.update(config.alert_rooms)
         bot.policy.directory = MatrixDirectory(self)
@@ -119,6 +128,32 @@ class MatrixAdapter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=15)
+
+    def creators(self, room_id: str) -> frozenset[str]:
+        """Creators of a room whose version grants them unlimited power (v12 and later), cached."""
+        now = time.monotonic()
+        hit = self._creators.get(room_id)
+        if hit is not None and now - hit[0] < CREATORS_CACHE_S:
+            return hit[1]
+        try:
+            found = asyncio.run_coroutine_threadsafe(self._fetch_creators(room_id), self.loop).result(30)
+        except Exception as exc:  # unknown: fall back to the power-levels event only
+            log.warning("cannot read the create event of %s: %s", room_id, exc)
+            found = frozenset()
+        self._creators[room_id] = (now, found)
+        return found
+
+    async def _fetch_creators(self, room_id: str) -> frozenset[str]:
+        resp = await self.client.room_get_state(room_id)
+        for event in getattr(resp, "events", []) or []:
+            if event.get("type") == "m.room.create" and event.get("state_key", "") == "":
+                content = event.get("content") or {}
+                version = str(content.get("room_version", "1"))
+                if not version.isdigit() or int(version) < 12:
+                    return frozenset()
+                extra = [str(u) for u in content.get("additional_creators") or []]
+                return frozenset([str(event.get("sender", "")), *extra])
+        return frozenset()
 
     # -- inbound -------------------------------------------------------------------------------
     async def _on_invite(self, room: MatrixRoom, event: InviteMemberEvent) -> None:

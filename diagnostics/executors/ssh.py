@@ -31,6 +31,9 @@ from diagnostics.inventory import Inventory
 from diagnostics.types import CommandResult
 
 log = logging.getLogger(__name__)
+# paramiko logs every dropped or stalled connection with a traceback; those are results here
+# (status unreachable/timeout), so keep them off a terminal that configured no logging.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
 @dataclass
@@ -146,6 +149,7 @@ class SSHExecutor:
         self._stats_lock = threading.Lock()
         self._pkey: paramiko.PKey | None = None
         self._pkey_loaded = False
+        self._key_lock = threading.Lock()
         self._closed = False
 
     # ---- public ---------------------------------------------------------------------------
@@ -198,12 +202,15 @@ class SSHExecutor:
         deadline = start + timeout
         try:
             channel.exec_command(command)
+            # poll(), not select(): with hundreds of nodes connected, descriptors exceed FD_SETSIZE.
+            poller = select.poll()
+            poller.register(channel.fileno(), select.POLLIN)
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return self._result(host, command, start, None, out, err, "timeout",
                                         f"command timed out after {timeout:g}s on {host} (channel closed)")
-                select.select([channel], [], [], min(remaining, 1.0))
+                poller.poll(min(remaining, 1.0) * 1000)
                 while channel.recv_ready():
                     out.write(channel.recv(65536))
                 while channel.recv_stderr_ready():
@@ -313,15 +320,19 @@ class SSHExecutor:
         return _Connection(transport)
 
     def _key_from_file(self) -> paramiko.PKey | None:
-        if self._pkey_loaded:
+        with self._key_lock:  # many nodes connect at once; load (and decrypt) the key once
+            if not self._pkey_loaded:
+                self._pkey = self._load_key()
+                self._pkey_loaded = True
             return self._pkey
+
+    def _load_key(self) -> paramiko.PKey | None:
         path = self.config.key_file or self.inventory.ssh.key_file
-        self._pkey_loaded = True
         if path is None:
             return None
         passphrase = os.environ.get(self.config.passphrase_env) or None
         try:
-            self._pkey = paramiko.PKey.from_path(str(path), password=passphrase.encode() if passphrase else None)  # type: ignore[arg-type]
+            return paramiko.PKey.from_path(str(path), password=passphrase.encode() if passphrase else None)  # type: ignore[arg-type]
         except FileNotFoundError:
             raise _ConnectError(f"SSH key file {path} does not exist") from None
         except paramiko.PasswordRequiredException:
@@ -333,7 +344,6 @@ class SSHExecutor:
         except (paramiko.SSHException, OSError, ValueError) as exc:
             # The message of a failed decrypt never contains the passphrase itself.
             raise _ConnectError(f"cannot load SSH key {path}: {exc}") from None
-        return self._pkey
 
     def _authenticate(self, transport: paramiko.Transport, host: str, user: str) -> None:
         keys: list[paramiko.PKey] = []

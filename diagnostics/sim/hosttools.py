@@ -183,7 +183,7 @@ def ibv_devinfo(sim: SimCluster, node: NodeState, argv: list[str]) -> Out:
 
 def _mounts(node: NodeState) -> list[tuple[str, str, float, float, float, float]]:
     """(filesystem, mount, size_mb, used_mb, inodes, iused) in df order."""
-    rows = []
+    rows: list[tuple[str, str, float, float, float, float]] = []
     devs = {"/": "/dev/nvme0n1p2", "/boot": "/dev/nvme0n1p1", "/data": "/dev/md0"}
     for mount, (size, used, inodes, iused) in node.disks.items():
         rows.append((devs.get(mount, f"/dev/nvme1n1p{len(rows) + 1}"), mount, size, used, inodes, iused))
@@ -661,11 +661,15 @@ def systemctl(sim: SimCluster, node: NodeState, argv: list[str]) -> Out:
     return 1, "", f"Unknown command verb {verb}.\n"
 
 
+_CPU_DIR = "/sys/devices/system/cpu/cpu"
+_GOVERNOR = "/cpufreq/scaling_governor"
+
+
 def read_file(sim: SimCluster, node: NodeState, path: str) -> tuple[str | None, str]:
     """Contents of a simulated file, or (None, error)."""
     if path == "/proc/loadavg":
         return loadavg_text(sim, node), ""
-    if fnmatch.fnmatch(path, "/sys/devices/system/cpu/cpu*/cpufreq/scaling_governor"):
+    if path.startswith(_CPU_DIR) and path.endswith(_GOVERNOR):
         return node.governor + "\n", ""
     if path == "/proc/driver/nvidia/version" and node.gpu_spec.vendor == "nvidia":
         return (
@@ -695,7 +699,9 @@ def read_file(sim: SimCluster, node: NodeState, path: str) -> tuple[str | None, 
 def _expand(node: NodeState, sim: SimCluster, pattern: str) -> list[str]:
     if not any(ch in pattern for ch in "*?["):
         return [pattern]
-    candidates = [f"/sys/devices/system/cpu/cpu{i}/cpufreq/scaling_governor" for i in range(node.ncpu)]
+    candidates: list[str] = []
+    if pattern.startswith("/sys/"):
+        candidates += [f"{_CPU_DIR}{i}{_GOVERNOR}" for i in range(node.ncpu)]
     candidates += [f"/dev/shm/{n}" for n in node.shm_files]
     candidates += [f"/usr/lib/x86_64-linux-gnu/libnccl.so.{v}" for v in (node.nccl_version.split(".")[0], node.nccl_version)]
     hits = [c for c in candidates if fnmatch.fnmatchcase(c, pattern)]

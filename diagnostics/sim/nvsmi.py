@@ -41,7 +41,7 @@ class Field:
 
 
 def _fmt_int(v: float) -> str:
-    return str(int(round(v)))
+    return str(round(v))
 
 
 def _reason(name: str) -> Callable[[SmiContext, GpuState, GpuReading], str]:
@@ -314,8 +314,6 @@ def _lost_line(g: GpuState) -> str:
 
 
 def run(ctx: SmiContext, argv: list[str]) -> Out:
-    if not any(g.present for g in ctx.node.gpus) and ctx.node.gpus and not ctx.node.gpu_spec.vendor == "nvidia":
-        return 127, "", "bash: nvidia-smi: command not found\n"
     if ctx.node.gpu_spec.vendor != "nvidia":
         return 127, "", "bash: nvidia-smi: command not found\n"
     a = parse_args(argv)
@@ -535,7 +533,7 @@ def _full_query(ctx: SmiContext, gpus: list[GpuState], displays: set[str] | None
                 _kv(3, "DRAM Correctable", g.ecc_sbe_volatile),
                 _kv(3, "DRAM Uncorrectable", g.ecc_dbe_aggregate),
             ]
-        if want("ROW_REMAPPER") or want("PAGE_RETIREMENT") and not displays:
+        if want("PAGE_RETIREMENT"):
             out += [
                 "    Retired Pages",
                 _kv(2, "Single Bit ECC", "N/A"),

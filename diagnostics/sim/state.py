@@ -248,7 +248,7 @@ def build_nodes(scenario: Scenario) -> dict[str, NodeState]:
             node.services["slurmd"] = "active"
         # a little history in the kernel log, like any booted node
         node.log(-86_000.0, "Linux version 5.15.0-105-generic (buildd@lcy02-amd64-054) (gcc (Ubuntu 11.4.0-1ubuntu1~22.04) 11.4.0)")
-        node.log(-85_990.0, f"nvidia: loading out-of-tree module taints kernel.")
+        node.log(-85_990.0, "nvidia: loading out-of-tree module taints kernel.")
         node.log(-85_989.0, f"NVRM: loading NVIDIA UNIX x86_64 Kernel Module  {c.driver_version}  Sat Feb 17 01:12:25 UTC 2024")
         nodes[name] = node
     return nodes

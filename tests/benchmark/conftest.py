@@ -70,7 +70,8 @@ HEALTHY = {
 THROTTLED = {
     "id": "tiny-throttle",
     "cluster": {"nodes": 3, "gpus_per_node": 4, "gpu": "A100-SXM4-80GB", "interconnect": "infiniband",
-                "scheduler": "slurm"},
+                "scheduler": "slurm",
+                "workload": {"kind": "llm_training", "model_params": 7.0e9, "tokens_per_step": 4194304}},
     "seed": 3,
     "faults": [{"kind": "gpu_clock_throttle", "node": "node-02", "gpu": 1, "sm_clock_mhz": 200,
                 "reason": "hw_slowdown"}],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from benchmark.cases import ACase, BCase, CCase, SCase, load_cases
 
-from .conftest import HEALTHY
+from .conftest import HEALTHY, THROTTLED
 
 GOOD_A = {"id": "a-1", "metric": "A", "conversation": "job died on 10.0.3.17 (ssh on 2222)",
           "expected": {"hosts": ["10.0.3.17"], "ssh_ports": [2222], "needs_execution": True}}
@@ -16,7 +16,7 @@ GOOD_C = {"id": "c-1", "metric": "C", "log": "NCCL WARN NET/IB : Got completion 
 
 
 def test_every_metric_loads_with_its_fields(write_cases, tmp_path: Path) -> None:
-    (tmp_path / "scen.yaml").write_text(json.dumps(HEALTHY), encoding="utf-8")
+    (tmp_path / "scen.yaml").write_text(json.dumps(THROTTLED), encoding="utf-8")
     path = write_cases([
         GOOD_A,
         {"id": "b-1", "metric": "B", "task": "t", "entry_point": "f", "scenario": HEALTHY,
@@ -105,3 +105,19 @@ def test_a_directory_means_its_jsonl_files(write_cases, tmp_path: Path) -> None:
 def test_unreadable_file_is_a_problem_not_a_crash(tmp_path: Path) -> None:
     loaded = load_cases([tmp_path / "missing.jsonl"])
     assert loaded.cases == [] and loaded.problems[0].field == "file"
+
+
+def test_a_broken_scenario_is_named_with_the_scenario_parsers_message(write_cases, tmp_path: Path) -> None:
+    bad_fault = dict(THROTTLED, faults=[{"kind": "gpu_on_fire", "node": "node-02"}])
+    (tmp_path / "noexpect.yaml").write_text(json.dumps(HEALTHY), encoding="utf-8")
+    path = write_cases([
+        {"id": "s-bad", "metric": "S", "scenario": bad_fault},
+        {"id": "s-noexpect", "metric": "S", "scenario_file": "noexpect.yaml"},
+        {"id": "b-ok-without-expect", "metric": "B", "task": "t", "entry_point": "f", "scenario": HEALTHY,
+         "tests": "def check(candidate, executor, hosts):\n    pass\n"},
+    ])
+    loaded = load_cases([path])
+    assert [c.id for c in loaded.cases] == ["b-ok-without-expect"]
+    bad, noexpect = loaded.problems
+    assert bad.field == "scenario" and "gpu_on_fire" in bad.message
+    assert noexpect.field == "scenario_file.expect"

@@ -35,13 +35,13 @@ class User:
         reg = hs.register(f"{name}{uuid.uuid4().hex[:6]}")
         self.hs, self.user_id, self.token = hs, reg["user_id"], reg["access_token"]
 
-    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         req = urllib.request.Request(self.hs.url + "/_matrix/client/v3" + path, method=method,
                                      data=json.dumps(body).encode() if body is not None else None,
                                      headers={"Authorization": f"Bearer {self.token}",
                                               "Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=30) as r:
-            return dict(json.loads(r.read()))
+            return json.loads(r.read())
 
     def send(self, room: str, event_type: str, content: dict[str, Any]) -> str:
         path = f"/rooms/{urllib.parse.quote(room)}/send/{event_type}/{uuid.uuid4().hex}"

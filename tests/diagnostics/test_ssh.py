@@ -121,7 +121,7 @@ def test_encrypted_key_needs_passphrase_from_env(sim_ssh: Any, tmp_path: Path, m
     server = sim_ssh(FakeSim(1))
     key = asyncssh.read_private_key(str(server.client_key_path))
     locked = tmp_path / "locked_key"
-    key.write_private_key(str(locked), format_name="openssh", passphrase="s3cret-pass")
+    key.write_private_key(str(locked), format_name="openssh", passphrase="s3cret-pass", rounds=2)
     monkeypatch.delenv("CLUSTERDOC_SSH_KEY_PASSPHRASE", raising=False)
     r = server.executor(key_file=locked).run("node-01", "x")
     assert r.transport == "unreachable" and "CLUSTERDOC_SSH_KEY_PASSPHRASE" in r.error
@@ -190,3 +190,21 @@ def test_executor_closed_refuses(sim_ssh: Any) -> None:
     ex.close()
     r = ex.run("node-01", "x")
     assert r.transport == "unreachable" and "closed" in r.error
+
+
+@pytest.mark.slow
+def test_512_nodes_with_every_failure_behaviour(sim_ssh: Any) -> None:
+    from diagnostics.sim.sshserver import EchoCluster
+
+    sim = EchoCluster(512)
+    bad = {"node-007": "hang", "node-100": "stall", "node-200": "drop", "node-300": "refuse"}
+    start = time.monotonic()
+    server = sim_ssh(sim, behaviours=bad)
+    assert time.monotonic() - start < 10
+    tk = Toolkit(echo_registry(timeout_s=3), server.executor(connect_timeout_s=3))
+    report = tk.sweep(sim.hosts, tools=["hello"], concurrency=64)
+    assert time.monotonic() - start < 60
+    by_host = {h: rs[0].status for h, rs in report.results.items()}
+    assert by_host["node-007"] is Status.TIMEOUT and by_host["node-200"] is Status.ERROR
+    assert by_host["node-100"] is Status.UNREACHABLE and by_host["node-300"] is Status.UNREACHABLE
+    assert sum(1 for s in by_host.values() if s is Status.OK) == 508

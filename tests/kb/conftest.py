@@ -31,35 +31,70 @@ def make_record(**overrides: Any) -> Record:
 
 
 SAMPLE = [
-    dict(id="net-ib-down", problemkey=["nccl timeout", "ib port down"], category="network",
-         rawtext="[Rank 3] Watchdog caught collective operation timeout: WorkNCCL(OpType=ALLREDUCE) ran for "
-                 "1800000 milliseconds. ibstat: mlx5_0 State: Down Physical state: Disabled",
-         result="InfiniBand port mlx5_0 down on one node", components=["nccl", "infiniband"],
-         function=["ib_ports", "drain_node"], fault="ib_port_down"),
-    dict(id="gpu-xid79", problemkey=["xid 79", "fallen off the bus"], category="gpu_hardware",
-         rawtext="NVRM: Xid (PCI:0000:3b:00): 79, pid=0, GPU has fallen off the bus.",
-         result="GPU fell off the PCIe bus (bad riser)", components=["gpu", "pcie"],
-         function=["gpu_xid", "gpu_count"], fault="gpu_fallen_off_bus"),
-    dict(id="thermal-throttle", problemkey=["clock throttle", "hw thermal slowdown"], category="thermal_power",
-         rawtext="nvidia-smi -q shows HW Thermal Slowdown Active, SM clock 210 MHz, step time 3x",
-         result="failed HVAC made one GPU throttle", components=["gpu", "cooling"],
-         function=["gpu_clocks", "gpu_temperature"], fault="gpu_clock_throttle", split="benchmark"),
-    dict(id="disk-full", problemkey=["checkpoint write failed", "no space left"], category="storage",
-         rawtext="OSError: [Errno 28] No space left on device while saving checkpoint to /mnt/ckpt",
-         result="checkpoint filesystem full", components=["filesystem", "checkpointing"],
-         function=["disk_usage"], fault="disk_full", origin="incident"),
-    dict(id="shm-small", problemkey=["bus error", "shared memory"], category="memory",
-         rawtext="ERROR: Unexpected bus error encountered in worker. This might be caused by insufficient "
-                 "shared memory (shm). NCCL WARN Error while creating shared memory segment",
-         result="/dev/shm only 64 MB in the container", components=["shm", "dataloader", "nccl"],
-         function=["shm_size", "clean_shm"], fault="shm_too_small", split="benchmark"),
+    dict(
+        id="net-ib-down",
+        problemkey=["nccl timeout", "ib port down"],
+        category="network",
+        rawtext="[Rank 3] Watchdog caught collective operation timeout: WorkNCCL(OpType=ALLREDUCE) ran for "
+        "1800000 milliseconds. ibstat: mlx5_0 State: Down Physical state: Disabled",
+        result="InfiniBand port mlx5_0 down on one node",
+        components=["nccl", "infiniband"],
+        function=["ib_ports", "drain_node"],
+        fault="ib_port_down",
+    ),
+    dict(
+        id="gpu-xid79",
+        problemkey=["xid 79", "fallen off the bus"],
+        category="gpu_hardware",
+        rawtext="NVRM: Xid (PCI:0000:3b:00): 79, pid=0, GPU has fallen off the bus.",
+        result="GPU fell off the PCIe bus (bad riser)",
+        components=["gpu", "pcie"],
+        function=["gpu_xid", "gpu_count"],
+        fault="gpu_fallen_off_bus",
+    ),
+    dict(
+        id="thermal-throttle",
+        problemkey=["clock throttle", "hw thermal slowdown"],
+        category="thermal_power",
+        rawtext="nvidia-smi -q shows HW Thermal Slowdown Active, SM clock 210 MHz, step time 3x",
+        result="failed HVAC made one GPU throttle",
+        components=["gpu", "cooling"],
+        function=["gpu_clocks", "gpu_temperature"],
+        fault="gpu_clock_throttle",
+        split="benchmark",
+    ),
+    dict(
+        id="disk-full",
+        problemkey=["checkpoint write failed", "no space left"],
+        category="storage",
+        rawtext="OSError: [Errno 28] No space left on device while saving checkpoint to /mnt/ckpt",
+        result="checkpoint filesystem full",
+        components=["filesystem", "checkpointing"],
+        function=["disk_usage"],
+        fault="disk_full",
+        origin="incident",
+    ),
+    dict(
+        id="shm-small",
+        problemkey=["bus error", "shared memory"],
+        category="memory",
+        rawtext="ERROR: Unexpected bus error encountered in worker. This might be caused by insufficient "
+        "shared memory (shm). NCCL WARN Error while creating shared memory segment",
+        result="/dev/shm only 64 MB in the container",
+        components=["shm", "dataloader", "nccl"],
+        function=["shm_size", "clean_shm"],
+        fault="shm_too_small",
+        split="benchmark",
+    ),
 ]
 
 
 @pytest.fixture
 def sample_records() -> list[Record]:
-    return [make_record(**{**d, "source": f"https://github.com/example/repo/issues/{i}"})
-            for i, d in enumerate(SAMPLE, 1)]
+    return [
+        make_record(**{**d, "source": f"https://github.com/example/repo/issues/{i}"})
+        for i, d in enumerate(SAMPLE, 1)
+    ]
 
 
 @pytest.fixture
@@ -74,8 +109,12 @@ def backend_config(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[K
     if store == "elasticsearch":
         if not os.environ.get("CLUSTERDOC_ES_URL"):
             pytest.skip("Elasticsearch backend: set CLUSTERDOC_ES_URL to run the shared store suite on it")
-        config = KBConfig(store=store, data_dir=tmp_path / "kb", seed_path=None,
-                          es_index=f"clusterdoc-test-{uuid.uuid4().hex[:8]}")
+        config = KBConfig(
+            store=store,
+            data_dir=tmp_path / "kb",
+            seed_path=None,
+            es_index=f"clusterdoc-test-{uuid.uuid4().hex[:8]}",
+        )
         yield config
         _drop_es_index(config)
         return

@@ -6,6 +6,9 @@ from pathlib import Path
 import pytest
 
 from clusterdoc.cli import main
+from clusterdoc.cli import main as cli_main
+from kb.config import SEED_PATH
+from kb.ingest import read_jsonl
 
 from .test_knowledge import sample_rows, write_jsonl
 
@@ -16,7 +19,22 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "data" / "kb"
 
 
+def test_default_config_loads_the_seed(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if not SEED_PATH.exists():
+        pytest.skip("no seed file yet")
+    assert main(["kb", "stats", "--json"]) == 0
+    stats = json.loads(capsys.readouterr().out)
+    assert stats["total"] == len(read_jsonl(SEED_PATH)[0]) and stats["data_dir"] == str(data_dir)
+    assert 0 < stats["retrievable"] < stats["total"]
+
+
 def test_ingest_search_stats(data_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    no_seed = tmp_path / "no-seed.toml"
+    no_seed.write_text(f'[kb]\nseed_path = ""\ndata_dir = "{data_dir}"\n', encoding="utf-8")
+
+    def main(argv: list[str]) -> int:
+        return cli_main([*argv, "--config", str(no_seed)])
+
     path = write_jsonl(tmp_path / "s.jsonl", sample_rows())
     assert main(["kb", "ingest", str(path)]) == 0
     assert "5 added" in capsys.readouterr().out
@@ -66,7 +84,9 @@ def test_user_mistakes_are_one_line_errors(
 
 def test_config_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = tmp_path / "clusterdoc.toml"
-    config.write_text(f'[kb]\nstore = "index"\ndata_dir = "{tmp_path / "d"}"\nseed_path = ""\n', encoding="utf-8")
+    config.write_text(
+        f'[kb]\nstore = "index"\ndata_dir = "{tmp_path / "d"}"\nseed_path = ""\n', encoding="utf-8"
+    )
     assert main(["kb", "stats", "--json", "--config", str(config)]) == 0
     stats = json.loads(capsys.readouterr().out)
     assert stats["store"] == "index" and stats["total"] == 0

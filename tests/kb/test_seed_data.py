@@ -244,10 +244,15 @@ def test_split_is_the_documented_deterministic_assignment(records: list[dict[str
 
 
 def test_benchmark_records_carry_log_evidence(records: list[dict[str, Any]]) -> None:
-    """Benchmark questions are built from log lines, so most benchmark records must quote some."""
-    evidence = re.compile(r"(WARN|ERROR|Error|error|Xid|NCCL|Killed|failed|CUDA|\w+\.(?:cc|cpp|py|h):\d+)")
+    """Benchmark questions are built from the facts, so most benchmark records must quote log lines,
+    command output or concrete measurements (a few scheduler/design cases only describe symptoms)."""
+    evidence = re.compile(
+        r"(WARN|ERROR|[Ee]rror|Xid|NCCL|Killed|[Ff]ailed|fatal|CUDA|dmesg|nvidia-smi|ibstat|lspci|ethtool"
+        r"|Out of memory|timed out|\w+\.(?:cc|cpp|py|c|h|go):\d+"
+        r"|\d+(?:\.\d+)? ?(?:GB/s|Gb/s|MB/s|Gbps|MHz|W|ms|GiB|GB| C)\b)"
+    )
     bench = [r for r in records if r["split"] == "benchmark"]
     with_evidence = [r for r in bench if evidence.search(r["rawtext"])]
-    assert len(with_evidence) >= 0.8 * len(bench), (
-        f"only {len(with_evidence)}/{len(bench)} benchmark records quote error or log lines"
+    assert len(with_evidence) >= 0.85 * len(bench), (
+        f"only {len(with_evidence)}/{len(bench)} benchmark records quote log lines or measurements"
     )

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Any
 
 import pytest
 
@@ -12,12 +13,13 @@ from perf.workload import predict_training_step
 HOSTS = [f"node-{i:02d}" for i in range(1, 9)]
 
 
-def fleet(rng: random.Random, t: float = 0.0, **override: dict) -> list[GpuSample]:
+def fleet(rng: random.Random, t: float = 0.0, override: dict[str, dict[str, Any]] | None = None) -> list[GpuSample]:
     """64 healthy busy A800s with realistic noise; ``override[(host, gpu)]`` replaces fields."""
+    override = override or {}
     out = []
     for host in HOSTS:
         for gpu in range(8):
-            fields = {
+            fields: dict[str, Any] = {
                 "sm_clock_mhz": rng.choice([1395.0, 1410.0, 1410.0, 1410.0]),
                 "max_sm_clock_mhz": 1410.0,
                 "power_w": rng.gauss(330, 12),
@@ -39,7 +41,7 @@ def test_number_treats_na_nan_and_text_as_missing() -> None:
 
 
 def test_straggler_names_the_throttled_gpu_and_missing_resource() -> None:
-    samples = fleet(random.Random(1), **{"node-05:3": {"sm_clock_mhz": 210.0, "power_w": 120.0}})
+    samples = fleet(random.Random(1), override={"node-05:3": {"sm_clock_mhz": 210.0, "power_w": 120.0}})
     findings = detect_stragglers(samples)
     assert [(f.kind, f.host, f.gpu) for f in findings] == [("gpu_clock_throttle", "node-05", 3)]
     f = findings[0]
@@ -48,16 +50,16 @@ def test_straggler_names_the_throttled_gpu_and_missing_resource() -> None:
 
 
 def test_power_cap_is_named_before_the_clock_it_causes() -> None:
-    samples = fleet(random.Random(2), **{"node-02:6": {"power_limit_w": 200.0, "sm_clock_mhz": 1005.0}})
+    samples = fleet(random.Random(2), override={"node-02:6": {"power_limit_w": 200.0, "sm_clock_mhz": 1005.0}})
     findings = detect_stragglers(samples)
     kinds = [f.kind for f in findings if f.host == "node-02" and f.gpu == 6]
     assert kinds[0] == "gpu_power_cap" and "gpu_clock_throttle" in kinds
     assert all(f.host == "node-02" for f in findings)
-    assert [f for f in findings if f.data["primary"]][0].kind == "gpu_power_cap"
+    assert next(f for f in findings if f.data["primary"]).kind == "gpu_power_cap"
 
 
 def test_hot_gpu_is_flagged_thermal() -> None:
-    samples = fleet(random.Random(3), **{"node-08:0": {"temp_c": 91.0}})
+    samples = fleet(random.Random(3), override={"node-08:0": {"temp_c": 91.0}})
     findings = detect_stragglers(samples)
     assert [(f.kind, f.host, f.gpu) for f in findings] == [("gpu_thermal", "node-08", 0)]
 
@@ -77,7 +79,7 @@ def test_slow_rank_from_step_times() -> None:
 
 
 def test_na_and_nan_readings_are_skipped_with_a_note() -> None:
-    samples = fleet(random.Random(5), **{
+    samples = fleet(random.Random(5), override={
         "node-05:3": {"sm_clock_mhz": 200.0},
         "node-01:0": {"sm_clock_mhz": math.nan, "temp_c": None},
         "node-01:1": {"sm_clock_mhz": "[N/A]", "power_limit_w": "[N/A]"},  # type: ignore[dict-item]
@@ -137,7 +139,7 @@ def test_early_warning_fires_on_a_slow_clock_drift_before_it_costs_10_percent() 
     fired_at = None
     for step in range(200):
         clock = 1410.0 if step < 50 else max(200.0, 1410.0 - 6.0 * (step - 50))  # -6 MHz per sample
-        fired = ew.update(fleet(rng, t=step, **{"node-04:2": {"sm_clock_mhz": round(clock / 15) * 15}}))
+        fired = ew.update(fleet(rng, t=step, override={"node-04:2": {"sm_clock_mhz": round(clock / 15) * 15}}))
         if fired and fired_at is None:
             fired_at = step
             assert [(f.kind, f.host, f.gpu) for f in fired] == [("gpu_clock_throttle", "node-04", 2)]
@@ -151,17 +153,17 @@ def test_early_warning_power_limit_temperature_and_counters() -> None:
     ew = EarlyWarning()
     for step in range(10):
         assert ew.update(fleet(rng, t=step)) == []
-    fired = ew.update(fleet(rng, t=10, **{"node-01:1": {"power_limit_w": 380.0}, "node-02:2": {"xid_count": 1},
+    fired = ew.update(fleet(rng, t=10, override={"node-01:1": {"power_limit_w": 380.0}, "node-02:2": {"xid_count": 1},
                                            "node-03:3": {"ecc_dbe": 2}}))
     assert {(f.kind, f.host, f.gpu) for f in fired} == {
         ("gpu_power_cap", "node-01", 1), ("gpu_xid", "node-02", 2), ("gpu_ecc_uncorrectable", "node-03", 3)}
     # the same state does not fire again; the counter must rise again
-    again = ew.update(fleet(rng, t=11, **{"node-01:1": {"power_limit_w": 380.0}, "node-02:2": {"xid_count": 1},
+    again = ew.update(fleet(rng, t=11, override={"node-01:1": {"power_limit_w": 380.0}, "node-02:2": {"xid_count": 1},
                                            "node-03:3": {"ecc_dbe": 2}}))
     assert again == []
     fired_temp = []
     for step in range(12, 40):
-        fired_temp += ew.update(fleet(rng, t=step, **{"node-06:5": {"temp_c": 64 + (step - 12) * 0.8}}))
+        fired_temp += ew.update(fleet(rng, t=step, override={"node-06:5": {"temp_c": 64 + (step - 12) * 0.8}}))
     assert fired_temp and fired_temp[0].kind == "gpu_thermal" and fired_temp[0].host == "node-06"
     assert fired_temp[0].data["temp_c"] < 80  # long before the 87 °C slowdown
 

@@ -1,0 +1,143 @@
+"""Wiring the layers below into what the bot serves: cluster executor, toolkit, KB, model, agent.
+
+``build_runtime`` takes the assembled config (``clusterdoc.config.Config``) and either a real
+inventory (SSH via paramiko) or a scenario (the simulated cluster, served over real SSH on
+127.0.0.1 when possible). A model that cannot be loaded falls back to ``llm=none`` with a note
+saying why, so the bot still answers from evidence alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bot.services import KBLearner, ToolkitRemediator
+
+log = logging.getLogger("clusterdoc.bot")
+
+
+@dataclass
+class Runtime:
+    agent: Any
+    toolkit: Any
+    kb: Any
+    remediator: ToolkitRemediator
+    learner: KBLearner | None
+    known_nodes: list[str]
+    llm_name: str
+    sim: Any = None  # the SimCluster when running a scenario
+    over_ssh: bool = False
+    notes: list[str] = field(default_factory=list)
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    def close(self) -> None:
+        self.stack.close()
+
+    def gpu_samples(self) -> list[Any]:
+        """Current GPU telemetry of every node (simulated cluster only; [] otherwise)."""
+        if self.sim is None:
+            return []
+        return [s for host in self.known_nodes for s in self.sim.gpu_samples(host)]
+
+
+def build_runtime(
+    cfg: Any,
+    *,
+    scenario: str | None = None,
+    over_ssh: bool | None = None,
+    llm_backend: str | None = None,
+    workdir: str | Path | None = None,
+    say: Callable[[str], None] = log.info,
+) -> Runtime:
+    from diagnostics.registry import default_registry
+    from diagnostics.toolkit import Toolkit
+
+    stack = contextlib.ExitStack()
+    notes: list[str] = []
+    sim = None
+    scenario = scenario or cfg.cluster.scenario or None
+    ssh_used = False
+    try:
+        if scenario:
+            from diagnostics.sim import SimCluster
+
+            sim = SimCluster(str(scenario))
+            known = list(sim.hosts)
+            scheduler = str(getattr(sim.scenario.cluster, "scheduler", "slurm"))
+            executor: Any = None
+            if cfg.cluster.simulate_over_ssh if over_ssh is None else over_ssh:
+                try:
+                    from diagnostics.sim.sshserver import serve
+
+                    server = stack.enter_context(serve(sim, workdir=workdir))
+                    executor = server.executor()
+                    ssh_used = True
+                except Exception as exc:  # asyncssh missing or no loopback sockets: stay in-process
+                    notes.append(f"simulated nodes run in-process (SSH server unavailable: {exc})")
+            if executor is None:
+                executor = sim.executor()
+        elif cfg.cluster.inventory:
+            from diagnostics.executors.ssh import SSHExecutor
+            from diagnostics.inventory import load_inventory
+
+            inventory = load_inventory(cfg.cluster.inventory)
+            executor = SSHExecutor(inventory, cfg.ssh)
+            known = list(inventory.names)
+            scheduler = inventory.scheduler or cfg.cluster.scheduler
+        else:
+            raise ValueError("config: set cluster.inventory (real nodes) or cluster.scenario (simulated cluster)")
+        stack.callback(executor.close)
+        toolkit = Toolkit(default_registry(), executor, scheduler=scheduler)
+
+        kb = _knowledge_base(cfg, notes)
+        llm, llm_name = _llm(cfg, llm_backend, notes, say)
+        from pipelines.agent import Agent
+        from pipelines.config import AgentConfig
+
+        agent_cfg = cfg.agent if isinstance(cfg.agent, AgentConfig) else AgentConfig()
+        agent = Agent(agent_cfg, toolkit, kb, llm, hosts=known)
+        agent.warm_up()
+    except BaseException:
+        stack.close()
+        raise
+    return Runtime(agent=agent, toolkit=toolkit, kb=kb, remediator=ToolkitRemediator(toolkit),
+                   learner=KBLearner(kb) if kb is not None else None, known_nodes=known, llm_name=llm_name,
+                   sim=sim, over_ssh=ssh_used, notes=notes, stack=stack)
+
+
+def _knowledge_base(cfg: Any, notes: list[str]) -> Any:
+    try:
+        from kb.config import KBConfig
+        from kb.knowledge import KnowledgeBase
+    except ImportError as exc:
+        notes.append(f"no knowledge base ({exc})")
+        return None
+    kb_cfg = cfg.kb if isinstance(cfg.kb, KBConfig) else KBConfig(data_dir=None)
+    kb = KnowledgeBase(kb_cfg)
+    kb.warm_up()
+    return kb
+
+
+def _llm(cfg: Any, backend: str | None, notes: list[str], say: Callable[[str], None]) -> tuple[Any, str]:
+    from pipelines.config import LLMConfig
+    from pipelines.llm import make_llm
+
+    llm_cfg = cfg.llm if isinstance(cfg.llm, LLMConfig) else LLMConfig()
+    if backend:
+        llm_cfg = dataclasses.replace(llm_cfg, backend=backend)
+    if llm_cfg.backend == "none":
+        return make_llm(llm_cfg), "none"
+    llm = make_llm(llm_cfg)
+    try:
+        llm.warm_up()
+    except Exception as exc:
+        line = f"model backend {llm_cfg.backend} unavailable ({str(exc)[:200]}); continuing with llm=none (evidence only)"
+        notes.append(line)
+        say(line)
+        return make_llm(LLMConfig(backend="none")), "none"
+    return llm, f"{llm_cfg.backend}:{llm_cfg.model_name}"

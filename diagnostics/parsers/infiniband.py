@@ -1,0 +1,118 @@
+"""InfiniBand: ibstat and ibv_devinfo."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from diagnostics.parsers.common import ParseError
+
+
+@dataclass(frozen=True)
+class IbPort:
+    hca: str
+    port: int
+    state: str  # Active, Down, Initializing, Armed, PORT_ACTIVE …
+    physical_state: str | None  # LinkUp, Disabled, Polling … (ibstat only)
+    rate_gbps: float | None
+    link_layer: str | None
+
+    @property
+    def active(self) -> bool:
+        return self.state.upper() in ("ACTIVE", "PORT_ACTIVE")
+
+
+_CA = re.compile(r"^CA '(?P<name>[^']+)'\s*$")
+_PORT = re.compile(r"^Port (?P<port>\d+):\s*$")
+
+
+def parse_ibstat(text: str) -> list[IbPort]:
+    ports: list[IbPort] = []
+    hca: str | None = None
+    port: int | None = None
+    fields: dict[str, str] = {}
+
+    def flush(no: int) -> None:
+        if hca is not None and port is not None:
+            if "State" not in fields:
+                raise ParseError("ibstat", f"port {port} of {hca} has no 'State' line (truncated?)", no)
+            rate = fields.get("Rate")
+            try:
+                rate_v = float(rate) if rate is not None else None
+            except ValueError:
+                raise ParseError("ibstat", f"Rate of {hca} port {port} is not a number: {rate!r}", no) from None
+            ports.append(IbPort(hca, port, fields["State"], fields.get("Physical state"), rate_v, fields.get("Link layer")))
+
+    lines = text.splitlines()
+    for no, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line or line.startswith(("ibwarn", "ibpanic")):
+            continue
+        m = _CA.match(line)
+        if m:
+            flush(no)
+            hca, port, fields = m.group("name"), None, {}
+            continue
+        p = _PORT.match(line)
+        if p:
+            flush(no)
+            port, fields = int(p.group("port")), {}
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            raise ParseError("ibstat", f"unexpected line {line[:60]!r}", no)
+        if hca is None:
+            raise ParseError("ibstat", f"'{key.strip()}' before any CA line", no)
+        if port is not None:
+            fields[key.strip()] = value.strip()
+    flush(len(lines))
+    if not ports and text.strip():
+        raise ParseError("ibstat", "no ports found")
+    return ports
+
+
+_HCA_ID = re.compile(r"^hca_id:\s*(?P<name>\S+)")
+_DEV_PORT = re.compile(r"^port:\s*(?P<port>\d+)")
+
+
+def parse_ibv_devinfo(text: str) -> list[IbPort]:
+    ports: list[IbPort] = []
+    hca: str | None = None
+    port: int | None = None
+    fields: dict[str, str] = {}
+
+    def flush(no: int) -> None:
+        if hca is not None and port is not None:
+            if "state" not in fields:
+                raise ParseError("ibv_devinfo", f"port {port} of {hca} has no 'state' line (truncated?)", no)
+            state = fields["state"].split()[0]
+            ports.append(IbPort(hca, port, state, None, None, fields.get("link_layer")))
+
+    lines = text.splitlines()
+    for no, raw in enumerate(lines, 1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line == "No IB devices found":
+            return []
+        m = _HCA_ID.match(line)
+        if m:
+            flush(no)
+            hca, port, fields = m.group("name"), None, {}
+            continue
+        p = _DEV_PORT.match(line)
+        if p:
+            flush(no)
+            port, fields = int(p.group("port")), {}
+            continue
+        key, sep, value = line.partition(":")
+        if not sep:
+            raise ParseError("ibv_devinfo", f"unexpected line {line[:60]!r}", no)
+        if hca is None:
+            raise ParseError("ibv_devinfo", f"'{key.strip()}' before any hca_id line", no)
+        if port is not None:
+            fields[key.strip()] = value.strip()
+    flush(len(lines))
+    if not ports and text.strip():
+        raise ParseError("ibv_devinfo", "no ports found")
+    return ports

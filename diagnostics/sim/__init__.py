@@ -1,0 +1,10 @@
+"""The simulated GPU cluster: per-node state, fault injection, real-format tool output.
+
+``SimCluster(scenario)`` answers shell commands in-process (``.handle`` / ``.executor()``);
+``diagnostics.sim.sshserver`` serves the same object as real SSH endpoints on 127.0.0.1.
+"""
+
+from diagnostics.sim.cluster import JobState, SimCluster, SimExecutor
+from diagnostics.sim.state import GpuState, HcaState, NodeState
+
+__all__ = ["GpuState", "HcaState", "JobState", "NodeState", "SimCluster", "SimExecutor"]

@@ -1,0 +1,51 @@
+"""Metric C: evidence attribution without a model, and letter answers from a (scripted) model."""
+
+from __future__ import annotations
+
+from benchmark.cases import CCase
+from benchmark.llm import BenchLLM
+from benchmark.metrics.attribution import evidence_answer, score
+from benchmark.results import RunContext
+
+CHOICES = (
+    ("A", "The training script has a Python syntax error in the data loader."),
+    ("B", "The container's /dev/shm is too small: NCCL could not create its shared memory segment, no space left on device."),
+    ("C", "The GPU overheated and throttled its SM clocks."),
+    ("D", "The Slurm job ran out of wall time."),
+)
+
+
+def _case(answer: str = "B") -> CCase:
+    return CCase(id="c-x", file="f", line=1,
+                 log="include/shm.h:28 NCCL WARN Call to posix_fallocate failed : No space left on device\n"
+                     "NCCL WARN Error while creating shared memory segment nccl-shm-recv-1 (size 9637888)",
+                 question="What is the most likely root cause?", choices=CHOICES, answer=answer)
+
+
+def test_evidence_picks_the_choice_the_log_supports() -> None:
+    letter, support = evidence_answer(_case(), [])
+    assert letter == "B" and support["B"] > max(support["A"], support["C"], support["D"])
+
+
+def test_none_backend_right_and_wrong() -> None:
+    ctx = RunContext(llm=BenchLLM("none"), mode="plain")
+    assert score(_case("B"), ctx).score == 1.0
+    assert score(_case("D"), ctx).score == 0.0
+
+
+def test_model_letter_is_scored(scripted) -> None:
+    right = score(_case(), RunContext(llm=scripted(lambda m: {"answer": "B"}), mode="plain"))
+    wrong = score(_case(), RunContext(llm=scripted(lambda m: {"answer": "c"}), mode="plain"))
+    empty = score(_case(), RunContext(llm=scripted(lambda m: None), mode="plain"))
+    assert (right.score, wrong.score, empty.score) == (1.0, 0.0, 0.0)
+    assert wrong.answer["choice"] == "C" and empty.error
+
+
+def test_rag_puts_retrieved_records_in_the_prompt(scripted) -> None:
+    llm = scripted(lambda m: {"reasoning": "shm", "answer": "B"})
+    ctx = RunContext(llm=llm, mode="rag-dot-selfplay")
+    result = score(_case(), ctx)
+    prompts = [m[-1]["content"] for m in llm.llm().calls]
+    assert result.score == 1.0 and len(prompts) == 2  # answer + critique round
+    if ctx.kb() is not None and result.answer["retrieved"]:
+        assert "<knowledge>" in prompts[0]

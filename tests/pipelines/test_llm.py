@@ -1,0 +1,76 @@
+import socket
+
+import pytest
+
+from pipelines.api import DiagnosisRequest
+from pipelines.config import AgentConfig, LLMConfig
+from pipelines.llm import make_llm
+from pipelines.llm.base import check_schema, extract_json_object, fold_system, json_reply
+from tests.pipelines.fakecluster import make_agent
+
+SCHEMA = {
+    "type": "object",
+    "properties": {"hosts": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+                   "fault": {"type": "string", "enum": ["gpu_clock_throttle", "disk_full"]}},
+    "required": ["hosts", "fault"],
+}
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def test_json_helpers() -> None:
+    assert extract_json_object('sure! ```json\n{"a": 1}\n``` bye') == {"a": 1}
+    assert extract_json_object("no json here") is None
+    assert check_schema({"hosts": [], "fault": "x"}, SCHEMA).endswith("is not one of ['gpu_clock_throttle', 'disk_full']")
+    assert check_schema({"hosts": ["a"], "fault": "disk_full"}, SCHEMA) == ""
+    assert "empty answer" in json_reply("", SCHEMA, 1, 0, 0.0).error
+    assert fold_system([{"role": "system", "content": "S"}, {"role": "user", "content": "U"}]) == [{"role": "user", "content": "S\n\nU"}]
+
+
+def test_config_errors_name_the_field() -> None:
+    with pytest.raises(ValueError, match="llm.backend"):
+        LLMConfig(backend="gpt5")
+    with pytest.raises(ValueError, match="agent.mode"):
+        AgentConfig(mode="yolo")
+
+
+def test_none_backend_says_so() -> None:
+    reply = make_llm(LLMConfig(backend="none")).generate_json([{"role": "user", "content": "x"}], SCHEMA)
+    assert reply.data is None and "no model" in reply.error
+
+
+@pytest.mark.parametrize("backend", ["ollama", "openai"])
+def test_server_down_is_a_clear_error_not_a_raise(backend: str) -> None:
+    host = f"http://127.0.0.1:{_closed_port()}" + ("/v1" if backend == "openai" else "")
+    llm = make_llm(LLMConfig(backend=backend, host=host, timeout_s=3))
+    reply = llm.generate_json([{"role": "user", "content": "hi"}], SCHEMA)
+    assert reply.data is None and "127.0.0.1" in reply.error
+
+
+@pytest.mark.llm
+def test_llamacpp_schema_output_parses() -> None:
+    llm = make_llm(LLMConfig(backend="llamacpp", max_tokens=48, timeout_s=240))
+    reply = llm.generate_json(
+        [{"role": "system", "content": "Answer in JSON."},
+         {"role": "user", "content": "GPU 3 on node-05 runs at 200 MHz. Which hosts and which fault?"}],
+        SCHEMA,
+    )
+    assert reply.error == "" and reply.data is not None
+    assert reply.data["fault"] in ("gpu_clock_throttle", "disk_full")
+    assert reply.prompt_tokens > 10 and reply.completion_tokens > 0
+
+
+@pytest.mark.llm
+def test_agent_with_real_embedded_model_stays_evidence_verified() -> None:
+    llm = make_llm(LLMConfig(backend="llamacpp", max_tokens=64, timeout_s=240))
+    agent, _, _ = make_agent({("node-05", "gpu_clock_throttle"): 3}, llm=llm)
+    d = agent.diagnose(DiagnosisRequest("Job llama-7b-pretrain: step time up 3x in the last 20 minutes"))
+    assert d.llm == "llamacpp" and d.tokens["prompt"] > 0
+    assert (d.cause.fault, d.cause.node, d.cause.gpu) == ("gpu_clock_throttle", "node-05", 3) and d.verified
+    assert d.timings["tool_invocations"] <= 3
