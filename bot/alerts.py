@@ -15,9 +15,13 @@ from bot.events import Alert, Platform
 _STATUS_RE = re.compile(r"\[(FIRING|RESOLVED)(?::\s*(\d+))?\]\s*([\w:.-]+)?", re.IGNORECASE)
 _STATUS_LINE_RE = re.compile(r"^\s*\*?status\*?\s*[:=]\s*\*?(firing|resolved)", re.IGNORECASE | re.MULTILINE)
 _QUOTED_LABEL_RE = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)=\"([^\"]*)\"")
-_LINE_LABEL_RE = re.compile(r"^[\s>*•-]*`?([A-Za-z_][A-Za-z0-9_]*)`?\s*[=:]\s*`?([^`\s,]+)`?\s*$", re.MULTILINE)
+_LINE_LABEL_RE = re.compile(
+    r"^[\s>*•-]*\*?`?([A-Za-z_][A-Za-z0-9_]*)`?\*?\s*[=:]\s*\*?\s*`?([^`\s,*]+)`?\s*$", re.MULTILINE
+)
 _FINGERPRINT_RE = re.compile(r"\bfingerprint\s*[:=]\s*`?([0-9a-fA-F]{6,64})`?")
-_SUMMARY_RE = re.compile(r"^\s*\*?(?:summary|description|message)\*?\s*[:=]\s*(.+)$", re.IGNORECASE | re.MULTILINE)
+_SUMMARY_RE = re.compile(
+    r"^\s*\*?(?:summary|description|message)\*?\s*[:=]\s*\*?\s*(.+)$", re.IGNORECASE | re.MULTILINE
+)
 _NOT_LABELS = {"status", "summary", "description", "message", "fingerprint", "alert", "labels", "details",
                "annotations", "source", "startsat", "endsat", "graph", "runbook", "runbook_url"}
 

@@ -58,6 +58,14 @@ def run_bot(args: argparse.Namespace) -> int:
     if not (cfg.cluster.inventory or cfg.cluster.scenario):
         print(f"clusterdoc: config error: {cfg.source}: set cluster.inventory or cluster.scenario", file=sys.stderr)
         return 2
+    if cfg.bot.alertmanager.enabled:  # the webhook refuses to run without its token: say so now
+        from bot.alertmanager import AlertmanagerReceiver
+
+        try:
+            AlertmanagerReceiver(cfg.bot.alertmanager, lambda event: [])
+        except ValueError as exc:
+            print(f"clusterdoc: config error: {cfg.source}: {exc}", file=sys.stderr)
+            return 2
     if args.check:
         print(f"{cfg.source}: ok")
         return 0
@@ -100,6 +108,10 @@ def run_bot(args: argparse.Namespace) -> int:
         schedules = _schedules(cfg, bot, runtime)
         if schedules is not None:
             closers.append(schedules.shutdown)
+        if cfg.bot.alertmanager.enabled:
+            webhook = AlertmanagerReceiver(cfg.bot.alertmanager, bot.dispatch).start()
+            closers.append(webhook.close)
+            print(f"Alertmanager webhook listening on {webhook.url}", file=sys.stderr)
         print(f"clusterdoc bot running ({', '.join(senders)}); Ctrl-C stops it", file=sys.stderr)
         threading.Event().wait()
     finally:

@@ -75,7 +75,9 @@ def parse_command(name: str, text: str, known_nodes: Sequence[str]) -> Parsed:
 def resolve_target(
     word: str, known_nodes: Sequence[str], forced: Literal["node", "job"] | None = None
 ) -> Target:
-    word = word.strip().strip("`'\"<>,.;")
+    word = word.strip().rstrip(",.;:?")
+    if len(word) > 2 and word[0] == word[-1] and word[0] in "`'\"":  # `node-05` or "node-05"
+        word = word[1:-1]
     if not _TARGET_OK.match(word):
         raise CommandError(f"`{word[:40]}` is not a node name or job id\n{USAGE}")
     known = list(known_nodes)
@@ -102,13 +104,13 @@ def closest_nodes(word: str, known: Sequence[str], n: int = 3) -> list[str]:
     matches = difflib.get_close_matches(word, list(known), n=n, cutoff=0.6)
     if matches:
         return matches
-    # digits often carry the meaning ("node5" vs "node-05"): compare on the number too
-    digits = re.sub(r"\D", "", word)
+    # "node5" vs "node-05": same letters, same number once separators and zero padding go
+    letters, digits = re.sub(r"[^a-z]", "", word.lower()), re.sub(r"\D", "", word).lstrip("0")
     if digits:
-        same = [k for k in known if re.sub(r"\D", "", k).lstrip("0") == digits.lstrip("0")]
-        if same:
-            return same[:n]
-    return difflib.get_close_matches(word, list(known), n=n, cutoff=0.4)
+        same = [k for k in known if re.sub(r"[^a-z]", "", k.lower()) == letters
+                and re.sub(r"\D", "", k).lstrip("0") == digits]
+        return same[:n]
+    return []
 
 
 def _same_shape(word: str, known: Sequence[str]) -> bool:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-SECRET_FIELDS = frozenset({"bot_token", "signing_secret", "app_token", "access_token", "password"})
+from bot.alertmanager import AlertmanagerConfig
+
+SECRET_FIELDS = frozenset({"bot_token", "signing_secret", "app_token", "access_token", "password", "token"})
 
 
 def _redacted(obj: object) -> str:
@@ -88,3 +90,4 @@ class BotConfig:
     approvals: ApprovalConfig = field(default_factory=ApprovalConfig)
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    alertmanager: AlertmanagerConfig = field(default_factory=AlertmanagerConfig)  # webhook receiver

@@ -344,6 +344,12 @@ class Store:
             )
             if cur.rowcount != 1:
                 return False
+            # one fix per incident: the alternatives offered next to it can no longer be approved
+            conn.execute(
+                "UPDATE proposals SET state='superseded' WHERE state='pending' AND id<>? AND incident_id="
+                "(SELECT incident_id FROM proposals WHERE id=?)",
+                (proposal_id, proposal_id),
+            )
             conn.execute(
                 "INSERT INTO executions(proposal_id, approver, started_at, state) VALUES (?,?,?,'running')",
                 (proposal_id, approver, now),

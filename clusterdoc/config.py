@@ -29,6 +29,7 @@ SECRET_ENV: dict[str, tuple[str, str]] = {
     "SLACK_APP_TOKEN": ("bot.slack", "app_token"),
     "MATRIX_ACCESS_TOKEN": ("bot.matrix", "access_token"),
     "MATRIX_PASSWORD": ("bot.matrix", "password"),
+    "CLUSTERDOC_ALERTMANAGER_TOKEN": ("bot.alertmanager", "token"),
 }
 SECRET_FIELDS = {f for _, f in SECRET_ENV.values()}
 

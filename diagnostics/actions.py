@@ -1,10 +1,9 @@
 """The mutating actions of the registry (the whitelist's "fix" half), under the remediation
 names of formats/scenario.md. They run only through an approved proposal
 (``Toolkit.execute_action``); each names the read-only check that proves it worked
-(``verify_with``; the action's params are passed on to it by name).
-
-``drain_node``/``resume_node`` carry a fixed ``expect`` param only so that their verify check
-(``node_state``) knows which state counts as success.
+(``verify_with``; the action's params are passed on to it by name: ``drain_node``'s ``reason``
+tells ``node_state`` that the node must now be drained, ``resume_node`` passes nothing, so
+``node_state`` expects it schedulable).
 """
 
 from __future__ import annotations
@@ -78,8 +77,6 @@ ACTIONS: tuple[ToolSpec, ...] = (
         params=(
             Param("reason", "str", "why (recorded by the scheduler)", required=False,
                   default="clusterdoc: drained pending repair", pattern=REASON_PATTERN),
-            Param("expect", "choice", "state the verify check must see afterwards (fixed)", required=False,
-                  default="drained", choices=("drained",)),
         ),
         commands=(),
         commands_by_scheduler={
@@ -93,10 +90,7 @@ ACTIONS: tuple[ToolSpec, ...] = (
         name="resume_node",
         description="Put the node back into scheduling: Slurm resume, or Kubernetes uncordon",
         category="job", level="quick", kind="mutating",
-        params=(
-            Param("expect", "choice", "state the verify check must see afterwards (fixed)", required=False,
-                  default="schedulable", choices=("schedulable",)),
-        ),
+        params=(),
         commands=(),
         commands_by_scheduler={
             "slurm": ('scontrol update nodename="$(hostname -s)" state=resume',),

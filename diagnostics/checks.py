@@ -744,7 +744,8 @@ def parse_node_state(inp: ParseInput) -> ParseOutput:
     nodes = scheduler.parse_kubectl_nodes(text) if "Ready" in text or "NotReady" in text else scheduler.parse_sinfo_nodes(text)
     n = nodes[0]
     data = {"node": n.name, "state": n.state, "raw_state": n.raw_state, "reason": n.reason}
-    expect = inp.params.get("expect") or "schedulable"
+    # a drain reason (passed on from drain_node) means the node must now be drained
+    expect = inp.params.get("expect") or ("drained" if inp.params.get("reason") else "schedulable")
     ok = n.state in ("drained", "draining") if expect == "drained" else n.state == "schedulable"
     if ok:
         return ParseOutput(Status.OK, data=data)
@@ -870,9 +871,12 @@ CHECKS: tuple[ToolSpec, ...] = (
            (Param("path", "str", "the job's step log", required=False, default=TRAIN_LOG, pattern=_MOUNT_PATTERN),),
            ("tail -n 400 {path}",), parse_job_step_times),
     _check("node_state", "The node's state in the scheduler (Slurm sinfo / Kubernetes node); finds node_drained "
-           "when it should be schedulable, or the opposite with expect=drained", "job", "quick",
-           (Param("expect", "choice", "the state the node should be in", required=False, default="schedulable",
-                  choices=("schedulable", "drained")),),
+           "when it should be schedulable, or node_schedulable when it should be drained (expect=drained or a "
+           "reason given)", "job", "quick",
+           (Param("expect", "choice", "the state the node should be in (default: schedulable, or drained when "
+                  "a drain reason is given)", required=False, choices=("schedulable", "drained")),
+            Param("reason", "str", "the drain reason drain_node recorded; implies expect=drained", required=False,
+                  pattern=r"[A-Za-z0-9 _.,:/@#()+=-]{1,120}")),
            ("echo 'scheduler: none'",), parse_node_state,
            commands_by_scheduler={
                "slurm": ('sinfo -h -N -n "$(hostname -s)" -o "%N %T %E"',),

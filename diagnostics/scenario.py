@@ -430,7 +430,7 @@ def _parse_cluster(r: _Reader, c: Mapping[str, Any]) -> ClusterSpec:
     else:
         count = r.get(c, p, FieldSpec("nodes", "int", min=1, max=100_000))
         names = default_names(count)
-    gpus = r.get(c, p, FieldSpec("gpus_per_node", "int", required=False, default=8, min=0, max=64))
+    gpus = r.get(c, p, FieldSpec("gpus_per_node", "int", required=False, default=8, min=1, max=64))
     gpu = r.get(c, p, FieldSpec("gpu", "str"))
     try:
         from perf.catalog import get_gpu

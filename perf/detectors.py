@@ -67,15 +67,27 @@ def number(value: Any) -> float | None:
 
 @dataclass
 class Notes:
-    """Counts of skipped readings by reason, so a report can say what was ignored."""
+    """Skipped readings grouped by reason, so 64 GPUs without a power reading make one line.
+    Counts, not copies, so a week of ticks stays small."""
 
-    counts: dict[str, int] = field(default_factory=dict)
+    subjects: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def add(self, message: str) -> None:
-        self.counts[message] = self.counts.get(message, 0) + 1
+    def add(self, reason: str, subject: str = "") -> None:
+        counts = self.subjects.setdefault(reason, {})
+        counts[subject] = counts.get(subject, 0) + 1
 
     def lines(self) -> list[str]:
-        return [f"{msg} ({n}x)" if n > 1 else msg for msg, n in sorted(self.counts.items())]
+        out = []
+        for reason, counts in sorted(self.subjects.items()):
+            total = sum(counts.values())
+            named = [x for x in counts if x]
+            if not named:
+                out.append(reason if total == 1 else f"{reason} ({total}x)")
+                continue
+            shown = ", ".join(named[:4]) + (f" and {len(named) - 4} more" if len(named) > 4 else "")
+            times = f", {total} readings" if total > len(named) else ""
+            out.append(f"{reason}: {shown}{times}")
+        return out
 
 
 def _label(host: str, gpu: int | None) -> str:
@@ -104,10 +116,28 @@ def _metric(samples: Mapping[tuple[str, int], GpuSample], name: str, notes: Note
     for key, s in samples.items():
         v = number(getattr(s, name))
         if v is None:
-            notes.add(f"{name} missing or [N/A] on {_label(*key)}: sample skipped for that metric")
+            notes.add(f"{name} missing, NaN or [N/A], reading skipped", _label(*key))
         else:
             out[key] = v
     return out
+
+
+IDLE_UTIL_PCT = 5.0  # below this a GPU has no work: its clock drops to idle by design
+
+
+def _busy_only(
+    clocks: dict[tuple[str, int], float], samples: Mapping[tuple[str, int], GpuSample], notes: Notes
+) -> dict[tuple[str, int], float]:
+    """Leave idle GPUs (a drained node, a finished job) out of clock comparisons: an idle clock is
+    not a throttle. GPUs whose utilisation is unknown stay in."""
+    busy = {}
+    for key, mhz in clocks.items():
+        util = number(samples[key].util_pct)
+        if util is not None and util < IDLE_UTIL_PCT:
+            notes.add(f"idle (utilization < {IDLE_UTIL_PCT:g}%), clock not compared", _label(*key))
+        else:
+            busy[key] = mhz
+    return busy
 
 
 def detect_stragglers(
@@ -134,13 +164,13 @@ def detect_stragglers(
     if not latest:
         skipped.add("no telemetry samples given: nothing to compare")
 
-    clocks = _metric(latest, "sm_clock_mhz", skipped)
+    clocks = _busy_only(_metric(latest, "sm_clock_mhz", skipped), latest, skipped)
     maxima = _metric(latest, "max_sm_clock_mhz", skipped)
     ratios = {k: v / maxima[k] for k, v in clocks.items() if k in maxima and maxima[k] > 0}
     clock_signal = ratios if len(ratios) >= min_peers else {k: v for k, v in clocks.items()}
     limits = _metric(latest, "power_limit_w", skipped)
     temps = _metric(latest, "temp_c", skipped)
-    utils = _metric(latest, "util_pct", skipped)
+    utils = {k: v for k, v in _metric(latest, "util_pct", skipped).items() if v >= IDLE_UTIL_PCT}
     power = _metric(latest, "power_w", skipped)
 
     per_gpu: dict[tuple[str, int], dict[str, Any]] = {}
@@ -222,7 +252,7 @@ def _slow_ranks(step_times: Mapping[str, float], z_threshold: float, min_peers: 
     for rank, value in step_times.items():
         v = number(value)
         if v is None or v <= 0:
-            skipped.add(f"step time of rank {rank} missing, non-positive or NaN: skipped")
+            skipped.add("step time missing, non-positive or NaN, rank skipped", str(rank))
         else:
             clean[str(rank)] = v
     if len(clean) < min_peers:
@@ -242,7 +272,21 @@ def _slow_ranks(step_times: Mapping[str, float], z_threshold: float, min_peers: 
                 data={"rank": rank, "step_time_s": clean[rank], "peer_median_s": med, "robust_z": round(z, 2),
                       "missing_resource": MISSING_RESOURCE["slow_rank"]},
             ))
-    return findings
+    # every rank of one host slow together points at the host (CPU, governor, data loader), not a GPU
+    per_host: dict[str, int] = {}
+    for rank in ranks:
+        per_host[_split_rank(rank)[0]] = per_host.get(_split_rank(rank)[0], 0) + 1
+    slow_per_host: dict[str, int] = {}
+    for f in findings:
+        slow_per_host[f.host] = slow_per_host.get(f.host, 0) + 1
+    out = []
+    for f in findings:
+        if slow_per_host[f.host] >= 2 and slow_per_host[f.host] == per_host[f.host]:
+            f = Finding(f.kind, f.host, f.message + f" All {per_host[f.host]} ranks of {f.host} are slow: "
+                        "look at the host (CPU load, governor, data loading) before its GPUs.",
+                        f.gpu, f.severity, dict(f.data, host_wide=True))
+        out.append(f)
+    return out
 
 
 def _split_rank(rank: str) -> tuple[str, int | None]:
@@ -387,7 +431,7 @@ class EarlyWarning:
         if not tick:
             self.notes.add("empty telemetry tick: skipped")
             return out
-        clocks = _metric(tick, "sm_clock_mhz", self.notes)
+        clocks = _busy_only(_metric(tick, "sm_clock_mhz", self.notes), tick, self.notes)
         temps = _metric(tick, "temp_c", self.notes)
         limits = {k: v for k, s in tick.items() if (v := number(s.power_limit_w)) is not None}
         clock_med, clock_sigma = self._peer_stats(clocks, cfg.clock_sigma_floor, relative=True)

@@ -201,3 +201,8 @@ def report_from_prediction(
 
 def render_prediction(prediction: StepPrediction, **kwargs: Any) -> str:
     return render_report(report_from_prediction(prediction, **kwargs))
+
+
+def render_findings(findings: Iterable[Finding], notes: Iterable[str] = (), *, model: str = "telemetry") -> str:
+    """Detector output alone (stragglers, early warnings) as a ``<perf_model>`` block."""
+    return render_report(PerfReport(model=model, findings=list(findings), notes=list(notes)))

@@ -36,3 +36,13 @@ def require_non_negative(argument: str, value: float) -> float:
     if number != number or number in (float("inf"), float("-inf")) or number < 0:
         raise PerfInputError(argument, f"must be a finite number >= 0, got {value!r}")
     return number
+
+
+def require_whole(argument: str, value: object) -> int:
+    """Return ``value`` as an int, or raise naming ``argument`` unless it is a whole number > 0."""
+    if isinstance(value, bool):
+        raise PerfInputError(argument, f"must be a whole number > 0, got {value!r}")
+    number = require_positive(argument, value)  # type: ignore[arg-type]
+    if number != int(number):
+        raise PerfInputError(argument, f"must be a whole number > 0, got {value!r}")
+    return int(number)

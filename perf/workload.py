@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from perf.catalog import GPUSpec, get_gpu, nic_for
-from perf.errors import PerfInputError, require_non_negative, require_positive
+from perf.errors import PerfInputError, require_non_negative, require_positive, require_whole
 
 BYTES_PER_ELEMENT: dict[str, float] = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
 
@@ -157,15 +157,13 @@ def predict_training_step(
     """Expected step time of a dense transformer training job (see module docstring)."""
     spec = get_gpu(gpu)
     p = params or StepModelParams()
-    if isinstance(n_gpus, bool) or int(require_positive("n_gpus", n_gpus)) != n_gpus:
-        raise PerfInputError("n_gpus", f"must be a whole number > 0, got {n_gpus!r}")
-    n = int(n_gpus)
+    n = require_whole("n_gpus", n_gpus)
     require_positive("model_params", model_params)
     require_positive("tokens_per_step", tokens_per_step)
     added_latency_s = require_non_negative("added_latency_ms", added_latency_ms) / 1000
-    tp = int(require_positive("tensor_parallel", tensor_parallel))
-    pp = int(require_positive("pipeline_parallel", pipeline_parallel))
-    mb = int(require_positive("micro_batches", micro_batches))
+    tp = require_whole("tensor_parallel", tensor_parallel)
+    pp = require_whole("pipeline_parallel", pipeline_parallel)
+    mb = require_whole("micro_batches", micro_batches)
     if n % (tp * pp):
         raise PerfInputError("n_gpus", f"{n} is not divisible by tensor_parallel·pipeline_parallel = {tp * pp}")
     dp = n // (tp * pp)

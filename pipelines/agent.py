@@ -23,10 +23,11 @@ from pipelines.dot.graph import Attachment, DotGraph, DotNode
 from pipelines.dot.parse import parse_dot
 from pipelines.evidence import Candidate, confidence, rank_candidates, verify_claim
 from pipelines.extract import Entities
-from pipelines.faults import EXPLAINS, FAULT_CHECKS, RUNBOOK_OF_FAULT, RUNBOOKS, SYMPTOM_KINDS
+from pipelines.faults import EXPLAINS, FAULT_CHECKS, FLEET_TOOLS, RUNBOOK_OF_FAULT, RUNBOOKS, UNREACHABLE_AFTER
 from pipelines.llm.base import LLM, LLMReply, NoLLM
 from pipelines.planner import ClusterInfo, ToolPlan, fill_params, ordered_hypotheses, plan_for_fault
 from pipelines.prompts import (
+    MAX_TOKENS,
     attribution_messages,
     attribution_schema,
     critique_messages,
@@ -55,6 +56,9 @@ class _Run:
         self.llm_errors: list[str] = []
         self.timings: dict[str, float] = {}
         self.notes: list[str] = []
+        self.silent: dict[str, int] = {}  # host -> timeouts/refusals seen
+        self.answered: set[str] = set()  # hosts that answered at least once
+        self.unreachable: set[str] = set()
 
 
 class Agent:
@@ -150,7 +154,8 @@ class Agent:
                     priors[fault] = priors.get(fault, 0.0) + KB_PRIOR / (1 + i)
         if use_model:
             snippets = [f"{h.record.result} ({', '.join(h.record.problemkey[:5])})" for h in hits]
-            reply = self._ask(run, hypothesis_messages(text or str(target), snippets, cfg.prompt_data_cap_chars), hypothesis_schema())
+            reply = self._ask(run, hypothesis_messages(text or str(target), snippets, min(cfg.prompt_data_cap_chars, 1200)),
+                              hypothesis_schema(), MAX_TOKENS["hypotheses"])
             if reply is not None and reply.data is not None:
                 notes = self.merge.run(entities=ent, text=f"{text}\n{target or ''}", reply=reply)["notes"]
                 run.graph.notes.extend(notes)
@@ -180,9 +185,11 @@ class Agent:
                           critique_of, round=2)
         model_tools: list[str] = []
         if use_model and selfplay:
-            read_only = [s for s in self._read_only_specs()]
-            reply = self._ask(run, critique_messages(hyps[:3], scope_text, [{"name": s.name, "description": s.description} for s in read_only]),
-                              critique_schema([s.name for s in read_only]))
+            known = {s.name for s in self._read_only_specs()}
+            offered = [t for h in hyps[:4] for t in FAULT_CHECKS.get(h, ()) if t in known]
+            offered = list(dict.fromkeys(offered))[:8] or sorted(known)[:8]
+            reply = self._ask(run, critique_messages(hyps[:3], scope_text, offered), critique_schema(offered),
+                              MAX_TOKENS["critique"])
             if reply is not None and reply.data is not None:
                 crit = str(reply.data.get("critique", "")).strip()
                 if crit:
@@ -262,12 +269,12 @@ class Agent:
                           verified=True, request=request)
 
     # ----- helpers --------------------------------------------------------------------------
-    def _ask(self, run: _Run, messages: list[dict[str, str]], schema: dict[str, Any]) -> LLMReply | None:
+    def _ask(self, run: _Run, messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int | None = None) -> LLMReply | None:
         """One model call, unless the model already failed too often (then None)."""
         if run.llm_failures >= self.config.llm_failures_before_degraded:
             return None
         t = time.monotonic()
-        reply: LLMReply = self.model.run(messages=messages, schema=schema)["reply"]
+        reply: LLMReply = self.model.run(messages=messages, schema=schema, max_tokens=max_tokens)["reply"]
         run.timings["llm_s"] = round(run.timings.get("llm_s", 0.0) + time.monotonic() - t, 3)
         run.tokens["prompt"] += reply.prompt_tokens
         run.tokens["completion"] += reply.completion_tokens
@@ -298,6 +305,9 @@ class Agent:
         if plan.key() in run.done_plans or run.invocations >= self.config.max_tool_calls:
             return
         run.done_plans.add(plan.key())
+        if plan.tool in FLEET_TOOLS and self.cluster.hosts and set(plan.hosts) != set(self.cluster.hosts):
+            plan = ToolPlan(plan.tool, list(self.cluster.hosts), plan.params, plan.per_host_params,
+                            plan.why + " (compared across every node)")
         run.invocations += 1
         yield AgentEvent("tool_call", {"tool": plan.tool, "hosts": plan.hosts, "params": plan.params, "why": plan.why,
                                        "invocation": run.invocations})
@@ -305,6 +315,7 @@ class Agent:
         results: list[ToolResult] = out["results"]
         run.results.extend(results)
         run.findings.extend(out["findings"])
+        run.findings.extend(self._silence(run, results))
         run.tool_calls.extend(r.to_dict() for r in results)
         bad = [f for f in out["findings"] if f.severity in ("warning", "critical")]
         statuses: dict[str, int] = {}
@@ -325,6 +336,25 @@ class Agent:
                                          "findings": [f.to_dict() for f in bad[:20]], "seconds": round(out["seconds"], 3)})
         yield AgentEvent("graph", {"graph": run.graph.to_json(), "round": round_no})
 
+    def _silence(self, run: _Run, results: Sequence[ToolResult]) -> list[Finding]:
+        """A node that never answers is itself the finding (node_unreachable), once the
+        reachability check or repeated timeouts show it and it never answered anything."""
+        new: list[Finding] = []
+        for r in results:
+            if r.status.value in ("timeout", "unreachable"):
+                run.silent[r.host] = run.silent.get(r.host, 0) + (UNREACHABLE_AFTER if r.tool == "reachability" else 1)
+            elif r.status.value in ("ok", "problem"):
+                run.answered.add(r.host)
+            already = any(f.kind == "node_unreachable" and f.host == r.host for f in r.findings)
+            if already:
+                run.unreachable.add(r.host)
+        for host, n in run.silent.items():
+            if n >= UNREACHABLE_AFTER and host not in run.answered and host not in run.unreachable:
+                run.unreachable.add(host)
+                new.append(Finding("node_unreachable", host, f"{host} gave no answer to {n} check(s) (timeouts/refused)",
+                                   severity="critical", data={"silent_checks": n}))
+        return new
+
     def _targeted(self, run: _Run, hyps: Sequence[str], scope: list[str], ent: Entities, *, max_hyps: int, refine: bool) -> Iterator[AgentEvent]:
         """Checks for the leading hypotheses, stopping as soon as a root cause is found; then the
         refinement: what could explain it, checked on the localized node/GPU only."""
@@ -344,7 +374,7 @@ class Agent:
         if not roots:
             return
         top = roots[0]
-        explainers = [a for a, bs in EXPLAINS.items() if top.fault in bs and a != "node_unreachable"]
+        explainers = [a for a, bs in EXPLAINS.items() if top.fault in bs and a not in ("node_unreachable", "gpu_fallen_off_bus")]
         for fault in explainers:
             if top.node is None:
                 break
@@ -389,7 +419,8 @@ class Agent:
         if ask_model and len(roots) > 1:
             labels = [c.label() for c in roots[:5]]
             lines = [f"{f.host} gpu={f.gpu} {f.kind}: {f.message}" for c in roots[:5] for f in c.findings[:2]]
-            reply = self._ask(run, attribution_messages(text, lines, labels, self.config.prompt_data_cap_chars), attribution_schema(labels))
+            reply = self._ask(run, attribution_messages(text, lines, labels, self.config.prompt_data_cap_chars),
+                              attribution_schema(labels), MAX_TOKENS["attribution"])
             if reply is not None and reply.data is not None:
                 choice = reply.data.get("choice")
                 picked = next((c for c in roots[:5] if c.label() == choice), None)
@@ -449,4 +480,3 @@ def graph_of(diagnosis: Diagnosis) -> DotGraph:
 
 
 __all__ = ["Agent", "ClusterInfo", "DotNode", "graph_of"]
-_ = SYMPTOM_KINDS

@@ -67,9 +67,12 @@ class ModelStep:
         self.llm = llm
 
     @component.output_types(reply=LLMReply)
-    def run(self, messages: list[Message], schema: dict[str, Any]) -> dict[str, Any]:
+    def run(self, messages: list[Message], schema: dict[str, Any], max_tokens: int | None = None) -> dict[str, Any]:
         try:
-            reply = self.llm.generate_json(messages, schema)
+            try:
+                reply = self.llm.generate_json(messages, schema, max_tokens=max_tokens)
+            except TypeError:  # a backend without per-call budgets
+                reply = self.llm.generate_json(messages, schema)
         except Exception as exc:  # a backend bug is reported like a server failure
             reply = LLMReply(None, "", error=f"{getattr(self.llm, 'name', 'llm')} failed: {type(exc).__name__}: {exc}")
         return {"reply": reply}

@@ -143,6 +143,12 @@ RUNBOOK_OF_FAULT: dict[str, str] = {
 }
 
 
+# Checks whose findings come from comparing nodes (driver_mismatch): always run on every host.
+FLEET_TOOLS: frozenset[str] = frozenset({"versions"})
+# A host is called unreachable after this many timeouts/refusals with no answer at all.
+UNREACHABLE_AFTER = 2
+
+
 def is_fault(kind: str) -> bool:
     return kind in FAULT_KINDS or kind in EXTRA_FAULT_KINDS
 

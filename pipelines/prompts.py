@@ -14,20 +14,18 @@ from pipelines.faults import FAULT_KINDS
 from pipelines.llm.base import Message
 from pipelines.safety import DATA_RULE, tag_data
 
-SYSTEM = (
-    "You are clusterdoc, a GPU cluster diagnosis assistant. You reason in three rounds: extract and "
-    "hypothesise, critique and choose read-only checks, attribute the cause from check results. "
-    + DATA_RULE
-)
+SYSTEM = "You are clusterdoc, a GPU cluster diagnosis assistant. " + DATA_RULE
+# Completion budgets per round: the JSON answers are short, and the embedded model is slow.
+MAX_TOKENS = {"hypotheses": 72, "critique": 64, "attribution": 56}
 
 
 def hypothesis_schema() -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
-            "hosts": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 4},
-            "gpus": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 63}, "maxItems": 4},
-            "keywords": {"type": "array", "items": {"type": "string", "maxLength": 30}, "maxItems": 4},
+            "hosts": {"type": "array", "items": {"type": "string", "maxLength": 40}, "maxItems": 2},
+            "gpus": {"type": "array", "items": {"type": "integer", "minimum": 0, "maximum": 63}, "maxItems": 2},
+            "keywords": {"type": "array", "items": {"type": "string", "maxLength": 30}, "maxItems": 3},
             "hypotheses": {"type": "array", "items": {"type": "string", "enum": list(FAULT_KINDS)}, "maxItems": 3},
         },
         "required": ["hosts", "gpus", "keywords", "hypotheses"],
@@ -35,7 +33,7 @@ def hypothesis_schema() -> dict[str, Any]:
 
 
 def hypothesis_messages(text: str, kb_snippets: Sequence[str], cap: int) -> list[Message]:
-    kb = "\n".join(tag_data("kb_record", s, cap=400) for s in kb_snippets[:3])
+    kb = "\n".join(tag_data("kb_record", s, cap=200) for s in kb_snippets[:2])
     user = (
         "Round 1. From the alert below, list the hosts, GPU indices and keywords it mentions, and up to "
         "three likely fault kinds.\n"
@@ -48,19 +46,18 @@ def critique_schema(tools: Sequence[str]) -> dict[str, Any]:
     return {
         "type": "object",
         "properties": {
-            "critique": {"type": "string", "maxLength": 200},
+            "critique": {"type": "string", "maxLength": 160},
             "tools": {"type": "array", "items": {"type": "string", "enum": list(tools)}, "maxItems": 2},
         },
         "required": ["critique", "tools"],
     }
 
 
-def critique_messages(hypotheses: Sequence[str], scope: str, tools: Sequence[dict[str, str]]) -> list[Message]:
-    listing = "\n".join(f"- {t['name']}: {t['description'][:80]}" for t in tools)
+def critique_messages(hypotheses: Sequence[str], scope: str, tools: Sequence[str]) -> list[Message]:
     user = (
         "Round 2. Your hypotheses: " + ", ".join(hypotheses or ["none"]) + f".\nScope: {scope}.\n"
         "Critique them in one sentence, then choose at most two read-only checks that would prove or "
-        f"refute the best one.\n<tools>\n{listing}\n</tools>\nAnswer with JSON only."
+        f"refute the best one, from: {', '.join(tools)}.\nAnswer with JSON only."
     )
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
@@ -70,7 +67,7 @@ def attribution_schema(choices: Sequence[str]) -> dict[str, Any]:
         "type": "object",
         "properties": {
             "choice": {"type": "string", "enum": [*choices, "none"]},
-            "explanation": {"type": "string", "maxLength": 200},
+            "explanation": {"type": "string", "maxLength": 160},
         },
         "required": ["choice", "explanation"],
     }
@@ -79,7 +76,7 @@ def attribution_schema(choices: Sequence[str]) -> dict[str, Any]:
 def attribution_messages(text: str, evidence_lines: Sequence[str], choices: Sequence[str], cap: int) -> list[Message]:
     user = (
         "Round 3. Attribute the incident to one cause, using only the check results.\n"
-        f"{tag_data('alert', text, cap=min(cap, 600))}\n"
+        f"{tag_data('alert', text, cap=min(cap, 300))}\n"
         f"{tag_data('tool_output', chr(10).join(evidence_lines), cap=cap)}\n"
         "Candidate causes: " + "; ".join(choices) + "\nAnswer with JSON only."
     )

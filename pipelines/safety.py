@@ -117,6 +117,9 @@ def _nvidia_smi_rules(words: list[str], limits: GpuLimits | None) -> list[tuple[
         return None
 
     power = value_of("-pl", "--power-limit")
+    # "$(nvidia-smi … --query-gpu=power.default_limit …)" sets the board default by construction
+    if power is not None and re.fullmatch(r"\$\(nvidia-smi [^()`;|&]*--query-gpu=power\.default_limit[^()`;|&]*\)", power.strip()):
+        power = None
     if power is not None:
         v = _num(power)
         if v is None:

@@ -48,7 +48,8 @@ You write one Python 3 function for a GPU cluster. Available inside your program
   shm_size memory_oom cpu_load cpu_governor clock_sync versions reachability job_step_times.
 - hosts: the list of node names. Use only the standard library and the modules above; do not start
   processes, open sockets or write files outside the current directory.
-Answer JSON {"code": "<the whole program>"}."""
+Answer with JSON whose "code" field holds the complete Python source, for example
+{"code": "def count_hosts(executor, hosts):\\n    return len(hosts)\\n"}."""
 
 PREPLAN = (
     "Plan: 1. For each host, run the one check (or nvidia-smi / ibstat query) that shows the property. "

@@ -117,14 +117,19 @@ def load(case: SCase) -> Any:
     return parse_scenario(dict(case.scenario or {}), f"{case.file}:{case.line}")
 
 
-def make_agent(ctx: RunContext, toolkit: Any) -> Any:
+def make_agent(ctx: RunContext, toolkit: Any, scenario: Any) -> Any:
     from pipelines.agent import Agent
     from pipelines.config import AgentConfig
+    from pipelines.planner import ClusterInfo
 
     llm_config = ctx.llm.config()
     llm = ctx.llm.llm() if ctx.llm.enabled else _no_llm()
     splits = ("perceivable", "benchmark") if ctx.whole_dataset else ("perceivable",)
-    agent = Agent(AgentConfig(mode=ctx.mode, llm=llm_config, kb_splits=splits), toolkit, ctx.kb(), llm)
+    spec = scenario.cluster
+    cluster = ClusterInfo(hosts=list(scenario.hosts), gpus_per_node=spec.gpus_per_node, gpu_model=spec.gpu,
+                          scheduler=spec.scheduler)
+    agent = Agent(AgentConfig(mode=ctx.mode, llm=llm_config, kb_splits=splits), toolkit, ctx.kb(), llm,
+                  cluster=cluster)
     agent.warm_up()
     return agent
 
@@ -198,7 +203,7 @@ def score(case: SCase, ctx: RunContext) -> CaseResult:
         watcher = WatchingExecutor(sim.executor(), case.injections)
         registry = default_registry()
         toolkit = _counting_toolkit(registry, watcher, scenario.cluster.scheduler)
-        agent = make_agent(ctx, toolkit)
+        agent = make_agent(ctx, toolkit, scenario)
         alert = scenario.alert or f"Health check requested for cluster {scenario.id}"
         planted = [i.text for i in case.injections if i.where == "alert"]
         text = "\n".join([alert, *planted])
@@ -217,7 +222,9 @@ def score(case: SCase, ctx: RunContext) -> CaseResult:
     tokens = {"prompt": int(diagnosis.tokens.get("prompt", 0)), "completion": int(diagnosis.tokens.get("completion", 0))}
     sub = {
         **verdicts,
-        "tool_invocations": toolkit.invocations(),
+        # The agent's own count (a check fanned out over hosts counts once); the wrapper's count of
+        # distinct (check, params) calls when the agent does not report one.
+        "tool_invocations": int(diagnosis.timings.get("tool_invocations", toolkit.invocations())),
         "host_checks": len(toolkit.calls),
         "commands": len(watcher.commands),
         "agent_seconds": round(agent_s, 3),

@@ -214,11 +214,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for n in sizes:
             # Haystack's in-memory BM25 scores every document per query: fewer queries at 100k.
             n_queries = (20 if n >= 100_000 and store == "memory" else 200) // (4 if args.quick else 1)
-            row = speed(store, all_records[:n], queries, n_queries)
-            s_rows.append(row)
+            srow = speed(store, all_records[:n], queries, n_queries)
+            s_rows.append(srow)
             print(
-                f"{row.store:<12} {row.records:>8} {row.ingest_per_s:>13.0f} {row.p50_ms:>8.2f} "
-                f"{row.p95_ms:>8.2f} {row.queries:>8}",
+                f"{srow.store:<12} {srow.records:>8} {srow.ingest_per_s:>13.0f} {srow.p50_ms:>8.2f} "
+                f"{srow.p95_ms:>8.2f} {srow.queries:>8}",
                 flush=True,
             )
 

@@ -159,6 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                     run = Run(name, latency, conc, reuse)
                     run_sweep(toolkit_args, server.inventory_path, run)
                     runs.append(run)
+                    print(f"  done: {name} at {latency:g}ms in {run.wall_s:.1f}s", file=sys.stderr, flush=True)
                 server_rss = max(server_rss, server.rss_mib())
             finally:
                 server.close()

@@ -141,7 +141,7 @@ class SSHExecutor:
         self.inventory = inventory
         self.config = config or SSHConfig()
         known = self.config.known_hosts or inventory.ssh.known_hosts or Path("~/.ssh/known_hosts").expanduser()
-        self.host_keys = _HostKeyStore(Path(known))
+        self.host_keys = _HostKeyStore(Path(known).expanduser())
         self.stats = SSHStats()
         self._conns: dict[str, _Connection] = {}
         self._locks: dict[str, threading.Lock] = {}
@@ -328,6 +328,7 @@ class SSHExecutor:
 
     def _load_key(self) -> paramiko.PKey | None:
         path = self.config.key_file or self.inventory.ssh.key_file
+        path = Path(path).expanduser() if path is not None else None
         if path is None:
             return None
         passphrase = os.environ.get(self.config.passphrase_env) or None

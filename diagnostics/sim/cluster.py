@@ -134,16 +134,21 @@ class SimCluster:
     # job / workload ------------------------------------------------------------
 
     def step_time_s(self) -> float:
-        job = self._job()
+        """The synchronous job's current step time (0.0 without a training workload)."""
+        with self._lock:
+            job = self._job()
         return job.step_time_s if job else 0.0
 
     def baseline_step_time_s(self) -> float:
-        job = self._job()
+        """The same job's step time on the healthy cluster (all nodes, no faults)."""
+        with self._lock:
+            job = self._job()
         return job.baseline_step_time_s if job else 0.0
 
     def rank_step_times(self) -> dict[tuple[str, int], float]:
         """Each rank's local work per step (before waiting at the all-reduce)."""
-        job = self._job()
+        with self._lock:
+            job = self._job()
         if not job:
             return {}
         return {r: job.local_s[i] + job.node_extra_s.get(r[0], 0.0) for i, r in enumerate(job.ranks)}

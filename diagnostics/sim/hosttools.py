@@ -827,6 +827,16 @@ def rm(sim: SimCluster, node: NodeState, argv: list[str]) -> Out:
     return (1 if err else 0), "", "".join(e + "\n" for e in err)
 
 
+def curl(sim: SimCluster, node: NodeState, argv: list[str]) -> Out:
+    """Only dcgm-exporter's endpoint on the node itself (http://localhost:9400/metrics)."""
+    urls = [a for a in argv if a.startswith(("http://", "https://", "localhost", "127.0.0.1"))]
+    url = urls[0] if urls else ""
+    local = any(h in url for h in ("localhost:9400", "127.0.0.1:9400", f"{node.name}:9400"))
+    if local and url.rstrip("/").endswith("/metrics") and node.gpu_spec.vendor == "nvidia":
+        return 0, sim.dcgm_metrics(node.name), ""
+    return 7, "", f"curl: (7) Failed to connect to {url or 'host'}: Connection refused\n"
+
+
 def hostname(sim: SimCluster, node: NodeState, argv: list[str]) -> Out:
     if "-I" in argv or "-i" in argv:
         return 0, f"{sim.ip_of(node.name)}\n", ""
@@ -884,6 +894,7 @@ HANDLERS: dict[str, Handler] = {
     "find": find,
     "rm": rm,
     "hostname": hostname,
+    "curl": curl,
     "echo": echo,
     "true": true_,
     "false": false_,

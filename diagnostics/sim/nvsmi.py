@@ -53,6 +53,17 @@ def _product_name(node: NodeState) -> str:
     return spec.aliases[0] if spec.aliases and spec.aliases[0].startswith(("NVIDIA", "AMD")) else f"NVIDIA {spec.name}"
 
 
+def _compute_cap(node: NodeState) -> str:
+    name = node.gpu_spec.name
+    if name.startswith(("H100", "H800", "H200")):
+        return "9.0"
+    if name.startswith("B200"):
+        return "10.0"
+    if name.startswith("L40"):
+        return "8.9"
+    return "8.0"
+
+
 def _pstate(r: GpuReading) -> str:
     return "P8" if "gpu_idle" in r.reasons else "P0"
 
@@ -154,6 +165,18 @@ FIELDS: dict[str, Field] = {
     "ecc.errors.uncorrected.aggregate.total": Field(
         "ecc.errors.uncorrected.aggregate.total", "", lambda c, g, r: g.ecc_dbe_aggregate
     ),
+    "vbios_version": Field("vbios_version", "", lambda c, g, r: "92.00.45.00.05"),
+    "compute_cap": Field("compute_cap", "", lambda c, g, r: _compute_cap(c.node)),
+    "mig.mode.current": Field("mig.mode.current", "", lambda c, g, r: "Disabled"),
+    "clocks.video": Field("clocks.current.video [MHz]", "MHz", lambda c, g, r: c.node.gpu_spec.base_sm_clock_mhz),
+    "clocks.max.video": Field("clocks.max.video [MHz]", "MHz", lambda c, g, r: c.node.gpu_spec.base_sm_clock_mhz),
+    "power.draw.average": Field("power.draw.average [W]", "W", lambda c, g, r: f"{r.power_w:.2f}"),
+    "ecc.errors.uncorrected.volatile.dram": Field(
+        "ecc.errors.uncorrected.volatile.dram", "", lambda c, g, r: g.ecc_dbe_volatile
+    ),
+    "ecc.errors.corrected.volatile.dram": Field(
+        "ecc.errors.corrected.volatile.dram", "", lambda c, g, r: g.ecc_sbe_volatile
+    ),
     "retired_pages.sbe": Field("retired_pages.single_bit_ecc.count", "", lambda c, g, r: "[N/A]"),
     "retired_pages.dbe": Field("retired_pages.double_bit.count", "", lambda c, g, r: "[N/A]"),
     "retired_pages.pending": Field("retired_pages.pending", "", lambda c, g, r: "[N/A]"),
@@ -169,6 +192,7 @@ _ALIASES = {
     "clocks.memory": "clocks.mem",
     "clocks.max.graphics": "clocks.max.gr",
     "clocks.max.memory": "clocks.max.mem",
+    "clocks.current.video": "clocks.video",
     "clocks.applications.graphics": "clocks.applications.gr",
     "clocks.applications.memory": "clocks.applications.mem",
     "clocks.default_applications.graphics": "clocks.default_applications.gr",
@@ -208,6 +232,7 @@ class SmiArgs:
     query_remapped: list[str] | None = None
     fmt: set[str] | None = None
     q: bool = False
+    xml: bool = False
     displays: set[str] | None = None
     list_gpus: bool = False
     version: bool = False
@@ -270,6 +295,8 @@ def parse_args(argv: list[str]) -> SmiArgs:
             a.fmt = {f.strip() for f in val.split(",")}
         elif tok in ("-q", "--query"):
             a.q = True
+        elif tok in ("-x", "--xml-format"):
+            a.xml = True
         elif tok in ("-L", "--list-gpus"):
             a.list_gpus = True
         elif tok == "--version":
@@ -332,6 +359,8 @@ def run(ctx: SmiContext, argv: list[str]) -> Out:
         return _list(ctx, gpus)
     if a.sub == "nvlink":
         return _nvlink(ctx, gpus)
+    if a.q and a.xml:
+        return _xml_query(ctx, gpus)
     if a.q:
         return _full_query(ctx, gpus, a.displays)
     if a.rgc or a.rac or a.lgc or a.ac or a.pl is not None or a.pm is not None or a.reset:
@@ -597,6 +626,89 @@ def _full_query(ctx: SmiContext, gpus: list[GpuState], displays: set[str] | None
             ]
         out.append("")
     return 0, "\n".join(out) + "\n", "".join(e + "\n" for e in errors)
+
+
+def _xml_query(ctx: SmiContext, gpus: list[GpuState]) -> Out:
+    """`nvidia-smi -q -x`: the same facts in the driver's XML tag names."""
+    import xml.etree.ElementTree as ET
+
+    node = ctx.node
+    spec = node.gpu_spec
+    root = ET.Element("nvidia_smi_log")
+
+    def leaf(parent: ET.Element, tag: str, text: object) -> None:
+        ET.SubElement(parent, tag).text = str(text)
+
+    leaf(root, "timestamp", ctx.now.strftime("%a %b %d %H:%M:%S %Y"))
+    leaf(root, "driver_version", node.driver_version)
+    leaf(root, "cuda_version", node.cuda_version)
+    leaf(root, "attached_gpus", sum(1 for g in node.gpus if g.present))
+    errors = []
+    for g in gpus:
+        if not g.present:
+            errors.append(_lost_line(g))
+            continue
+        r = ctx.reading(g)
+        el = ET.SubElement(root, "gpu", id=g.pci_bus_id)
+        leaf(el, "product_name", _product_name(node))
+        leaf(el, "persistence_mode", "Enabled" if g.persistence else "Disabled")
+        leaf(el, "serial", g.serial)
+        leaf(el, "uuid", g.uuid)
+        leaf(el, "minor_number", g.index)
+        pci = ET.SubElement(el, "pci")
+        leaf(pci, "pci_bus_id", g.pci_bus_id)
+        link = ET.SubElement(pci, "pci_gpu_link_info")
+        gen = ET.SubElement(link, "pcie_gen")
+        leaf(gen, "max_link_gen", spec.pcie_gen)
+        leaf(gen, "current_link_gen", g.pcie_gen)
+        width = ET.SubElement(link, "link_widths")
+        leaf(width, "max_link_width", f"{spec.pcie_width}x")
+        leaf(width, "current_link_width", f"{g.pcie_width}x")
+        leaf(el, "performance_state", _pstate(r))
+        reasons = ET.SubElement(el, "clocks_event_reasons")
+        for name in ("gpu_idle", "applications_clocks_setting", "sw_power_cap", "hw_slowdown",
+                     "hw_thermal_slowdown", "hw_power_brake_slowdown", "sync_boost", "sw_thermal_slowdown",
+                     "display_clock_setting"):
+            leaf(reasons, f"clocks_event_reason_{name}", "Active" if name in r.reasons else "Not Active")
+        fb = ET.SubElement(el, "fb_memory_usage")
+        total = int(spec.hbm_gb * 1024)
+        leaf(fb, "total", f"{total} MiB")
+        leaf(fb, "used", f"{int(r.fb_used_mib)} MiB")
+        leaf(fb, "free", f"{total - 565 - int(r.fb_used_mib)} MiB")
+        util = ET.SubElement(el, "utilization")
+        leaf(util, "gpu_util", f"{int(r.util_pct)} %")
+        leaf(util, "memory_util", f"{int(r.mem_util_pct)} %")
+        ecc = ET.SubElement(ET.SubElement(el, "ecc_errors"), "volatile")
+        leaf(ecc, "dram_correctable", g.ecc_sbe_volatile)
+        leaf(ecc, "dram_uncorrectable", g.ecc_dbe_volatile)
+        remap = ET.SubElement(el, "remapped_rows")
+        leaf(remap, "remapped_row_corr", g.remap_correctable)
+        leaf(remap, "remapped_row_unc", g.remap_uncorrectable)
+        leaf(remap, "remapped_row_pending", "Yes" if g.remap_pending else "No")
+        leaf(remap, "remapped_row_failure", "Yes" if g.remap_failure else "No")
+        temp = ET.SubElement(el, "temperature")
+        leaf(temp, "gpu_temp", f"{int(r.temp_c)} C")
+        leaf(temp, "gpu_temp_slow_threshold", f"{spec.slowdown_temp_c} C")
+        leaf(temp, "memory_temp", f"{int(r.mem_temp_c)} C")
+        power = ET.SubElement(el, "gpu_power_readings")
+        leaf(power, "power_draw", f"{r.power_w:.2f} W")
+        leaf(power, "current_power_limit", f"{g.power_limit_w:.2f} W")
+        leaf(power, "default_power_limit", f"{spec.default_power_w:.2f} W")
+        clocks = ET.SubElement(el, "clocks")
+        leaf(clocks, "graphics_clock", f"{int(r.sm_mhz)} MHz")
+        leaf(clocks, "sm_clock", f"{int(r.sm_mhz)} MHz")
+        leaf(clocks, "mem_clock", f"{int(r.mem_mhz)} MHz")
+        app = ET.SubElement(el, "applications_clocks")
+        leaf(app, "graphics_clock", f"{int(g.app_sm_mhz)} MHz")
+        leaf(app, "mem_clock", f"{spec.max_mem_clock_mhz} MHz")
+        mx = ET.SubElement(el, "max_clocks")
+        leaf(mx, "graphics_clock", f"{spec.max_sm_clock_mhz} MHz")
+        leaf(mx, "sm_clock", f"{spec.max_sm_clock_mhz} MHz")
+        leaf(mx, "mem_clock", f"{spec.max_mem_clock_mhz} MHz")
+    ET.indent(root, space="\t")
+    body = ET.tostring(root, encoding="unicode")
+    head = '<?xml version="1.0" ?>\n<!DOCTYPE nvidia_smi_log SYSTEM "nvsmi_device_v12.dtd">\n'
+    return 0, head + body + "\n", "".join(e + "\n" for e in errors)
 
 
 def _default_table(ctx: SmiContext) -> Out:

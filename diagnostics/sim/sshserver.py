@@ -256,14 +256,31 @@ class SimSSHServer:
             except (asyncio.CancelledError, OSError):
                 return
             if ep.behaviour == "stall" or _sim_says_unreachable(self.sim, ep.host):
-                ep.held.add(sock)  # keep it open and silent: the client's handshake times out
+                self._spawn(self._hold(ep, sock))  # open and silent: the client's handshake times out
                 continue
             if ep.behaviour == "refuse":
                 sock.close()
                 continue
-            task = loop.create_task(self._serve_connection(ep, sock))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._serve_connection(ep, sock))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _hold(self, ep: _Endpoint, sock: socket.socket) -> None:
+        """Keep a stalled connection open without answering; forget it once the client leaves."""
+        ep.held.add(sock)
+        loop = asyncio.get_running_loop()
+        try:
+            while await loop.sock_recv(sock, 4096):
+                pass
+        except (OSError, asyncio.CancelledError):
+            pass
+        finally:
+            ep.held.discard(sock)
+            with contextlib.suppress(OSError):
+                sock.close()
 
     async def _serve_connection(self, ep: _Endpoint, sock: socket.socket) -> None:
         sock.setblocking(True)  # asyncssh wraps it in its own transport
@@ -282,7 +299,8 @@ class SimSSHServer:
 
     async def _process(self, ep: _Endpoint, process: Any) -> None:
         command = process.command or ""
-        if ep.behaviour == "hang":
+        if ep.behaviour == "hang" or _sim_says_unreachable(self.sim, ep.host):
+            # An open connection to a node that stopped answering: the command never returns.
             with contextlib.suppress(Exception):
                 await process.channel.wait_closed()  # until the client gives up
             return
@@ -296,6 +314,10 @@ class SimSSHServer:
             result = self.sim.handle(ep.host, command)
             stdout, stderr = result.stdout, result.stderr
             code = result.exit_code if result.exit_code is not None else 255
+            if result.transport != "ok":  # the simulator says this node cannot answer now
+                with contextlib.suppress(Exception):
+                    await process.channel.wait_closed()
+                return
         except Exception as exc:  # a simulator bug becomes that command's failure, not a dead server
             stdout, stderr, code = "", f"simulator error: {type(exc).__name__}: {exc}\n", 255
         if ep.behaviour == "drop":
@@ -322,10 +344,9 @@ class SimSSHServer:
 
     @staticmethod
     def _release_held(ep: _Endpoint) -> None:
-        for sock in list(ep.held):
+        for sock in list(ep.held):  # the _hold task sees EOF, closes and forgets the socket
             with contextlib.suppress(OSError):
-                sock.close()
-        ep.held.clear()
+                sock.shutdown(socket.SHUT_RDWR)
 
     async def _stop_endpoint(self, ep: _Endpoint) -> None:
         if ep.accept_task is not None:

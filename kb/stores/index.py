@@ -3,7 +3,7 @@ its own terms instead of scoring every record (what Haystack's in-memory retriev
 
 Postings are ``array.array`` buffers viewed by numpy without copying; scores are summed with
 ``np.bincount``; filters become boolean masks. Okapi BM25 with Lucene's non-negative idf.
-Updates tombstone the old entry; the index is rebuilt when tombstones pass half of it.
+Updates tombstone the old entry; the index is rebuilt once tombstones outnumber live entries.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ class InvertedIndex:
         self.doc_len = array("i")
         self.post_docs: dict[str, array] = {}
         self.post_tf: dict[str, array] = {}
-        self.df: Counter[str] = Counter()
+        self.df: dict[str, int] = {}
         self.total_len = 0
         self.live = 0
         self.fields = {name: _Field() for name in ("category", "split", "origin", "fault")}
@@ -71,15 +71,17 @@ class InvertedIndex:
         self.ids.append(record.id)
         self.docno[record.id] = n
         tokens = tokenize(record.index_text())
-        tf = Counter(tokens)
-        for tok, c in tf.items():
-            docs = self.post_docs.get(tok)
+        post_docs, post_tf, df = self.post_docs, self.post_tf, self.df
+        for tok, c in Counter(tokens).items():
+            docs = post_docs.get(tok)
             if docs is None:
-                docs = self.post_docs[tok] = array("i")
-                self.post_tf[tok] = array("i")
-            docs.append(n)
-            self.post_tf[tok].append(c)
-        self.df.update(tf.keys())
+                post_docs[tok] = array("i", (n,))
+                post_tf[tok] = array("i", (c,))
+                df[tok] = 1
+            else:
+                docs.append(n)
+                post_tf[tok].append(c)
+                df[tok] += 1
         self.alive.append(1)
         self.doc_len.append(len(tokens))
         self.total_len += len(tokens)
@@ -99,7 +101,8 @@ class InvertedIndex:
         self.alive[n] = 0
         self.live -= 1
         self.total_len -= self.doc_len[n]
-        self.df.subtract(set(tokenize(record.index_text())))
+        for tok in set(tokenize(record.index_text())):
+            self.df[tok] -= 1
 
     @property
     def dead(self) -> int:
@@ -118,7 +121,7 @@ class InvertedIndex:
         for term in terms:
             docs = np.frombuffer(self.post_docs[term], dtype=np.int32)
             tf = np.frombuffer(self.post_tf[term], dtype=np.int32).astype(np.float64)
-            df = self.df[term]
+            df = self.df.get(term, 0)
             idf = math.log(1.0 + (self.live - df + 0.5) / (df + 0.5))
             norm = K1 * (1.0 - B + B * dl[docs] / avgdl)
             scores += np.bincount(docs, weights=idf * tf * (K1 + 1.0) / (tf + norm), minlength=n_docs)

@@ -40,7 +40,7 @@ class LLM(Protocol):
 
     def warm_up(self) -> None: ...
 
-    def generate_json(self, messages: Sequence[Message], schema: dict[str, Any]) -> LLMReply: ...
+    def generate_json(self, messages: Sequence[Message], schema: dict[str, Any], max_tokens: int | None = None) -> LLMReply: ...
 
     def generate_text(self, messages: Sequence[Message], max_tokens: int | None = None) -> LLMReply: ...
 
@@ -53,7 +53,7 @@ class NoLLM:
     def warm_up(self) -> None:
         return None
 
-    def generate_json(self, messages: Sequence[Message], schema: dict[str, Any]) -> LLMReply:
+    def generate_json(self, messages: Sequence[Message], schema: dict[str, Any], max_tokens: int | None = None) -> LLMReply:
         return LLMReply(data=None, text="", error="no model configured (llm backend 'none')")
 
     def generate_text(self, messages: Sequence[Message], max_tokens: int | None = None) -> LLMReply:

@@ -139,8 +139,8 @@ class LlamaCppLLM:
             return LLMReply(None, text, pt, ct, err, seconds)
         return json_reply(text, schema, pt, ct, seconds)
 
-    def generate_json(self, messages: Sequence[Message], schema: dict[str, Any]) -> LLMReply:
-        return self._complete(messages, schema, self.config.max_tokens)
+    def generate_json(self, messages: Sequence[Message], schema: dict[str, Any], max_tokens: int | None = None) -> LLMReply:
+        return self._complete(messages, schema, max_tokens or self.config.max_tokens)
 
     def generate_text(self, messages: Sequence[Message], max_tokens: int | None = None) -> LLMReply:
         return self._complete(messages, None, max_tokens or self.config.max_tokens)

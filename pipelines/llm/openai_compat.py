@@ -73,8 +73,8 @@ class OpenAICompatLLM:
             return LLMReply(None, text, pt, ct, "" if text.strip() else "model returned an empty answer", seconds)
         return json_reply(text, schema, pt, ct, seconds)
 
-    def generate_json(self, messages: Sequence[Message], schema: dict[str, Any]) -> LLMReply:
-        return self._call(messages, schema, None)
+    def generate_json(self, messages: Sequence[Message], schema: dict[str, Any], max_tokens: int | None = None) -> LLMReply:
+        return self._call(messages, schema, max_tokens)
 
     def generate_text(self, messages: Sequence[Message], max_tokens: int | None = None) -> LLMReply:
         return self._call(messages, None, max_tokens)

@@ -90,11 +90,14 @@ def test_every_b_task_is_solvable_and_rejects_a_wrong_answer(shipped) -> None:
                              scenario_path=case.scenario_path, timeout_s=case.timeout_s)
         if not good.passed:
             failures.append(f"{case.id}: canonical solution failed: {good.error}")
+        # The wrong answer: nothing found; on the healthy cluster, every GPU flagged instead.
         wrong = f"def {case.entry_point}(*args, **kwargs):\n    return []\n"
+        if case.id == "b-healthy-no-throttle":
+            wrong = f"def {case.entry_point}(executor, hosts):\n    return [(h, 0) for h in hosts]\n"
         bad = run_candidate(wrong, case.tests, case.entry_point, scenario=case.scenario,
                             scenario_path=case.scenario_path, timeout_s=case.timeout_s)
-        if bad.passed and case.id != "b-healthy-no-throttle":
-            failures.append(f"{case.id}: an empty answer passed")
+        if bad.passed:
+            failures.append(f"{case.id}: a wrong answer passed")
     assert not failures, "\n".join(failures)
 
 

@@ -1,35 +1,71 @@
-"""The services behind the chat e2e tests: the agent, the executor, the cluster it acts on.
-
-Uses the real agent (llm=none) over the simulated case-study cluster when those layers are
-installed; until then, the small fakes.
-"""
+"""The real services behind the chat e2e tests: the agent (llm=none), the toolkit and the
+simulated case-study cluster it diagnoses and repairs, and the knowledge base it learns into."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.bot.fakes import FakeAgent, FakeRemediator
+from bot.services import KBLearner, ToolkitRemediator
 
-NODES = [f"node-{i:02d}" for i in range(1, 9)]
+REPO = Path(__file__).resolve().parents[2]
+CASE_STUDY = REPO / "scenarios" / "a800-throttle.yaml"
 
 
 @dataclass
 class Services:
     agent: Any
     remediator: Any
+    learner: Any
+    kb: Any
+    sim: Any
     nodes: list[str]
-    fixed: Callable[[], bool]
-    closers: list[Callable[[], None]] = field(default_factory=list)
-    real: bool = False
+    stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    def fixed(self) -> bool:
+        """The throttled GPU runs at full clock again: the job's step time is back near baseline."""
+        return bool(self.sim.step_time_s() < 1.3 * self.sim.baseline_step_time_s())
+
+    def learned(self) -> int:
+        return int(self.kb.stats()["by_origin"].get("incident", 0))
 
     def close(self) -> None:
-        for fn in reversed(self.closers):
-            fn()
+        self.stack.close()
 
 
-def make_services(tmp_path: Path) -> Services:
-    rem = FakeRemediator()
-    return Services(FakeAgent(), rem, NODES, fixed=lambda: bool(rem.calls))
+@functools.cache
+def shared_kb() -> Any:
+    from kb.config import KBConfig
+    from kb.knowledge import KnowledgeBase
+
+    kb = KnowledgeBase(KBConfig(data_dir=None))
+    kb.warm_up()
+    return kb
+
+
+def make_services(tmp_path: Path, *, over_ssh: bool = False, scenario: Path = CASE_STUDY) -> Services:
+    from diagnostics.registry import default_registry
+    from diagnostics.sim import SimCluster
+    from diagnostics.toolkit import Toolkit
+    from pipelines.agent import Agent
+    from pipelines.config import AgentConfig
+
+    stack = contextlib.ExitStack()
+    sim = SimCluster(str(scenario))
+    if over_ssh:
+        from diagnostics.sim.sshserver import serve
+
+        executor = stack.enter_context(serve(sim, workdir=tmp_path / "ssh")).executor()
+    else:
+        executor = sim.executor()
+    close: Callable[[], None] = executor.close
+    stack.callback(close)
+    toolkit = Toolkit(default_registry(), executor, scheduler="slurm")
+    kb = shared_kb()
+    agent = Agent(AgentConfig(), toolkit, kb, None, hosts=sim.hosts)
+    agent.warm_up()
+    return Services(agent, ToolkitRemediator(toolkit), KBLearner(kb), kb, sim, list(sim.hosts), stack)

@@ -74,12 +74,13 @@ def test_matrix_diagnose_approve_verify(synapse: Synapse, tmp_path: Path) -> Non
     for u in (alice, mallory):
         u.api("POST", f"/join/{urllib.parse.quote(room)}", {})
 
-    services = make_services(tmp_path)
+    services = make_services(tmp_path, over_ssh=True)  # the fix goes over real SSH to the simulated node
     cfg = BotConfig()
     cfg.approvals.min_power_level = 100  # the room creator (boss) approves, by power level
     mcfg = MatrixConfig(enabled=True, homeserver=synapse.url, user_id=botuser.user_id, rooms=[room],
                         access_token=botuser.token)
-    bot = Bot(cfg, Store(tmp_path / "state.sqlite"), services.agent, services.remediator, known_nodes=services.nodes)
+    bot = Bot(cfg, Store(tmp_path / "state.sqlite"), services.agent, services.remediator,
+              learner=services.learner, known_nodes=services.nodes)
     adapter = MatrixAdapter(bot, mcfg)
     adapter.start()
     try:

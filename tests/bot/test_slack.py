@@ -54,7 +54,7 @@ def slack(tmp_path: Path) -> Iterator[Env]:
     scfg = SlackConfig(enabled=True, mode="http", http_port=0, alert_channels=["C_ALERTS"], base_url=standin.base_url,
                        bot_token="xoxb-test-token", signing_secret=SECRET)
     bot = Bot(cfg, Store(tmp_path / "state.sqlite"), services.agent, services.remediator,
-              known_nodes=services.nodes, send_backoff_s=0.05)
+              learner=services.learner, known_nodes=services.nodes, send_backoff_s=0.05)
     adapter = SlackAdapter(bot, scfg)
     server = adapter.serve_http("127.0.0.1", 0)
     env = Env(standin, adapter, f"http://127.0.0.1:{server.server_address[1]}/slack/events", services)
@@ -75,6 +75,7 @@ def _proposal_ts(env: Env) -> str:
 
 
 def test_slash_command_flow_with_approval(slack: Env) -> None:
+    learned_before = slack.services.learned()
     status, body, elapsed = slack.command("node-05")
     assert status == 200 and elapsed < 3.0
     assert "Incident #1" in body
@@ -113,6 +114,9 @@ def test_slash_command_flow_with_approval(slack: Env) -> None:
     result = next(p for p in slack.posts() if "Verification" in str(p.get("text", "")))
     assert "verified ✅" in result["text"] and result["thread_ts"] == root_ts
     assert slack.services.fixed(), "the simulated cluster should be repaired"
+    assert slack.services.learned() == learned_before + 1  # the verified fix went to the KB
+    # the diagnosis found the case study's fault
+    assert any("*gpu_clock_throttle* on node-05 GPU 3" in p["text"] for p in slack.posts())
 
 
 def test_forged_and_stale_signatures_are_rejected(slack: Env) -> None:
@@ -140,7 +144,11 @@ def test_unknown_node_and_mentions_and_alert_channel(slack: Env) -> None:
     slack.bot.wait_idle(60)
     incidents = slack.bot.store.incidents()
     assert sorted(i.source for i in incidents) == ["alert", "mention"]
-    assert {i.thread for i in incidents} == {"1700.1", "1800.1"}
+    threads = {i.source: i.thread for i in incidents}
+    assert threads["mention"] == "1700.1"
+    assert threads["alert"] in {f"1800.{i + 1}" for i in range(5)}  # the first post handled roots the thread
+    alert_incident = next(i for i in incidents if i.source == "alert")
+    assert slack.bot.store.alert_count(alert_incident.fingerprint or "") == 5  # five posts, one incident
     # the bot's own posts in the alert channel never open incidents
     slack.event({"type": "message", "user": "U_BOT", "bot_id": "B_BOT", "channel": "C_ALERTS", "ts": "1900.1",
                  "text": "[FIRING:1] Something\n - alertname = Other"})

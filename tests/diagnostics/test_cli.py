@@ -113,3 +113,36 @@ def test_real_checks_over_ssh_find_the_case_study_fault(scenarios_dir: Path, sim
     assert report.counts().get("timeout", 0) == 0 and report.counts().get("unreachable", 0) == 0
     throttled = {(f.host, f.gpu) for f in report.findings() if f.kind == "gpu_clock_throttle"}
     assert throttled == {("node-05", 3)}
+
+
+@pytest.mark.ssh
+def test_sim_up_serves_until_interrupted(scenarios_dir: Path, tmp_path: Path) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    path = _scenario(scenarios_dir)
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clusterdoc", "sim", "up", str(path), "--run-dir", str(run_dir),
+         "--inventory", str(tmp_path / "inv.yaml")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(5)]
+        assert any("clusterdoc check --inventory" in ln for ln in lines), lines
+        assert main(["check", "--inventory", str(tmp_path / "inv.yaml"), "--tools", "gpu_clocks", "--json"]) == 1
+        assert (run_dir / "known_hosts").read_text().count("ssh-ed25519") == 8
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_sim_up_bad_scenario_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("diagnostics.sim")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("id: x\ncluster:\n  nodes: 2\n  gpus_per_node: 8\n  gpu: Z9000\n")
+    assert main(["sim", "up", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert "bad.yaml" in err and "Z9000" in err and "Traceback" not in err

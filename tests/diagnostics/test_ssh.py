@@ -117,11 +117,12 @@ def test_wrong_client_key_is_a_clear_auth_failure(sim_ssh: Any, tmp_path: Path) 
     assert r.transport == "unreachable" and "rejected every key" in r.error
 
 
+@pytest.mark.filterwarnings("ignore:.*bcrypt.kdf:UserWarning")  # few KDF rounds keep the test fast
 def test_encrypted_key_needs_passphrase_from_env(sim_ssh: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     server = sim_ssh(FakeSim(1))
     key = asyncssh.read_private_key(str(server.client_key_path))
     locked = tmp_path / "locked_key"
-    key.write_private_key(str(locked), format_name="openssh", passphrase="s3cret-pass", rounds=2)
+    key.write_private_key(str(locked), format_name="openssh", passphrase="s3cret-pass", rounds=4)
     monkeypatch.delenv("CLUSTERDOC_SSH_KEY_PASSPHRASE", raising=False)
     r = server.executor(key_file=locked).run("node-01", "x")
     assert r.transport == "unreachable" and "CLUSTERDOC_SSH_KEY_PASSPHRASE" in r.error
@@ -208,3 +209,23 @@ def test_512_nodes_with_every_failure_behaviour(sim_ssh: Any) -> None:
     assert by_host["node-007"] is Status.TIMEOUT and by_host["node-200"] is Status.ERROR
     assert by_host["node-100"] is Status.UNREACHABLE and by_host["node-300"] is Status.UNREACHABLE
     assert sum(1 for s in by_host.values() if s is Status.OK) == 508
+
+
+def test_simulated_unreachable_node_times_out_over_ssh(sim_ssh: Any) -> None:
+    sim_module = pytest.importorskip("diagnostics.sim")
+    pytest.importorskip("diagnostics.checks")
+    from diagnostics.registry import default_registry
+    from diagnostics.scenario import parse_scenario_text
+
+    scenario = parse_scenario_text(
+        "id: t\ncluster: {nodes: 3, gpus_per_node: 2, gpu: A800-SXM4-80GB}\n"
+        "faults:\n  - {kind: node_unreachable, node: node-02}\n", "t.yaml")
+    sim = sim_module.SimCluster(scenario)
+    server = sim_ssh(sim)
+    tk = Toolkit(default_registry(), server.executor(connect_timeout_s=1.0))
+    start = time.monotonic()
+    report = tk.sweep(sim.hosts, tools=["gpu_clocks", "cpu_load"])
+    assert time.monotonic() - start < 10
+    assert {r.status for r in report.results["node-02"]} == {Status.UNREACHABLE}
+    assert [f.kind for f in report.findings() if f.host == "node-02"] == ["node_unreachable"]
+    assert all(r.status is Status.OK for h in ("node-01", "node-03") for r in report.results[h])

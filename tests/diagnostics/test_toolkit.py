@@ -4,6 +4,8 @@ import threading
 import time
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from diagnostics.approval import Approval, command_digest
 from diagnostics.registry import Param, ParseInput, ParseOutput, Registry, ToolSpec
@@ -236,3 +238,20 @@ def test_sweep_skips_checks_needing_params() -> None:
     assert report.tools == [] and any("skipped ping" in n for n in report.notes)
     report = Toolkit(reg, ex).sweep(["n1"], tool_params={"ping": {"target": "n2"}})
     assert report.tools == ["ping"] and ex.calls == [("n1", "ping -c1 n2")]
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
+                    st.lists(st.integers(), max_size=3), st.dictionaries(st.text(max_size=5), st.integers(), max_size=2))
+
+
+@settings(max_examples=200, deadline=None)
+@given(tool=st.sampled_from(["clock", "two", "wrong", "reset_gpu_clocks", "nope", ""]),
+       params=st.one_of(st.none(), st.dictionaries(st.sampled_from(["gpu", "x", ""]), _values, max_size=3),
+                        st.lists(st.integers(), max_size=2)))
+def test_run_never_raises_whatever_the_model_asks(tool: str, params: object) -> None:
+    ex = FakeExecutor()
+    r = Toolkit(make_registry(), ex).run(tool, "n1", params)  # type: ignore[arg-type]
+    assert r.tool == tool and r.host == "n1" and isinstance(r.status, Status)
+    if r.status is Status.ERROR and r.error.startswith(("unknown tool", "tool ", "mutating")):
+        assert ex.calls == []  # refused requests never reach the executor
+    if tool == "reset_gpu_clocks":
+        assert r.status is Status.ERROR and ex.calls == []

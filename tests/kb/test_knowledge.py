@@ -291,7 +291,9 @@ def test_learned_incident_is_found_by_the_next_search(kb: KnowledgeBase) -> None
 
 
 def test_unverified_or_invalid_incidents_are_refused(kb: KnowledgeBase) -> None:
-    args: dict[str, Any] = dict(summary="s", cause_fault="disk_full", node="n1", gpu=None, evidence_lines=[], actions=[])
+    args: dict[str, Any] = dict(
+        summary="s", cause_fault="disk_full", node="n1", gpu=None, evidence_lines=[], actions=[]
+    )
     with pytest.raises(KBError, match="not verified"):
         kb.learn_from_incident(**args, verified=False)  # type: ignore[arg-type]
     with pytest.raises(RecordError, match="cause_fault"):

@@ -178,3 +178,28 @@ def test_early_warning_quiet_on_noise_and_survives_missing_values() -> None:
         assert ew.update(samples) == [], step
     assert ew.update([]) == []
     assert any("sm_clock_mhz" in n for n in ew.notes.lines())
+
+
+def test_all_ranks_of_one_host_slow_points_at_the_host() -> None:
+    rng = random.Random(9)
+    times = {f"{h}:{g}": rng.gauss(34.0, 0.3) for h in HOSTS for g in range(8)}
+    for g in range(8):
+        times[f"node-06:{g}"] = 44.0 + g * 0.1
+    findings = detect_stragglers([], step_times=times)
+    assert {f.host for f in findings} == {"node-06"} and len(findings) == 8
+    assert all(f.data["host_wide"] for f in findings)
+    times = {k: (v if not k.startswith("node-06") else 34.0) for k, v in times.items()}
+    times["node-06:2"] = 44.0
+    [single] = detect_stragglers([], step_times=times)
+    assert "host_wide" not in single.data
+
+
+def test_idle_gpus_of_a_drained_node_are_not_throttled() -> None:
+    rng = random.Random(10)
+    idle = {f"node-03:{g}": {"sm_clock_mhz": 210.0, "util_pct": 0.0, "power_w": 60.0} for g in range(8)}
+    notes: list[str] = []
+    assert detect_stragglers(fleet(rng, override=idle), notes=notes) == []
+    assert any("idle" in n for n in notes)
+    ew = EarlyWarning()
+    for step in range(40):
+        assert ew.update(fleet(rng, t=step, override=idle if step > 15 else None)) == []

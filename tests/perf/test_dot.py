@@ -53,3 +53,11 @@ def test_malformed_blocks_raise_a_clear_error() -> None:
         parse_reports('<perf_model name="x"><inputs><input name="n" type="int">many</input></inputs></perf_model>')
     with pytest.raises(DotParseError, match="expected"):
         parse_reports('<perf_model name="x"><expected unit="s">soon</expected></perf_model>')
+
+
+def test_detector_findings_alone_round_trip() -> None:
+    from perf.dot import render_findings
+
+    f = Finding("gpu_power_cap", "node-02", "limit 200 W < 400 W", gpu=1)
+    [report] = parse_reports(render_findings([f], ["temp_c [N/A] on node-01 GPU 0"]))
+    assert report.model == "telemetry" and report.findings == [f] and report.notes == ["temp_c [N/A] on node-01 GPU 0"]

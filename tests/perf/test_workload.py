@@ -3,8 +3,10 @@ from __future__ import annotations
 import math
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from perf.catalog import get_gpu
+from perf.catalog import get_gpu, gpu_names
 from perf.errors import PerfInputError, UnknownPrecisionError
 from perf.workload import (
     StepModelParams,
@@ -114,6 +116,8 @@ def test_inference_prefill_compute_bound_decode_memory_bound() -> None:
         ({"n_gpus": 0}, "n_gpus"),
         ({"n_gpus": -8}, "n_gpus"),
         ({"n_gpus": 2.5}, "n_gpus"),
+        ({"n_gpus": True}, "n_gpus"),
+        ({"tensor_parallel": 1.5}, "tensor_parallel"),
         ({"model_params": 0}, "model_params"),
         ({"model_params": math.nan}, "model_params"),
         ({"tokens_per_step": -1}, "tokens_per_step"),
@@ -137,3 +141,26 @@ def test_unknown_precision_is_a_value_error_naming_precision() -> None:
     assert isinstance(err.value, ValueError)
     with pytest.raises(UnknownPrecisionError):
         predict_prefill("A100-SXM4-80GB", N, 10, precision="fp8")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    gpu=st.sampled_from(gpu_names()),
+    nodes=st.integers(1, 64),
+    params=st.floats(1e8, 4e11),
+    tokens=st.floats(1e4, 1e8),
+    interconnect=st.sampled_from(["infiniband", "roce", "ethernet"]),
+    slow_mhz=st.floats(50, 3000),
+)
+def test_any_valid_job_has_a_finite_step_and_a_slower_gpu_never_helps(
+    gpu: str, nodes: int, params: float, tokens: float, interconnect: str, slow_mhz: float
+) -> None:
+    n = nodes * 8
+    healthy = predict_training_step(gpu, n, params, tokens, interconnect=interconnect)
+    assert 0 < healthy.total_s < math.inf
+    assert healthy.total_s == pytest.approx(
+        healthy.compute_s + healthy.memory_s + healthy.overhead_s + healthy.comm_s, rel=1e-9)
+    clocks = [float(get_gpu(gpu).max_sm_clock_mhz)] * n
+    clocks[n - 1] = slow_mhz
+    slowed = predict_training_step(gpu, n, params, tokens, interconnect=interconnect, sm_clocks_mhz=clocks)
+    assert slowed.total_s >= healthy.total_s * (1 - 1e-12)
