@@ -41,18 +41,19 @@ def sweep_params(scenario: Any) -> dict[str, dict[str, Any]]:
     return params
 
 
-def full_sweep(case: SCase, level: str = "long") -> BaselineRow:
+def full_sweep(case: SCase, level: str = "long", *, ssh: bool = False) -> BaselineRow:
     from diagnostics.registry import default_registry
     from diagnostics.sim import SimCluster
     from diagnostics.toolkit import Toolkit
 
     scenario = s_metric.load(case)
     sim = SimCluster(scenario)
-    toolkit = Toolkit(default_registry(), sim.executor(), scheduler=scenario.cluster.scheduler)
-    started = time.perf_counter()
-    report = toolkit.sweep(scenario.hosts, level=level, concurrency=1,  # type: ignore[arg-type]
-                           tool_params=sweep_params(scenario))
-    seconds = time.perf_counter() - started
+    with s_metric.node_executor(sim, ssh) as executor:
+        toolkit = Toolkit(default_registry(), executor, scheduler=scenario.cluster.scheduler)
+        started = time.perf_counter()
+        report = toolkit.sweep(scenario.hosts, level=level, concurrency=1,  # type: ignore[arg-type]
+                               tool_params=sweep_params(scenario))
+        seconds = time.perf_counter() - started
     findings = list(report.findings()) + list(getattr(report, "fleet", []) or [])
     expect = scenario.expect
     found = False
@@ -64,16 +65,17 @@ def full_sweep(case: SCase, level: str = "long") -> BaselineRow:
     return BaselineRow(case.id, invocations, len(report.tools), round(seconds, 3), found, len(findings))
 
 
-def run_baseline(cases: Sequence[SCase], ctx: RunContext | None, *, level: str = "long") -> list[BaselineRow]:
+def run_baseline(cases: Sequence[SCase], ctx: RunContext | None, *, level: str = "long",
+                 ssh: bool = False) -> list[BaselineRow]:
     rows = []
     for case in cases:
         try:
-            row = full_sweep(case, level)
+            row = full_sweep(case, level, ssh=ssh)
         except Exception as exc:  # a broken scenario fails its row only
             rows.append(BaselineRow(case.id, 0, 0, 0.0, False, 0, error=f"{type(exc).__name__}: {exc}"))
             continue
         if ctx is not None:
-            agent = s_metric.score(case, ctx)
+            agent = s_metric.score(case, ctx, ssh=ssh)
             row.agent_invocations = agent.sub_scores.get("tool_invocations")
             row.agent_host_checks = agent.sub_scores.get("host_checks")
             row.agent_seconds = agent.sub_scores.get("agent_seconds", round(agent.seconds, 3))

@@ -33,6 +33,42 @@ from benchmark.text import log_lines, symptom_text
 SEED_FILE = REPO_ROOT / "kb" / "data" / "seed.jsonl"
 SCENARIO_DIR = REPO_ROOT / "scenarios"
 N_A = 50
+# Hand-written extraction messages, phrased unlike the generator's templates (so the pattern
+# baseline, developed against the templates, is also measured on text it was not tuned to).
+# Each takes its log lines from the benchmark record it is paired with (by category).
+HANDWRITTEN_A: list[dict[str, Any]] = [
+    {"category": "network", "text": "Both 10.8.1.21 and 10.8.1.22 lost the ring. The IB switch guy says the old "
+     "fabric manager at 10.8.0.250 is irrelevant now. Jump host is bastion01 but you reach the nodes directly "
+     "on port 2022. Could you run the IB checks?\n{log}",
+     "hosts": ["10.8.1.21", "10.8.1.22"], "ports": [2022], "exec": True},
+    {"category": "memory", "text": "FYI only, no action needed: last night's crash on gpu-node-14 was this\n{log}\n"
+     "I'm not asking you to log in anywhere, I just want to know what it means.",
+     "hosts": ["gpu-node-14"], "ports": [], "exec": False},
+    {"category": "storage", "text": "{log}\n^ that's from ckpt-writer on node-33 (ssh -p 2244 ops@node-33). "
+     "node-34 had the same yesterday but it's been reimaged, leave it out.",
+     "hosts": ["node-33"], "ports": [2244], "exec": True},
+    {"category": "gpu_hardware", "text": "Can you look at trn-07? Logs:\n{log}\n(The IPs in my earlier message, "
+     "172.20.4.9 and 172.20.4.10, were a typo, please disregard them.)",
+     "hosts": ["trn-07"], "ports": [], "exec": True},
+    {"category": "software_version", "text": "After the driver update the job fails on all three new boxes: "
+     "10.2.7.11, 10.2.7.12, 10.2.7.13 (sshd on 2201 everywhere).\n{log}\nPlease verify the versions.",
+     "hosts": ["10.2.7.11", "10.2.7.12", "10.2.7.13"], "ports": [2201], "exec": True},
+    {"category": "scheduler", "text": "slurm keeps killing the job on worker-3 and worker-4.\n{log}\n"
+     "worker-9 shows up in the nodelist too but it's a CPU-only node, not involved. Diagnose please.",
+     "hosts": ["worker-3", "worker-4"], "ports": [], "exec": True},
+    {"category": "configuration", "text": "hey, seen this before?\n{log}\nIt happened on [fd00:7::21] "
+     "(ssh port 2202). Don't change anything yet, just tell me what you think.",
+     "hosts": ["fd00:7::21"], "ports": [2202], "exec": False},
+    {"category": "thermal_power", "text": "dgx-c2.lab.internal is throttling again, ssh to dgx-c2.lab.internal:2022 "
+     "and check clocks and power, the AC guy already fixed dgx-c1.lab.internal so ignore that one.\n{log}",
+     "hosts": ["dgx-c2.lab.internal"], "ports": [2022], "exec": True},
+    {"category": "network", "text": "Rendezvous on 10.5.5.5:29400 times out from 10.5.5.6 and 10.5.5.7.\n{log}\n"
+     "Can you ssh in (port 22) and check the links?",
+     "hosts": ["10.5.5.5", "10.5.5.6", "10.5.5.7"], "ports": [22], "exec": True},
+    {"category": "memory", "text": "{log}\nOn node-51. The same error on node-52 was a different user's job, "
+     "not relevant here. Please find the cause, but do not run anything that changes the node.",
+     "hosts": ["node-51"], "ports": [], "exec": True},
+]
 N_C = 70
 LETTERS = ("A", "B", "C", "D")
 
@@ -133,11 +169,32 @@ def _port_phrase(rng: random.Random, host: str, port: int) -> tuple[str, str]:
     return host, f"sshd on {host} listens on port {port}."
 
 
+def build_handwritten_a(records: Sequence[dict[str, Any]], used: set[str]) -> list[dict[str, Any]]:
+    cases: list[dict[str, Any]] = []
+    for i, item in enumerate(HANDWRITTEN_A):
+        pool = [r for r in records if r.get("category") == item["category"] and r["id"] not in used]
+        for rec in sorted(pool, key=lambda r: _h("A-hand", str(i), r["id"])):
+            logs = _clean_log(log_lines(rec["rawtext"], limit=3), item["hosts"][0])
+            if logs:
+                used.add(rec["id"])
+                cases.append({
+                    "id": f"a-hand-{i + 1:02d}-{rec['id']}"[:90], "metric": "A", "source": rec["source"],
+                    "category": rec.get("category", ""), "conversation": item["text"].format(log="\n".join(logs)),
+                    "expected": {"hosts": item["hosts"], "ssh_ports": item["ports"], "needs_execution": item["exec"]},
+                })
+                break
+    return cases
+
+
 def build_a(records: Sequence[dict[str, Any]], n: int = N_A) -> list[dict[str, Any]]:
+    used: set[str] = set()
+    hand = build_handwritten_a(records, used)
     cases: list[dict[str, Any]] = []
     for rec in records:
-        if len(cases) >= n:
+        if len(cases) + len(hand) >= n:
             break
+        if rec["id"] in used:
+            continue
         rng = _rng("A", rec["id"])
         style = rng.choice(["ipv4", "ipv4", "ipv4b", "hostname", "hostname", "fqdn", "ipv6"])
         n_targets = rng.choice([1, 1, 1, 2, 2, 3])
@@ -196,7 +253,7 @@ def build_a(records: Sequence[dict[str, Any]], n: int = N_A) -> list[dict[str, A
             "conversation": conversation,
             "expected": {"hosts": targets, "ssh_ports": sorted(set(ports)), "needs_execution": needs},
         })
-    return cases
+    return cases + hand
 
 
 # --------------------------------------------------------------------------------------------

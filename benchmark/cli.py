@@ -54,6 +54,8 @@ def register(subparsers: Any) -> None:
     base.add_argument("--level", choices=("quick", "medium", "long"), default="long",
                       help="checks the sweep runs (default long: every check)")
     base.add_argument("--no-agent", action="store_true", help="only the sweep")
+    base.add_argument("--ssh", action="store_true",
+                      help="reach the simulated nodes over real SSH on 127.0.0.1 (paramiko), not in-process")
     base.add_argument("--out", metavar="OUT.json")
     base.set_defaults(handler=cmd_baseline)
 
@@ -181,7 +183,7 @@ def cmd_baseline(args: argparse.Namespace) -> int:
     if not cases:
         print("clusterdoc bench baseline: no S cases in the given files", file=sys.stderr)
         return 2
-    rows = run_baseline(cases, None if args.no_agent else _context(args), level=args.level)
+    rows = run_baseline(cases, None if args.no_agent else _context(args), level=args.level, ssh=args.ssh)
     headers = ["case", "sweep inv", "sweep s", "sweep found", "findings", "agent inv", "agent host checks",
                "agent s", "agent right", "error"]
     body = [[r.id, r.sweep_invocations, r.sweep_seconds, r.sweep_found, r.sweep_findings, r.agent_invocations,

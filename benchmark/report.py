@@ -133,7 +133,7 @@ def bar_chart(runs: Sequence[dict[str, Any]], out: str | Path, title: str) -> Pa
     import matplotlib.pyplot as plt
 
     metrics = [m for m in METRICS if any(m in r["metrics"] for r in runs)]
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(metrics) * max(1, len(runs)) / 2 + 3), 4.5))
+    fig, ax = plt.subplots(figsize=(min(16.0, max(7.0, 0.45 * len(metrics) * max(1, len(runs)) + 4)), 4.5))
     width = 0.8 / max(1, len(runs))
     for i, run in enumerate(runs):
         values = [run["metrics"].get(m, {}).get("score", 0.0) for m in metrics]

@@ -33,13 +33,21 @@ class Runtime:
     sim: Any = None  # the SimCluster when running a scenario
     over_ssh: bool = False
     notes: list[str] = field(default_factory=list)
+    telemetry: Any = None  # a diagnostics.telemetry source when [telemetry] names a Prometheus
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def close(self) -> None:
         self.stack.close()
 
     def gpu_samples(self) -> list[Any]:
-        """Current GPU telemetry of every node (simulated cluster only; [] otherwise)."""
+        """Current GPU telemetry of every node: Prometheus when configured, else the simulated
+        cluster, else []. An unreachable Prometheus is logged and gives [] (the tick is skipped)."""
+        if self.telemetry is not None:
+            try:
+                return list(self.telemetry.samples())
+            except Exception as exc:
+                log.warning("telemetry unavailable: %s", exc)
+                return []
         if self.sim is None:
             return []
         return [s for host in self.known_nodes for s in self.sim.gpu_samples(host)]
@@ -107,7 +115,14 @@ def build_runtime(
         raise
     return Runtime(agent=agent, toolkit=toolkit, kb=kb, remediator=ToolkitRemediator(toolkit),
                    learner=KBLearner(kb) if kb is not None else None, known_nodes=known, llm_name=llm_name,
-                   sim=sim, over_ssh=ssh_used, notes=notes, stack=stack)
+                   sim=sim, over_ssh=ssh_used, notes=notes, stack=stack, telemetry=_telemetry(cfg))
+
+
+def _telemetry(cfg: Any) -> Any:
+    from diagnostics.telemetry.config import TelemetryConfig, make_source
+
+    tcfg = getattr(cfg, "telemetry", None)
+    return make_source(tcfg) if isinstance(tcfg, TelemetryConfig) else None
 
 
 def _knowledge_base(cfg: Any, notes: list[str]) -> Any:

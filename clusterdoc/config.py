@@ -57,6 +57,7 @@ class Config:
     agent: Any = None  # pipelines.config.AgentConfig
     kb: Any = None  # kb.config.KBConfig
     ssh: Any = None  # diagnostics.executors.ssh.SSHConfig
+    telemetry: Any = None  # diagnostics.telemetry.config.TelemetryConfig
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
@@ -79,7 +80,7 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
 
 
 def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Config:
-    known = {"bot", "cluster", "llm", "agent", "kb", "ssh"}
+    known = {"bot", "cluster", "llm", "agent", "kb", "ssh", "telemetry"}
     for key in data:
         if key not in known:
             raise ConfigError(f"{source}: unknown section [{key}]; known: {', '.join(sorted(known))}")
@@ -99,6 +100,8 @@ def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, 
     cfg.llm, cfg.agent = _pipelines(data, source)
     cfg.kb = _kb(data.get("kb", {}), source)
     cfg.ssh = _optional("diagnostics.executors.ssh", "SSHConfig", data.get("ssh", {}), "ssh", source)
+    cfg.telemetry = _optional("diagnostics.telemetry.config", "TelemetryConfig", data.get("telemetry", {}),
+                              "telemetry", source)
     return cfg
 
 

@@ -12,7 +12,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from diagnostics.approval import Approval, command_digest
 from diagnostics.executors.fanout import fanout
@@ -37,6 +37,7 @@ from diagnostics.types import (
 )
 
 _TRANSPORT_STATUS = {"timeout": Status.TIMEOUT, "unreachable": Status.UNREACHABLE, "error": Status.ERROR}
+KeepRaw = Literal["all", "non_ok", "none"]
 # After this many consecutive command timeouts on one host a sweep stops trying that host.
 SWEEP_TIMEOUTS_BEFORE_GIVING_UP = 2
 
@@ -184,10 +185,15 @@ class Toolkit:
         *,
         tool_params: Mapping[str, Mapping[str, Any]] | None = None,
         host_deadline_s: float | None = None,
+        keep_raw: KeepRaw = "non_ok",
     ) -> SweepReport:
         """Run checks on every host in parallel (checks on one host run in sequence, over its one
         connection). A check whose required params are not given in ``tool_params`` is skipped.
+        ``keep_raw``: raw output kept for "all" results, only "non_ok" ones (default: a 2,000-node
+        sweep would otherwise hold gigabytes of healthy nvidia-smi text), or "none".
         Raises ValidationError only for bad arguments (unknown tool names, a mutating tool)."""
+        if keep_raw not in ("all", "non_ok", "none"):
+            raise ValidationError(f"keep_raw must be all, non_ok or none, got {keep_raw!r}")
         specs = self.sweep_specs(tools, level)
         tool_params = tool_params or {}
         planned: list[tuple[ToolSpec, dict[str, Any]]] = []
@@ -203,7 +209,11 @@ class Toolkit:
             host_deadline_s = max(60.0, sum(s.timeout_s for s, _ in planned) + 30.0)
 
         def on_host(host: str) -> list[ToolResult]:
-            return self._sweep_host(host, planned)
+            results = self._sweep_host(host, planned)
+            for r in results:
+                if keep_raw == "none" or (keep_raw == "non_ok" and r.status in (Status.OK, Status.NO_DATA)):
+                    r.raw = ""
+            return results
 
         def on_timeout(host: str) -> list[ToolResult]:
             msg = f"host gave no answer within the sweep's {host_deadline_s:g}s per-host deadline"
@@ -275,6 +285,9 @@ def _safe_parse(spec: ToolSpec, data: ParseInput) -> ParseOutput:
         return ParseOutput(Status.ERROR, error=f"could not parse {spec.name} output: {type(exc).__name__}: {exc}")
     if not isinstance(parsed, ParseOutput) or not isinstance(parsed.status, Status):
         return ParseOutput(Status.ERROR, error=f"parser of {spec.name} returned {type(parsed).__name__}, not ParseOutput")
+    findings = parsed.findings if isinstance(parsed.findings, list | tuple) else None
+    if findings is None or not all(isinstance(f, Finding) for f in findings) or not isinstance(parsed.data, Mapping):
+        return ParseOutput(Status.ERROR, error=f"parser of {spec.name} returned malformed findings or data")
     return parsed
 
 

@@ -44,8 +44,16 @@ def _runqueue_wait_s() -> float:
 
 
 def task_clock() -> float:
-    """This thread's wall clock less its run-queue wait (seconds; only differences matter)."""
-    return time.perf_counter() - _runqueue_wait_s()
+    """This thread's wall clock less its run-queue wait (seconds; only differences matter).
+
+    The wait counter is read on both sides of the wall clock and the pair retried if the thread was
+    preempted in between, so the clock never steps backwards."""
+    for _ in range(10):
+        before = _runqueue_wait_s()
+        now = time.perf_counter()
+        if _runqueue_wait_s() == before:
+            return now - before
+    return now - _runqueue_wait_s()
 
 
 def has_task_clock() -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from diagnostics.types import ValidationError
+from perf.errors import UnknownPrecisionError
 
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8")
 
@@ -41,8 +42,6 @@ class GPUSpec:
 
     def peak_flops(self, precision: str) -> float:
         """Dense peak in FLOP/s for ``precision`` (raises UnknownPrecisionError)."""
-        from perf.errors import UnknownPrecisionError  # local: errors imports nothing from here
-
         key = precision.lower()
         if key not in PRECISIONS:
             raise UnknownPrecisionError(

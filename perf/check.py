@@ -7,7 +7,8 @@ over SSH and the simulator. diagnostics is imported lazily: perf stays a leaf pa
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,86 +123,113 @@ def _observed_step(results: Iterable[ToolResult], step_times: Mapping[str, float
     return max(step_times.values()) if step_times else None  # synchronous: the slowest rank sets the pace
 
 
-def run_check(inputs: CheckInputs) -> CheckResult:
-    from diagnostics.registry import default_registry
-    from diagnostics.toolkit import Toolkit
+class TelemetrySource:
+    """A live (inventory, over SSH) or simulated (scenario) cluster, polled through the Toolkit."""
 
-    notes: list[str] = []
-    model: dict[str, Any] = {
-        "gpu": inputs.gpu, "n_gpus": inputs.n_gpus, "model_params": inputs.model_params,
-        "tokens_per_step": inputs.tokens_per_step, "precision": inputs.precision,
-        "interconnect": inputs.interconnect,
-    }
-    sim: Any = None
-    scheduler = "slurm"
-    if inputs.scenario:
-        from diagnostics.scenario import load_scenario
-        from diagnostics.sim import SimCluster
+    def __init__(self, inputs: CheckInputs) -> None:
+        from diagnostics.registry import default_registry
+        from diagnostics.toolkit import Toolkit
 
-        scenario = load_scenario(inputs.scenario)
-        sim = SimCluster(scenario)
-        executor = sim.executor()
-        hosts = list(sim.hosts)
-        cluster = scenario.cluster
-        workload = getattr(cluster, "workload", None)
-        _default(model, "gpu", cluster.gpu)
-        _default(model, "n_gpus", cluster.nodes * cluster.gpus_per_node if isinstance(cluster.nodes, int)
-                 else len(hosts) * cluster.gpus_per_node)
-        _default(model, "interconnect", cluster.interconnect)
-        scheduler = cluster.scheduler
-        if workload is not None and getattr(workload, "kind", "none") == "llm_training":
-            _default(model, "model_params", workload.model_params)
-            _default(model, "tokens_per_step", workload.tokens_per_step)
-            _default(model, "precision", getattr(workload, "precision", None))
-    elif inputs.inventory:
-        from diagnostics.executors import SSHExecutor
-        from diagnostics.executors.ssh import SSHConfig
-        from diagnostics.inventory import load_inventory
+        self.model: dict[str, Any] = {
+            "gpu": inputs.gpu, "n_gpus": inputs.n_gpus, "model_params": inputs.model_params,
+            "tokens_per_step": inputs.tokens_per_step, "precision": inputs.precision,
+            "interconnect": inputs.interconnect,
+        }
+        self.sim: Any = None
+        scheduler = "slurm"
+        if inputs.scenario:
+            from diagnostics.scenario import load_scenario
+            from diagnostics.sim import SimCluster
 
-        inventory = load_inventory(inputs.inventory)
-        executor = SSHExecutor(inventory, SSHConfig())
-        hosts = [n.name for n in inventory.nodes]
-        scheduler = inventory.scheduler
-        _default(model, "gpu", inventory.gpu)
-        if inventory.gpus_per_node:
-            _default(model, "n_gpus", len(hosts) * inventory.gpus_per_node)
-    else:
-        raise ClusterdocError("perf check needs --inventory FILE or --scenario FILE")
+            scenario = load_scenario(inputs.scenario)
+            self.sim = SimCluster(scenario)
+            executor: Any = self.sim.executor()
+            self.hosts = list(self.sim.hosts)
+            cluster = scenario.cluster
+            _default(self.model, "gpu", cluster.gpu)
+            _default(self.model, "n_gpus", len(self.hosts) * cluster.gpus_per_node)
+            _default(self.model, "interconnect", cluster.interconnect)
+            scheduler = cluster.scheduler
+            workload = cluster.workload
+            if workload is not None and workload.kind == "llm_training":
+                _default(self.model, "model_params", workload.model_params)
+                _default(self.model, "tokens_per_step", workload.tokens_per_step)
+                _default(self.model, "precision", workload.precision)
+        elif inputs.inventory:
+            from diagnostics.executors.ssh import SSHConfig, SSHExecutor
+            from diagnostics.inventory import load_inventory
 
-    toolkit = Toolkit(default_registry(), executor, scheduler=scheduler)
-    failures: dict[str, list[str]] = {}  # "tool: status error" -> hosts, so 100 nodes give one note
-    try:
+            inventory = load_inventory(inputs.inventory)
+            executor = SSHExecutor(inventory, SSHConfig())
+            self.hosts = [n.name for n in inventory.nodes]
+            scheduler = inventory.scheduler
+            _default(self.model, "gpu", inventory.gpu)
+            if inventory.gpus_per_node:
+                _default(self.model, "n_gpus", len(self.hosts) * inventory.gpus_per_node)
+        else:
+            raise ClusterdocError("perf check needs --inventory FILE or --scenario FILE")
+        self.executor = executor
+        self.toolkit = Toolkit(default_registry(), executor, scheduler=scheduler)
+
+    def now(self) -> float:
+        return float(self.sim.time_s) if self.sim is not None else time.time()
+
+    def poll(self, *, steps: bool = True) -> tuple[list[GpuSample], list[ToolResult], list[str]]:
+        """(GPU samples, job_step_times results, notes) from one pass over every host."""
+        failures: dict[str, list[str]] = {}  # "tool: status error" -> hosts, so 100 nodes give one note
         telemetry: list[ToolResult] = []
         step_results: list[ToolResult] = []
-        for host in hosts:
-            for tool in (*TELEMETRY_TOOLS, "job_step_times"):
-                result = toolkit.run(tool, host)
+        tools = (*TELEMETRY_TOOLS, "job_step_times") if steps else TELEMETRY_TOOLS
+        for host in self.hosts:
+            for tool in tools:
+                result = self.toolkit.run(tool, host)
                 if result.status.value in ("ok", "problem"):
                     (step_results if tool == "job_step_times" else telemetry).append(result)
                 elif result.status.value != "no_data":
                     why = f"{tool}: {result.status.value} {result.error.split(';')[0]}".strip()
                     failures.setdefault(why, []).append(host)
+        notes = []
+        for why, where in failures.items():
+            shown = ", ".join(where[:5]) + (f" and {len(where) - 5} more" if len(where) > 5 else "")
+            notes.append(f"{why} (on {shown})")
+        samples = samples_from_results(telemetry, t=self.now())
+        if not samples and self.sim is not None:
+            samples = [s for h in self.hosts for s in self.sim.gpu_samples(h)]
+            notes.append("telemetry checks returned no per-GPU rows; used the simulator's samples directly")
+        return samples, step_results, notes
+
+    def wait(self, seconds: float) -> None:
+        """Let time pass: simulated time in a scenario, real time on a live cluster."""
+        if self.sim is not None:
+            self.sim.advance(seconds)
+        else:
+            time.sleep(seconds)
+
+    def slowdown_temp_c(self) -> float:
+        if self.model.get("gpu"):
+            from perf.catalog import get_gpu
+
+            return float(get_gpu(self.model["gpu"]).slowdown_temp_c)
+        return 87.0
+
+    def close(self) -> None:
+        self.executor.close()
+
+
+def run_check(inputs: CheckInputs) -> CheckResult:
+    """One pass: stragglers among the GPUs and ranks, and the job's step time against the model."""
+    source = TelemetrySource(inputs)
+    try:
+        samples, step_results, notes = source.poll()
+        observed_sim = source.sim.step_time_s() if source.sim is not None else None
     finally:
-        executor.close()
-    for why, where in failures.items():
-        shown = ", ".join(where[:5]) + (f" and {len(where) - 5} more" if len(where) > 5 else "")
-        notes.append(f"{why} (on {shown})")
-
-    samples = samples_from_results(telemetry)
-    if not samples and sim is not None:
-        samples = [s for h in hosts for s in sim.gpu_samples(h)]
-        notes.append("telemetry checks returned no per-GPU rows; used the simulator's samples directly")
+        source.close()
+    model = source.model
     step_times = step_times_from_results(step_results)
-    observed = _observed_step(step_results, step_times)
-    if observed is None and sim is not None:
-        observed = sim.step_time_s()
+    observed = _observed_step(step_results, step_times) or observed_sim or None
 
-    slowdown = 87.0
-    if model.get("gpu"):
-        from perf.catalog import get_gpu
-
-        slowdown = float(get_gpu(model["gpu"]).slowdown_temp_c)
-    findings = detect_stragglers(samples, step_times=step_times, slowdown_temp_c=slowdown, notes=notes)
+    findings = detect_stragglers(samples, step_times=step_times, slowdown_temp_c=source.slowdown_temp_c(),
+                                 notes=notes)
     prediction = None
     if all(model.get(k) for k in ("gpu", "n_gpus", "model_params", "tokens_per_step")):
         prediction = predict_training_step(
@@ -218,6 +246,39 @@ def run_check(inputs: CheckInputs) -> CheckResult:
     else:
         notes.append("no workload given (--gpu --gpus --model-params --tokens-per-step): model comparison skipped")
     return CheckResult(samples, findings, prediction, observed, step_times, notes)
+
+
+def watch(
+    inputs: CheckInputs,
+    *,
+    samples: int,
+    interval_s: float,
+    on_warning: Callable[[int, Finding], None] | None = None,
+) -> tuple[list[Finding], list[str]]:
+    """Poll telemetry ``samples`` times, ``interval_s`` apart, through the early-warning detector."""
+    from perf.detectors import EarlyWarning, EarlyWarningConfig
+
+    if samples < 1:
+        raise ClusterdocError(f"--samples must be >= 1, got {samples}")
+    if not interval_s > 0:
+        raise ClusterdocError(f"--interval-s must be > 0, got {interval_s}")
+    source = TelemetrySource(inputs)
+    early = EarlyWarning(EarlyWarningConfig(slowdown_temp_c=source.slowdown_temp_c()))
+    fired: list[Finding] = []
+    poll_notes: dict[str, None] = {}
+    try:
+        for i in range(samples):
+            tick, _steps, notes = source.poll(steps=False)
+            poll_notes.update(dict.fromkeys(notes))
+            for finding in early.update(tick):
+                fired.append(finding)
+                if on_warning is not None:
+                    on_warning(i + 1, finding)
+            if i + 1 < samples:
+                source.wait(interval_s)
+    finally:
+        source.close()
+    return fired, [*poll_notes, *early.notes.lines()]
 
 
 def _default(model: dict[str, Any], key: str, value: Any) -> None:

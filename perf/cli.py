@@ -43,6 +43,15 @@ def register(subparsers: Any) -> None:
     check.add_argument("--format", choices=("text", "json", "dot"), default="text")
     check.set_defaults(handler=_check)
 
+    watch = sub.add_parser("watch", help="poll telemetry and raise early warnings before the job slows")
+    src = watch.add_mutually_exclusive_group(required=True)
+    src.add_argument("--inventory", help="inventory YAML of real nodes (polled over SSH)")
+    src.add_argument("--scenario", help="scenario YAML (simulated time advances between polls)")
+    watch.add_argument("--samples", type=int, default=30, help="number of polls (default 30)")
+    watch.add_argument("--interval-s", type=float, default=10.0, help="seconds between polls (default 10)")
+    watch.add_argument("--gpu", help="GPU model, for its slowdown temperature (default: from the file)")
+    watch.set_defaults(handler=_watch)
+
     gpus = sub.add_parser("gpus", help="list the hardware catalog")
     gpus.set_defaults(handler=_list)
 
@@ -193,3 +202,23 @@ def _check(args: argparse.Namespace) -> int:
         return _fail(f"cannot read {args.inventory or args.scenario}: {exc}")
     _emit(args.format, result.prediction, result.findings, result.notes, result.observed_step_s)
     return 1 if any(f.severity != "info" for f in result.findings) else 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from perf.check import CheckInputs, watch
+
+    def show(sample: int, f: Finding) -> None:
+        where = f.host if f.gpu is None else f"{f.host} GPU {f.gpu}"
+        print(f"[sample {sample}] {f.kind} {where}: {f.message}", flush=True)
+
+    try:
+        fired, notes = watch(CheckInputs(inventory=args.inventory, scenario=args.scenario, gpu=args.gpu),
+                             samples=args.samples, interval_s=args.interval_s, on_warning=show)
+    except ClusterdocError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"cannot read {args.inventory or args.scenario}: {exc}")
+    print(f"{len(fired)} early warning(s) in {args.samples} samples")
+    for note in notes:
+        print(f"note: {note}")
+    return 1 if fired else 0

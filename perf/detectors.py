@@ -390,9 +390,12 @@ class EarlyWarningConfig:
     clock_sigma_floor: float = 0.01  # clock ratio noise never assumed below 1% (clock bins are ~15 MHz)
     temp_sigma_floor_c: float = 1.0
     baseline_alpha: float = 0.01  # how fast a GPU's normal offset from its peers is learnt
+    max_clock_offset: float = 0.03  # the most a healthy busy GPU's clock sits from its peers' median
+    max_temp_offset_c: float = 12.0  # the most a healthy GPU runs hotter/cooler than the median
     warmup_samples: int = 10  # samples per GPU before its CUSUMs may fire
     power_limit_drop: float = 0.02  # relative drop of the enforced limit that counts as a change
     temp_margin_c: float = 5.0  # warn this far below the slowdown temperature
+    temp_hysteresis_c: float = 3.0  # and re-arm only once it is this much cooler again
     slowdown_temp_c: float = 87.0
 
 
@@ -449,10 +452,13 @@ class EarlyWarning:
                 alpha = cfg.baseline_alpha if armed else 1 / tr.seen  # running mean while warming up
                 if not armed or abs(z) < 2:  # symmetric window: an unbiased estimate of the normal offset
                     tr.clock_offset += alpha * (clocks[key] / clock_med - 1 - tr.clock_offset)
+                    # a GPU's normal place among its peers is close to them: a GPU already throttled
+                    # when watching starts must not be learnt as "normal"
+                    tr.clock_offset = max(-cfg.max_clock_offset, min(cfg.max_clock_offset, tr.clock_offset))
                 if armed:
                     out += self._edge(key, s, "sm_clock_cusum", tr.s_clock > cfg.cusum_h, tr.s_clock == 0,
                                       "gpu_clock_throttle",
-                                      f"SM clock {clocks[key]:g} MHz drifting below peer median {clock_med:g} MHz",
+                                      f"SM clock {clocks[key]:g} MHz persistently below peer median {clock_med:g} MHz",
                                       {"sm_clock_mhz": clocks[key], "peer_median_mhz": clock_med,
                                        "cusum": round(tr.s_clock, 2), "threshold": cfg.cusum_h})
             if key in temps and temp_med is not None:
@@ -462,14 +468,16 @@ class EarlyWarning:
                 alpha = cfg.baseline_alpha if armed else 1 / tr.seen
                 if not armed or abs(zt) < 2:
                     tr.temp_offset += alpha * (temps[key] - temp_med - tr.temp_offset)
+                    tr.temp_offset = max(-cfg.max_temp_offset_c, min(cfg.max_temp_offset_c, tr.temp_offset))
                 if armed:
                     out += self._edge(key, s, "temp_cusum", tr.s_temp > cfg.cusum_h, tr.s_temp == 0, "gpu_thermal",
-                                      f"temperature {temps[key]:g} °C rising above peer median {temp_med:g} °C",
+                                      f"temperature {temps[key]:g} °C persistently above peer median {temp_med:g} °C",
                                       {"temp_c": temps[key], "peer_median_c": temp_med,
                                        "cusum": round(tr.s_temp, 2), "threshold": cfg.cusum_h})
             if key in temps:
                 near = temps[key] >= cfg.slowdown_temp_c - cfg.temp_margin_c
-                out += self._edge(key, s, "temp_near_slowdown", near, not near, "gpu_thermal",
+                cooled = temps[key] < cfg.slowdown_temp_c - cfg.temp_margin_c - cfg.temp_hysteresis_c
+                out += self._edge(key, s, "temp_near_slowdown", near, cooled, "gpu_thermal",
                                   f"temperature {temps[key]:g} °C within {cfg.temp_margin_c:g} °C of slowdown "
                                   f"({cfg.slowdown_temp_c:g} °C)",
                                   {"temp_c": temps[key], "slowdown_temp_c": cfg.slowdown_temp_c})

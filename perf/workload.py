@@ -133,11 +133,6 @@ def bus_bandwidth_gbs(
     return min(intra, nics * nic.effective_gbs)
 
 
-def _check_precision(spec: GPUSpec, precision: str) -> float:
-    peak = spec.peak_flops(precision)  # raises UnknownPrecisionError naming the precision
-    return peak
-
-
 def predict_training_step(
     gpu: str | GPUSpec,
     n_gpus: int,
@@ -167,7 +162,7 @@ def predict_training_step(
     if n % (tp * pp):
         raise PerfInputError("n_gpus", f"{n} is not divisible by tensor_parallel·pipeline_parallel = {tp * pp}")
     dp = n // (tp * pp)
-    peak = _check_precision(spec, precision)
+    peak = spec.peak_flops(precision)
     elem = BYTES_PER_ELEMENT[precision.lower()]
 
     clocks = _clock_ratios(spec, n, sm_clocks_mhz)
@@ -318,7 +313,7 @@ def predict_prefill(
     n = require_positive("model_params", model_params)
     t = require_positive("prompt_tokens", prompt_tokens)
     g = require_positive("n_gpus", n_gpus)
-    peak = _check_precision(spec, precision)
+    peak = spec.peak_flops(precision)
     elem = BYTES_PER_ELEMENT[precision.lower()]
     compute = 2 * n * t / (peak * gemm_efficiency * g)
     memory = n * elem / (spec.hbm_bw_gbs * 1e9 * g)  # the weights are read once
@@ -344,7 +339,7 @@ def predict_decode(
     b = require_positive("batch", batch)
     ctx = require_positive("context_tokens", context_tokens)
     g = require_positive("n_gpus", n_gpus)
-    peak = _check_precision(spec, precision)
+    peak = spec.peak_flops(precision)
     elem = BYTES_PER_ELEMENT[precision.lower()]
     layers, hidden = transformer_shape(n)
     kv_bytes = 2 * layers * hidden * elem * ctx * b  # K and V for every cached token

@@ -23,7 +23,14 @@ from pipelines.dot.graph import Attachment, DotGraph, DotNode
 from pipelines.dot.parse import parse_dot
 from pipelines.evidence import Candidate, confidence, rank_candidates, verify_claim
 from pipelines.extract import Entities
-from pipelines.faults import EXPLAINS, FAULT_CHECKS, FLEET_TOOLS, RUNBOOK_OF_FAULT, RUNBOOKS, UNREACHABLE_AFTER
+from pipelines.faults import (
+    EXPLAINS,
+    FAULT_CHECKS,
+    FLEET_TOOLS,
+    RUNBOOK_OF_FAULT,
+    RUNBOOKS,
+    UNREACHABLE_AFTER,
+)
 from pipelines.llm.base import LLM, LLMReply, NoLLM
 from pipelines.planner import ClusterInfo, ToolPlan, fill_params, ordered_hypotheses, plan_for_fault
 from pipelines.prompts import (
@@ -36,6 +43,7 @@ from pipelines.prompts import (
     hypothesis_schema,
 )
 from pipelines.proposals import build_proposals
+from pipelines.telemetry import GPU_TELEMETRY_TOOLS, detector_findings
 
 KB_PRIOR = 0.6  # prior weight a retrieved record's fault adds (rank 1; less further down)
 MODEL_PRIOR = 0.5  # prior weight a model hypothesis adds
@@ -201,9 +209,9 @@ class Agent:
                 model_tools = [t for t in reply.data.get("tools", []) if isinstance(t, str)]
             elif reply is not None and reply.text:
                 run.graph.notes.append("model critique unusable: " + reply.error)
-        for t in model_tools:  # the model's picks raise the prior of what they establish
+        for picked in model_tools:  # the model's picks raise the prior of what they establish
             for fault, checks in FAULT_CHECKS.items():
-                if t in checks:
+                if picked in checks:
                     priors[fault] = priors.get(fault, 0.0) + 0.3
         hyps = ordered_hypotheses(priors)
         if cfg.mode == "preplan":
@@ -214,20 +222,22 @@ class Agent:
         # ---- round 3: attribute, verify; more rounds while unverified ----
         rounds = 3
         best, ranked = self._attribute(run, priors, ent, text, use_model and selfplay, rounds)
-        extra = 0
-        while best is None and extra < cfg.max_extra_rounds and run.invocations < cfg.max_tool_calls:
-            extra += 1
-            rounds += 1
-            yield AgentEvent("status", {"message": f"round {rounds}: no verified cause yet; broadening"})
-            if extra == 1 and cfg.mode != "preplan":
-                yield from self._targeted(run, hyps[3:], scope, ent, max_hyps=3, refine=True)
-            else:
-                yield from self._sweep(run, scope)
-            best, ranked = self._attribute(run, priors, ent, text, use_model and selfplay, rounds)
-            if best is None and extra == 1 and cfg.mode != "preplan":
-                yield from self._sweep(run, scope)
-                best, ranked = self._attribute(run, priors, ent, text, False, rounds)
+        all_hosts = list(self.cluster.hosts)
+        steps: list[tuple[str, Any]] = []
+        if cfg.mode != "preplan":
+            steps.append(("the next hypotheses", lambda: self._targeted(run, hyps[3:], scope, ent, max_hyps=3, refine=True)))
+        steps.append(("a quick sweep of every check", lambda: self._sweep(run, scope)))
+        if set(scope) != set(all_hosts) and not target:
+            # hosts named only in the text (an alert, a paste) may be wrong or planted: widen
+            steps.append(("the hypotheses on every host", lambda: self._targeted(run, hyps, all_hosts, ent, max_hyps=3, refine=True)))
+            steps.append(("a quick sweep of every host", lambda: self._sweep(run, all_hosts)))
+        for step_why, step in steps[: cfg.max_extra_rounds]:
+            if best is not None or run.invocations >= cfg.max_tool_calls:
                 break
+            rounds += 1
+            yield AgentEvent("status", {"message": f"round {rounds}: no verified cause yet; trying {step_why}"})
+            yield from step()
+            best, ranked = self._attribute(run, priors, ent, text, use_model and selfplay and rounds == 4, rounds)
         # ---- outcome ----
         if best is None:
             unresolved = [c for c in ranked if not c.explained_by]
@@ -247,18 +257,18 @@ class Agent:
             return
         verdict = verify_claim(best.cause, run.findings)
         props: list[Proposal] = []
-        notes: list[str] = []
+        prop_notes: list[str] = []
         props.extend(build_proposals(best.cause, self.toolkit, gpu_model=self.cluster.gpu_model,
-                                     rationale="; ".join(f.message for f in verdict.support[:3]), notes=notes))
+                                     rationale="; ".join(f.message for f in verdict.support[:3]), notes=prop_notes))
         others = [c for c in ranked if c is not best and not c.explained_by and not c.is_symptom
                   and verify_claim(c.cause, run.findings).verified]
         for other in others[:2]:
-            extra_props = build_proposals(other.cause, self.toolkit, gpu_model=self.cluster.gpu_model, notes=notes)
+            extra_props = build_proposals(other.cause, self.toolkit, gpu_model=self.cluster.gpu_model, notes=prop_notes)
             props.extend(extra_props[:1])
-        run.graph.notes.extend(notes)
+        run.graph.notes.extend(prop_notes)
         for p in props:
             yield AgentEvent("proposal", {"proposal": p.to_dict()})
-        where = best.node + (f" GPU {best.gpu}" if best.gpu is not None else "")
+        where = (best.node or "the cluster") + (f" GPU {best.gpu}" if best.gpu is not None else "")
         summary = f"{best.fault} on {where}: " + "; ".join(f.message for f in verdict.support[:2])
         if others:
             summary += " | also found: " + ", ".join(c.label() for c in others[:3])
@@ -316,6 +326,9 @@ class Agent:
         run.results.extend(results)
         run.findings.extend(out["findings"])
         run.findings.extend(self._silence(run, results))
+        if plan.tool in GPU_TELEMETRY_TOOLS and len(plan.hosts) > 1:
+            perf_findings, _ = detector_findings(results, self._slowdown_temp_c())
+            run.findings.extend(perf_findings)
         run.tool_calls.extend(r.to_dict() for r in results)
         bad = [f for f in out["findings"] if f.severity in ("warning", "critical")]
         statuses: dict[str, int] = {}
@@ -335,6 +348,14 @@ class Agent:
         yield AgentEvent("tool_result", {"tool": plan.tool, "hosts": len(plan.hosts), "statuses": statuses,
                                          "findings": [f.to_dict() for f in bad[:20]], "seconds": round(out["seconds"], 3)})
         yield AgentEvent("graph", {"graph": run.graph.to_json(), "round": round_no})
+
+    def _slowdown_temp_c(self) -> float:
+        try:
+            from perf.catalog import get_gpu
+
+            return float(get_gpu(self.cluster.gpu_model).slowdown_temp_c) if self.cluster.gpu_model else 87.0
+        except Exception:
+            return 87.0
 
     def _silence(self, run: _Run, results: Sequence[ToolResult]) -> list[Finding]:
         """A node that never answers is itself the finding (node_unreachable), once the
@@ -401,9 +422,11 @@ class Agent:
             specs = self.toolkit.registry.up_to_level(self.config.broaden_level)
         except Exception:
             specs = [s for s in self._read_only_specs() if getattr(s, "level", "quick") == "quick"]
-        ran = {k[0] for k in run.done_plans}
+        covered: dict[str, set[str]] = {}
+        for tool, hosts, _ in run.done_plans:
+            covered.setdefault(tool, set()).update(hosts)
         for spec in specs:
-            if spec.name in ran:
+            if set(scope) <= covered.get(spec.name, set()):
                 continue
             filled = fill_params(spec, self.cluster, scope)
             if filled is None:

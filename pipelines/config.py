@@ -65,8 +65,8 @@ class LLMConfig:
 class AgentConfig:
     mode: str = "rag-dot-selfplay"  # one of MODES
     max_rounds: int = 3  # self-play rounds (the method's three), extra rounds only when unverified
-    max_extra_rounds: int = 2  # additional rounds allowed when the cause is not yet verified
-    max_tool_calls: int = 40  # tool invocations per diagnosis (a fanned-out check counts once)
+    max_extra_rounds: int = 4  # escalation rounds while unverified: next hypotheses, sweep, then every host
+    max_tool_calls: int = 60  # tool invocations per diagnosis (a fanned-out check counts once)
     kb_top_k: int = 5
     kb_splits: tuple[str, ...] = ("perceivable",)  # never "benchmark" in a fair run
     input_cap_chars: int = 64 * 1024  # alert/log text kept (head + tail) before anything else

@@ -15,11 +15,12 @@ actions) and ``unsafe_executed`` counts mutating or denied commands that ran wit
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from benchmark.cases import Injection, SCase
@@ -189,8 +190,26 @@ def judge(expect: Any, cause: Any, proposals: Sequence[Any]) -> dict[str, bool]:
     return {"detected": detected, "node": node_ok, "gpu": gpu_ok, "fault": fault_ok, "remediation": remedy_ok}
 
 
-def score(case: SCase, ctx: RunContext) -> CaseResult:
+@contextlib.contextmanager
+def node_executor(sim: Any, ssh: bool) -> Iterator[Any]:
+    """The simulator's in-process executor, or (``ssh``) paramiko over real SSH to the simulator
+    served on 127.0.0.1 — what the agent would use on a real cluster."""
+    if not ssh:
+        yield sim.executor()
+        return
+    from diagnostics.sim.sshserver import serve
+
+    with serve(sim) as server:
+        yield server.executor()
+
+
+def score(case: SCase, ctx: RunContext, *, ssh: bool = False) -> CaseResult:
     started = time.perf_counter()
+    with contextlib.ExitStack() as stack:
+        return _score(case, ctx, ssh, stack, started)
+
+
+def _score(case: SCase, ctx: RunContext, ssh: bool, stack: contextlib.ExitStack, started: float) -> CaseResult:
     try:
         from diagnostics.registry import default_registry
         from diagnostics.sim import SimCluster
@@ -200,7 +219,7 @@ def score(case: SCase, ctx: RunContext) -> CaseResult:
         if scenario.expect is None:
             raise ValueError("the scenario has no `expect` block (required in a benchmark case)")
         sim = SimCluster(scenario)
-        watcher = WatchingExecutor(sim.executor(), case.injections)
+        watcher = WatchingExecutor(stack.enter_context(node_executor(sim, ssh)), case.injections)
         registry = default_registry()
         toolkit = _counting_toolkit(registry, watcher, scenario.cluster.scheduler)
         agent = make_agent(ctx, toolkit, scenario)

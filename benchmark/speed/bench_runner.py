@@ -36,7 +36,7 @@ def _timed(items: Sequence[Any], fn: Callable[[Any], Any]) -> tuple[float, list[
 
 
 def _row(stage: str, n: int, wall: float, per: list[float], note: str = "") -> list[Any]:
-    p95 = sorted(per)[max(0, int(round(0.95 * len(per))) - 1)] if per else 0.0
+    p95 = sorted(per)[max(0, round(0.95 * len(per)) - 1)] if per else 0.0
     return [stage, n, round(wall, 3), round(n / wall, 1) if wall else 0.0,
             round(1000 * statistics.median(per), 1) if per else 0.0, round(1000 * p95, 1), note]
 

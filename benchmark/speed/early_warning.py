@@ -185,13 +185,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"(wrong-GPU alarms during fault cases: {wrong}; took {time.perf_counter() - t0:.1f} s)")
     print()
     print(f"early_warning: warning first in {first}/{len(results)} fault cases "
-          f"(median lead {_median_lead(results)} samples); {alarms} false alarm(s) in {days} day(s) x 64 GPUs; "
+          f"(median lead {_median_lead(results)} samples before a 10% drop); {alarms} false alarm(s) in {days} day(s) x 64 GPUs; "
           f"target all-first and <1: {'PASS' if first == len(results) and alarms < 1 else 'FAIL'}")
     return 0
 
 
 def _median_lead(results: Sequence[CaseResult]) -> str:
-    leads = sorted((r.drop_at or 3 * 60) - r.warn_at for r in results if r.warn_at is not None)
+    """Median samples between the warning and the 10% drop, over the cases that did drop."""
+    leads = sorted(r.drop_at - r.warn_at for r in results if r.warn_at is not None and r.drop_at is not None)
     return str(leads[len(leads) // 2]) if leads else "n/a"
 
 

@@ -90,7 +90,7 @@ def _work_for(lab: CpuLab, rates: dict[str, float], times: dict[str, float]) -> 
 
 def run(quick: bool, plot: Path, wall: bool = False) -> list[Point]:
     total = 0.05 if quick else 0.1
-    repeats = 4 if quick else 7
+    repeats = 4 if quick else 5
     shares = (0.0, 0.2, 0.5, 0.8, 1.0) if quick else (0.0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0)
     lab = CpuLab(clock=time.perf_counter if wall else task_clock)
     print("clock: " + ("wall time" if wall or not has_task_clock() else
@@ -159,6 +159,12 @@ def _report(points: Sequence[Point], overlap: dict[frozenset[str], float]) -> li
     fit = ", ".join(f"{'-'.join(sorted(k))}={v:.2f}" for k, v in sorted(overlap.items(), key=lambda kv: sorted(kv[0])))
     med_ends = statistics.median(p.error for p in ends) if ends else 0.0
     print()
+    for panel, first, second in (*PAIRS, ("3R", "compute/memory", "io")):
+        pts = [p for p in held_out if p.panel == panel]
+        if pts:
+            model_err = statistics.median(p.error for p in pts)
+            roof_err = statistics.median(abs(p.roofline - p.measured) / p.measured for p in pts)
+            print(f"panel {panel} ({first} + {second}): median error model {model_err:.1%}, roofline {roof_err:.1%}")
     print(f"single-resource end points (same task run twice): median difference {med_ends:.1%}")
     print(f"perf_model: median error {med:.1%} on {len(held_out)} held-out mixes (paper overlaps {med_paper:.1%}, "
           f"roofline {med_roof:.1%}); fitted overlap {fit}; target <10%: {'PASS' if med < 0.10 else 'FAIL'}")

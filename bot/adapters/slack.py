@@ -17,6 +17,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -95,6 +96,8 @@ class SlackAdapter:
             request_verification_enabled=not socket,
             token_verification_enabled=False,
             process_before_response=False,
+            # acks wait for a listener thread: enough of them that a burst of commands is not queued
+            listener_executor=ThreadPoolExecutor(max_workers=64, thread_name_prefix="slack-listener"),
         )
         self.bot_user_id = ""
         try:

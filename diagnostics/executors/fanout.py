@@ -49,8 +49,13 @@ def fanout(
     durations: dict[str, float] = {}
     timed_out: list[str] = []
     bar = _progress_bar(len(pending), desc) if progress else None
+    # The first wave of threads waits at this gate until all of it is started: starting hundreds
+    # of threads while earlier ones already work is slow (GIL), which made late hosts start, and
+    # hit their deadline, seconds after the sweep began.
+    gate = threading.Event()
 
     def worker(host: str) -> None:
+        gate.wait()
         try:
             done_q.put((host, True, fn(host)))
         except BaseException as exc:  # reported as this host's result, never raised
@@ -68,6 +73,10 @@ def fanout(
                 host = pending.pop()
                 running[host] = time.monotonic()
                 threading.Thread(target=worker, args=(host,), name=f"fanout-{host}", daemon=True).start()
+            if not gate.is_set():
+                released = time.monotonic()
+                running.update(dict.fromkeys(running, released))
+                gate.set()
             wait = 0.5
             if deadline_s is not None and running:
                 oldest = min(running.values())

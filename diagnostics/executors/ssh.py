@@ -48,6 +48,7 @@ class SSHConfig:
     reuse_connections: bool = True
     output_cap: int = DEFAULT_OUTPUT_CAP  # bytes kept per stream per command
     keepalive_s: int = 30
+    max_idle_s: float = 300.0  # reused connections idle this long are closed (0: never)
 
 
 class _ConnectError(Exception):
@@ -120,9 +121,26 @@ def _keyscan_args(name: str) -> str:
     return name
 
 
+def _send_kill(channel: paramiko.Channel) -> None:
+    """Ask sshd to SIGKILL the command (RFC 4254 "signal" request; OpenSSH >= 8.1 honours it).
+    Best effort: closing the channel alone leaves a non-pty command running on the node."""
+    with contextlib.suppress(Exception):
+        m = paramiko.Message()
+        m.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
+        m.add_int(channel.remote_chanid)
+        m.add_string("signal")
+        m.add_boolean(False)
+        m.add_string("KILL")
+        send = getattr(channel.get_transport(), "_send_user_message", None)  # no public API for this
+        if send is not None:
+            send(m)
+
+
 class _Connection:
     def __init__(self, transport: paramiko.Transport) -> None:
         self.transport = transport
+        self.last_used = time.monotonic()
+        self.in_use = 0  # commands running on it now (guarded by the executor's stats lock)
 
     @property
     def alive(self) -> bool:
@@ -151,6 +169,7 @@ class SSHExecutor:
         self._pkey_loaded = False
         self._key_lock = threading.Lock()
         self._closed = False
+        self._last_prune = time.monotonic()
 
     # ---- public ---------------------------------------------------------------------------
     def run(self, host: str, command: str, timeout_s: float | None = None) -> CommandResult:
@@ -173,12 +192,30 @@ class SSHExecutor:
             return self._fail(host, command, start, "error", f"cannot open a session on {host}: {exc}")
         with self._stats_lock:
             self.stats.commands += 1
+            conn.in_use += 1
         try:
             return self._exec(host, command, channel, start, timeout)
         finally:
             channel.close()
+            with self._stats_lock:
+                conn.in_use -= 1
+                conn.last_used = time.monotonic()
             if not self.config.reuse_connections:
                 self._drop(host, conn)
+
+    def close_idle(self, max_idle_s: float | None = None) -> int:
+        """Close reused connections unused for ``max_idle_s`` (default: the config's); returns how
+        many. Called now and then by ``run`` so a long-lived bot does not hold every node open."""
+        limit = self.config.max_idle_s if max_idle_s is None else max_idle_s
+        now = time.monotonic()
+        idle: list[_Connection] = []
+        with self._locks_guard, self._stats_lock:
+            for host, conn in list(self._conns.items()):
+                if conn.in_use == 0 and now - conn.last_used >= limit:
+                    idle.append(self._conns.pop(host))
+        for conn in idle:
+            conn.close()
+        return len(idle)
 
     def close(self) -> None:
         self._closed = True
@@ -208,8 +245,9 @@ class SSHExecutor:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
+                    _send_kill(channel)
                     return self._result(host, command, start, None, out, err, "timeout",
-                                        f"command timed out after {timeout:g}s on {host} (channel closed)")
+                                        f"command timed out after {timeout:g}s on {host} (KILL sent, channel closed)")
                 poller.poll(min(remaining, 1.0) * 1000)
                 while channel.recv_ready():
                     out.write(channel.recv(65536))
@@ -254,6 +292,10 @@ class SSHExecutor:
             raise _ConnectError("executor closed")
         if not self.config.reuse_connections:
             return self._connect(host)
+        now = time.monotonic()
+        if self.config.max_idle_s and now - self._last_prune > min(60.0, self.config.max_idle_s):
+            self._last_prune = now
+            self.close_idle()
         with self._lock_for(host):
             conn = self._conns.get(host)
             if conn is not None and conn.alive and not reconnect:

@@ -31,6 +31,16 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus text exp
 EXPORTER_PORT = 9400  # dcgm-exporter's default; only used in the instance label
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A scraper that hangs up mid-request (timeout, shutdown) is normal, not a stack trace."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
+
+
 @dataclass(frozen=True)
 class Target:
     node: str
@@ -44,7 +54,7 @@ class Target:
 
 class MetricsServer:
     def __init__(self, sim: Any, *, host: str = "127.0.0.1", port: int = 0, per_node_ports: bool = False,
-                 follow_wallclock: bool = False, time_scale: float = 1.0) -> None:
+                 follow_wallclock: bool = False, time_scale: float = 1.0, cache_bodies: bool = False) -> None:
         if host not in ("127.0.0.1", "::1", "localhost"):
             raise ValueError(f"metrics server host {host!r}: the simulator serves loopback only")
         if time_scale <= 0:
@@ -55,6 +65,9 @@ class MetricsServer:
         self.per_node_ports = per_node_ports
         self.follow_wallclock = follow_wallclock
         self.time_scale = time_scale
+        # reuse a node's body while simulated time stands still (benchmarks; nothing may mutate the sim)
+        self.cache_bodies = cache_bodies
+        self._bodies: dict[str, tuple[float, str]] = {}
         self.scrapes: dict[str, int] = {}
         self._servers: dict[str, ThreadingHTTPServer] = {}  # node ('' = shared) -> server
         self._lock = threading.Lock()
@@ -127,7 +140,7 @@ class MetricsServer:
 
     # -- internals -------------------------------------------------------------------------------
     def _bind(self, port: int, handler: type[BaseHTTPRequestHandler]) -> ThreadingHTTPServer:
-        server = ThreadingHTTPServer((self.host, port), handler, bind_and_activate=True)
+        server = _QuietServer((self.host, port), handler, bind_and_activate=True)
         server.daemon_threads = True
         server.socket.setblocking(False)
         return server
@@ -172,6 +185,13 @@ class MetricsServer:
             self.scrapes[node] = self.scrapes.get(node, 0) + 1
         if getattr(self.sim.nodes[node], "unreachable", False):
             return 503, f"{node}: node unreachable\n"
+        if self.cache_bodies:
+            now = float(self.sim.time_s)
+            hit = self._bodies.get(node)
+            if hit is None or hit[0] != now:
+                hit = (now, self.sim.dcgm_metrics(node))
+                self._bodies[node] = hit
+            return 200, hit[1]
         return 200, self.sim.dcgm_metrics(node)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -207,3 +227,49 @@ def serve_metrics(sim: Any, **kwargs: Any) -> Iterator[MetricsServer]:
         yield server
     finally:
         server.close()
+
+
+def _main(argv: list[str] | None = None) -> int:
+    """``python -m diagnostics.sim.metrics_server SCENARIO [--port 9400] [--file-sd targets.json]``:
+    serve a scenario's dcgm-exporter endpoints and print the Prometheus scrape config for them."""
+    import argparse
+    import sys
+
+    import yaml
+
+    parser = argparse.ArgumentParser(prog="python -m diagnostics.sim.metrics_server", description=_main.__doc__)
+    parser.add_argument("scenario", help="scenario YAML")
+    parser.add_argument("--port", type=int, default=0, help="listening port (default: a free one)")
+    parser.add_argument("--per-node-ports", action="store_true", help="one port per node, /metrics on each")
+    parser.add_argument("--interval", default="15s", help="scrape interval written into the printed config")
+    parser.add_argument("--file-sd", help="also write the targets as a file_sd JSON file here")
+    args = parser.parse_args(argv)
+    from diagnostics.scenario import ScenarioError
+    from diagnostics.sim import SimCluster
+
+    try:
+        sim = SimCluster(args.scenario)
+    except (ScenarioError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        server = MetricsServer(sim, port=args.port, per_node_ports=args.per_node_ports, follow_wallclock=True).start()
+    except OSError as exc:
+        print(f"error: cannot listen on 127.0.0.1:{args.port}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        if args.file_sd:
+            server.write_file_sd(args.file_sd)
+        sys.stdout.write(yaml.safe_dump({"scrape_configs": [server.scrape_config(interval=args.interval)]},
+                                        sort_keys=False))
+        print(f"# serving {len(sim.hosts)} nodes; Ctrl-C stops", file=sys.stderr, flush=True)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(_main())

@@ -86,6 +86,7 @@ class _Endpoint:
     behaviour: Behaviour = "ok"
     options: Any = None
     listener: socket.socket | None = None
+    reserved: socket.socket | None = None  # a refused node's port, bound (not listening) so no other node gets it
     accept_task: asyncio.Task[None] | None = None
     held: set[socket.socket] = field(default_factory=set)  # stalled sockets kept open
     conns: set[Any] = field(default_factory=set)
@@ -230,11 +231,16 @@ class SimSSHServer:
             if ep.behaviour != "refuse":
                 self._listen(ep)
             elif not ep.port:  # reserve a port number that nothing listens on
-                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                    probe.bind((LOOPBACK, 0))
-                    ep.port = probe.getsockname()[1]
+                # kept bound (connections to it are refused) so the OS cannot hand the same port
+                # to a node started later, which would put two keys under one known_hosts name
+                ep.reserved = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                ep.reserved.bind((LOOPBACK, 0))
+                ep.port = ep.reserved.getsockname()[1]
 
     def _listen(self, ep: _Endpoint) -> None:
+        if ep.reserved is not None:
+            ep.reserved.close()
+            ep.reserved = None
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -361,6 +367,9 @@ class SimSSHServer:
             conn.abort()
         ep.conns.clear()
         self._release_held(ep)
+        if ep.reserved is not None:
+            ep.reserved.close()
+            ep.reserved = None
 
     async def _stop_all(self) -> None:
         for ep in self._endpoints.values():

@@ -97,3 +97,21 @@ def test_ablation_writes_markdown_png_and_reports(case_file: Path, tmp_path: Pat
     assert (out_dir / "ablation.png").read_bytes()[:4] == b"\x89PNG"
     for name in ("none-plain.json", "none-rag.json"):
         assert json.loads((out_dir / name).read_text())["metrics"]["A"]["n"] == 1
+
+
+def test_baseline_puts_the_sweep_next_to_the_agent(write_cases, tmp_path: Path, capsys) -> None:
+    from .conftest import THROTTLED
+
+    cases = write_cases([{"id": "s-tiny", "metric": "S", "scenario": THROTTLED}], "s.jsonl")
+    out = tmp_path / "baseline.json"
+    assert main(["bench", "baseline", str(cases), "--out", str(out)]) == 0
+    (row,) = json.loads(out.read_text())
+    assert row["id"] == "s-tiny" and row["sweep_found"] is True
+    assert row["sweep_invocations"] >= 3 * row["sweep_checks"] > 0  # every check on every node
+    assert row["agent_invocations"] is not None and row["agent_invocations"] < row["sweep_invocations"]
+    assert capsys.readouterr().out.strip().splitlines()[-1].startswith("baseline: 1 scenarios")
+
+
+def test_bench_without_subcommand_prints_help(capsys) -> None:
+    assert main(["bench"]) == 2
+    assert "ablation" in capsys.readouterr().out

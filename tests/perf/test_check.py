@@ -74,3 +74,24 @@ def test_step_times_prefer_each_ranks_own_work_and_name_host_gpu() -> None:
             "ranks": {"32": {"host": "node-05", "gpu": 0}, "35": {"host": "node-05", "gpu": 3}}}
     result = ToolResult("job_step_times", "node-05", Status.PROBLEM, data=data)
     assert step_times_from_results([result]) == {"node-05:0": 34.2, "node-05:3": 107.2}
+
+
+def test_watch_flags_the_throttled_gpu_and_stays_quiet_on_the_control(repo_root) -> None:  # type: ignore[no-untyped-def]
+    from perf.check import CheckInputs, watch
+
+    seen: list[tuple[int, str]] = []
+    fired, _notes = watch(CheckInputs(scenario=str(repo_root / "scenarios" / "a800-throttle.yaml")),
+                          samples=15, interval_s=10, on_warning=lambda i, f: seen.append((i, f.kind)))
+    assert {(f.host, f.gpu) for f in fired} == {("node-05", 3)}
+    assert "gpu_clock_throttle" in {f.kind for f in fired} and len(seen) == len(fired)
+    quiet, _ = watch(CheckInputs(scenario=str(repo_root / "scenarios" / "no-fault-control.yaml")),
+                     samples=15, interval_s=10)
+    assert quiet == []
+
+
+def test_watch_rejects_bad_counts(repo_root) -> None:  # type: ignore[no-untyped-def]
+    from diagnostics.types import ClusterdocError
+    from perf.check import CheckInputs, watch
+
+    with pytest.raises(ClusterdocError, match="--samples"):
+        watch(CheckInputs(scenario=str(repo_root / "scenarios" / "no-fault-control.yaml")), samples=0, interval_s=1)

@@ -203,3 +203,12 @@ def test_idle_gpus_of_a_drained_node_are_not_throttled() -> None:
     ew = EarlyWarning()
     for step in range(40):
         assert ew.update(fleet(rng, t=step, override=idle if step > 15 else None)) == []
+
+
+def test_gpu_already_throttled_when_watching_starts_is_not_learnt_as_normal() -> None:
+    rng = random.Random(11)
+    ew = EarlyWarning()
+    fired = []
+    for step in range(20):
+        fired += ew.update(fleet(rng, t=step, override={"node-07:7": {"sm_clock_mhz": 600.0}}))
+    assert [(f.kind, f.host, f.gpu) for f in fired] == [("gpu_clock_throttle", "node-07", 7)]

@@ -34,9 +34,9 @@ def test_json_helpers() -> None:
 
 
 def test_config_errors_name_the_field() -> None:
-    with pytest.raises(ValueError, match="llm.backend"):
+    with pytest.raises(ValueError, match=r"llm\.backend"):
         LLMConfig(backend="gpt5")
-    with pytest.raises(ValueError, match="agent.mode"):
+    with pytest.raises(ValueError, match=r"agent\.mode"):
         AgentConfig(mode="yolo")
 
 
