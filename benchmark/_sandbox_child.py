@@ -1,7 +1,7 @@
 """Child side of the metric-B sandbox: runs one candidate program against its hidden tests.
 
-Started by ``benchmark.sandbox.run_candidate`` as ``python -I -B -m benchmark._sandbox_child
-JOB.json RESULT_FD`` in a fresh temporary directory, with resource limits already set. It builds the
+Started by ``benchmark.sandbox.run_candidate`` as ``python -I -B .../_sandbox_child.py JOB.json
+RESULT_FD`` in a fresh temporary directory, with resource limits already set. It builds the
 simulated cluster from the case's scenario (in-process executor), then installs an audit hook that
 refuses writes outside the sandbox directory, new processes, signals to other processes, sockets
 and native-library loading, and only then runs the candidate and ``check``. The verdict goes to
@@ -104,6 +104,10 @@ def _report(fd: int, token: str, passed: bool, error: str = "") -> None:
 
 def main(argv: list[str]) -> int:
     job_path, result_fd = argv[1], int(argv[2])
+    # Isolated mode (-I) ignores PYTHONPATH: make the project importable even when not installed.
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    if repo not in sys.path:
+        sys.path.append(repo)
     token = sys.stdin.readline().strip()
     sys.stdin.close()
     with open(job_path, encoding="utf-8") as fh:

@@ -36,6 +36,7 @@ def run_ablation(
     model: str = "",
     whole_dataset: bool = False,
     progress: bool | None = None,
+    llm_timeout_s: float | None = None,
 ) -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -44,7 +45,7 @@ def run_ablation(
     rows: list[dict[str, Any]] = []
     shared_kb: dict[bool, Any] = {}
     for backend in backends:
-        llm = BenchLLM(backend, model=model, seed=seed)
+        llm = BenchLLM(backend, model=model, seed=seed, timeout_s=llm_timeout_s)
         variants = [(m, False) for m in modes] + ([("rag-dot-selfplay", True)] if whole_dataset else [])
         for mode, whole in variants:
             ctx = RunContext(llm=llm, mode=mode, seed=seed, whole_dataset=whole)

@@ -84,10 +84,13 @@ def _rng(*parts: str) -> random.Random:
 def load_benchmark_records(seed_file: str | Path | None = None) -> list[dict[str, Any]]:
     path = Path(seed_file) if seed_file else SEED_FILE
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
-        rec = json.loads(line)
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path}:{lineno}: not JSON ({exc.msg})") from exc
         if rec.get("split") == "benchmark" and rec.get("source") and rec.get("result"):
             records.append(rec)
     # Stable order that does not depend on the file's order: new records slot in by hash.

@@ -43,6 +43,7 @@ def register(subparsers: Any) -> None:
     abl.add_argument("--limit", type=int, default=None, help="sample N cases per metric")
     abl.add_argument("--only", default=None, help="metrics to run, e.g. A,C")
     abl.add_argument("--seed", type=int, default=0)
+    abl.add_argument("--llm-timeout", type=float, default=None, metavar="S", help="seconds per model call")
     abl.add_argument("--whole-dataset", action="store_true",
                      help="add the unfair 'whole dataset' row (benchmark split retrievable): a ceiling")
     abl.set_defaults(handler=cmd_ablation)
@@ -71,6 +72,8 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, help="sample N cases per metric (seeded)")
     p.add_argument("--only", default=None, help="metrics to run, e.g. A,C")
     p.add_argument("--seed", type=int, default=0, help="seed for sampling and for the model")
+    p.add_argument("--llm-timeout", type=float, default=None, metavar="S",
+                   help="seconds per model call (default: the backend's; raise it on a slow machine)")
 
 
 def _files(args: argparse.Namespace) -> list[str] | None:
@@ -103,7 +106,8 @@ def _context(args: argparse.Namespace) -> Any:
     from benchmark.llm import BenchLLM
     from benchmark.results import RunContext
 
-    return RunContext(llm=BenchLLM(args.llm, model=args.model, seed=args.seed), mode=args.mode, seed=args.seed)
+    llm = BenchLLM(args.llm, model=args.model, seed=args.seed, timeout_s=args.llm_timeout)
+    return RunContext(llm=llm, mode=args.mode, seed=args.seed)
 
 
 def _print_problems(loaded: Any) -> None:
@@ -126,8 +130,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(metric_tables(report, per_case=args.per_case))
     if args.out:
         out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(report, indent=1, default=str), encoding="utf-8")
+        except OSError as exc:
+            print(f"clusterdoc bench: cannot write the report to {out}: {exc.strerror}", file=sys.stderr)
+            print(summary_line(report))
+            return 2
         print(f"report written to {out}")
     print(summary_line(report))
     return 0
@@ -143,7 +152,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 2
     print(text)
     if args.png:
-        path = bar_chart(runs, args.png, "clusterdoc benchmark runs")
+        try:
+            path = bar_chart(runs, args.png, "clusterdoc benchmark runs")
+        except OSError as exc:
+            print(f"clusterdoc bench compare: cannot write {args.png}: {exc.strerror}", file=sys.stderr)
+            return 2
         print(f"chart written to {path}")
     return 0
 
@@ -160,9 +173,13 @@ def cmd_ablation(args: argparse.Namespace) -> int:
         print(f"clusterdoc bench ablation: --modes: unknown {', '.join(bad)}; choose from {', '.join(MODES)}",
               file=sys.stderr)
         return 2
-    result = run_ablation(args.out_dir, backends=args.backends, modes=modes, files=files, limit=args.limit,
-                          only=_only(args.only), seed=args.seed, model=args.model,
-                          whole_dataset=args.whole_dataset)
+    try:
+        result = run_ablation(args.out_dir, backends=args.backends, modes=modes, files=files, limit=args.limit,
+                              only=_only(args.only), seed=args.seed, model=args.model,
+                              whole_dataset=args.whole_dataset, llm_timeout_s=args.llm_timeout)
+    except OSError as exc:
+        print(f"clusterdoc bench ablation: cannot write to {args.out_dir}: {exc.strerror}", file=sys.stderr)
+        return 2
     print(result["text"])
     print(f"written: {result['markdown']} {result['png']}")
     return 0
@@ -200,7 +217,11 @@ def cmd_baseline(args: argparse.Namespace) -> int:
         line += (f"; agent {agent_inv} tool invocations ({agent_hc} host-level runs) in {agent_s:.2f}s, "
                  f"right {sum(bool(r.agent_right) for r in ok)}")
     if args.out:
-        Path(args.out).write_text(json.dumps([r.to_dict() for r in rows], indent=1), encoding="utf-8")
+        try:
+            Path(args.out).write_text(json.dumps([r.to_dict() for r in rows], indent=1), encoding="utf-8")
+        except OSError as exc:
+            print(f"clusterdoc bench baseline: cannot write {args.out}: {exc.strerror}", file=sys.stderr)
+            return 2
     print(line)
     return 0
 
@@ -208,6 +229,13 @@ def cmd_baseline(args: argparse.Namespace) -> int:
 def cmd_build(args: argparse.Namespace) -> int:
     from benchmark.build_cases import build
 
-    counts = build(seed_file=args.seed_file, out_dir=args.out_dir)
+    try:
+        counts = build(seed_file=args.seed_file, out_dir=args.out_dir)
+    except OSError as exc:
+        print(f"clusterdoc bench build-cases: {exc.filename or args.seed_file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    except (ValueError, KeyError) as exc:
+        print(f"clusterdoc bench build-cases: bad seed record: {exc}", file=sys.stderr)
+        return 2
     print(" ".join(f"{k}={v}" for k, v in counts.items()))
     return 0

@@ -30,14 +30,15 @@ class BenchLLM:
     """Wraps one ``pipelines.llm`` backend; ``backend == "none"`` means no model at all."""
 
     def __init__(self, backend: str = "none", model: str = "", seed: int = 0, llm: Any = None,
-                 max_tokens: int = 384) -> None:
+                 max_tokens: int = 200, timeout_s: float | None = None) -> None:
         if backend not in BACKENDS:
             raise ValueError(f"unknown --llm {backend!r}; choose one of {', '.join(BACKENDS)}")
         self.backend = backend
         self.model = model
         self.seed = seed
         self._llm = llm  # a ready pipelines LLM (tests, or shared with the agent)
-        self.max_tokens = max_tokens  # enough for a short program (metric B); JSON answers stop early
+        self.max_tokens = max_tokens  # default answer budget; metric B asks for more per call
+        self.timeout_s = timeout_s  # per model call; None: the backend's default
 
     @property
     def enabled(self) -> bool:
@@ -49,6 +50,8 @@ class BenchLLM:
 
         kwargs: dict[str, Any] = {"backend": self.backend, "seed": self.seed, "temperature": 0.0,
                                   "max_tokens": self.max_tokens}
+        if self.timeout_s:
+            kwargs["timeout_s"] = self.timeout_s
         if self.model:
             kwargs["model"] = self.model
         try:
@@ -66,12 +69,19 @@ class BenchLLM:
                 warm()
         return self._llm
 
-    def ask_json(self, system: str, user: str, schema: dict[str, Any]) -> Answer:
+    def ask_json(self, system: str, user: str, schema: dict[str, Any], *, max_tokens: int | None = None) -> Answer:
         if not self.enabled:
             return Answer(None, "", error="no model (--llm none)")
         messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         try:
-            reply = self.llm().generate_json(messages, schema)
+            llm = self.llm()
+            if max_tokens is None:
+                reply = llm.generate_json(messages, schema)
+            else:
+                try:
+                    reply = llm.generate_json(messages, schema, max_tokens=max_tokens)
+                except TypeError:  # a backend without a per-call budget
+                    reply = llm.generate_json(messages, schema)
         except Exception as exc:  # a backend down or broken is a failed answer, not a crashed run
             return Answer(None, "", error=f"{type(exc).__name__}: {exc}")
         data = getattr(reply, "data", None)

@@ -28,6 +28,7 @@ from typing import Any
 DEFAULT_MEMORY_MB = 2048
 DEFAULT_OUTPUT_BYTES = 1 << 20  # per stream and per file the candidate writes
 RESULT_CAP = 64 * 1024
+CHILD = Path(__file__).resolve().parent / "_sandbox_child.py"
 TAIL = 2000
 
 
@@ -113,7 +114,7 @@ def run_candidate(
     try:
         with out_path.open("wb") as out, err_path.open("wb") as err:
             proc = subprocess.Popen(
-                [sys.executable, "-I", "-B", "-m", "benchmark._sandbox_child", str(job_path), str(write_fd)],
+                [sys.executable, "-I", "-B", str(CHILD), str(job_path), str(write_fd)],
                 cwd=sandbox,
                 stdin=subprocess.PIPE,
                 stdout=out,

@@ -226,6 +226,7 @@ class AlertmanagerReceiver:
 
             do_POST = _serve
             do_GET = _serve
+            do_HEAD = _serve
             do_PUT = _serve
             do_DELETE = _serve
 

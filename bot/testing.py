@@ -29,7 +29,7 @@ class SlackStandIn:
         self.failures: dict[str, list[int]] = {}  # method -> statuses to answer next
         self._ts = itertools.count(1)
         self._lock = threading.Lock()
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self.server = _Server(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/api/"
@@ -108,6 +108,11 @@ class SlackStandIn:
                 return
 
         return Handler
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256
+    daemon_threads = True
 
 
 def sign(secret: str, body: str, timestamp: int) -> str:

@@ -274,7 +274,10 @@ def parse_gpu_row_remap(inp: ParseInput) -> ParseOutput:
     if remap_out.stdout.strip() in ("[Not Supported]", "Not Supported"):
         return ParseOutput(Status.NO_DATA, error="row remapping not supported on this GPU (no HBM)")
     remap = _csv_rows(remap_out)
-    by_bus = {nvidia_smi.bus_key(r["pci.bus_id"]): _index(r) for r in _csv_rows(index_out).rows}
+    index_rows = _csv_rows(index_out).rows
+    if any("pci.bus_id" not in r for r in index_rows):
+        raise ParseError("nvidia-smi", "index/bus-id table has no pci.bus_id column (header line missing?)")
+    by_bus = {nvidia_smi.bus_key(r["pci.bus_id"]): _index(r) for r in index_rows}
     findings: list[Finding] = _lost_findings(inp.host, remap)
     gpus = []
     for row in remap.rows:

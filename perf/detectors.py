@@ -448,7 +448,8 @@ class EarlyWarning:
             if key in clocks and clock_med:
                 dev = clocks[key] / clock_med - 1 - tr.clock_offset
                 z = -dev / clock_sigma  # positive when slower than peers
-                tr.s_clock = max(0.0, tr.s_clock + min(z, cfg.cusum_h / 2) - cfg.cusum_k)
+                # capped at 2h so a repaired GPU re-arms within ~20 samples instead of hours later
+                tr.s_clock = min(2 * cfg.cusum_h, max(0.0, tr.s_clock + min(z, cfg.cusum_h / 2) - cfg.cusum_k))
                 alpha = cfg.baseline_alpha if armed else 1 / tr.seen  # running mean while warming up
                 if not armed or abs(z) < 2:  # symmetric window: an unbiased estimate of the normal offset
                     tr.clock_offset += alpha * (clocks[key] / clock_med - 1 - tr.clock_offset)
@@ -464,7 +465,7 @@ class EarlyWarning:
             if key in temps and temp_med is not None:
                 dev_t = temps[key] - temp_med - tr.temp_offset
                 zt = dev_t / temp_sigma
-                tr.s_temp = max(0.0, tr.s_temp + min(zt, cfg.cusum_h / 2) - cfg.cusum_k)
+                tr.s_temp = min(2 * cfg.cusum_h, max(0.0, tr.s_temp + min(zt, cfg.cusum_h / 2) - cfg.cusum_k))
                 alpha = cfg.baseline_alpha if armed else 1 / tr.seen
                 if not armed or abs(zt) < 2:
                     tr.temp_offset += alpha * (temps[key] - temp_med - tr.temp_offset)

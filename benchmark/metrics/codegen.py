@@ -28,6 +28,8 @@ DEFAULT_SCENARIO: dict[str, Any] = {
     "faults": [],
 }
 
+CODE_TOKENS = 600  # a short diagnostic function; JSON answers elsewhere need far less
+
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"code": {"type": "string"}},
@@ -84,7 +86,7 @@ def generate(case: BCase, ctx: RunContext) -> tuple[str, dict[str, int], str]:
     user = f"{_kb_context(case, ctx)}<task>\n{case.task}\n</task>\nDefine {case.entry_point}."
     if ctx.mode == "preplan":
         user = PREPLAN + "\n" + user
-    first = ctx.llm.ask_json(API_NOTES, user, SCHEMA)
+    first = ctx.llm.ask_json(API_NOTES, user, SCHEMA, max_tokens=CODE_TOKENS)
     tokens = dict(first.tokens)
     code = extract_code(first.data, first.text)
     if ctx.mode == "rag-dot-selfplay" and code.strip():
@@ -93,7 +95,7 @@ def generate(case: BCase, ctx: RunContext) -> tuple[str, dict[str, int], str]:
             f"{case.entry_point} with the asked signature, handle hosts that fail or return no data, "
             "and return exactly the asked shape? Give the corrected whole program."
         )
-        second = ctx.llm.ask_json(API_NOTES, critique, SCHEMA)
+        second = ctx.llm.ask_json(API_NOTES, critique, SCHEMA, max_tokens=CODE_TOKENS)
         tokens = {k: tokens[k] + second.tokens[k] for k in tokens}
         revised = extract_code(second.data, second.text)
         if f"def {case.entry_point}" in revised:

@@ -218,8 +218,7 @@ class SlackAdapter:
             def log_message(self, format: str, *args: Any) -> None:
                 log.debug("http: " + format, *args)
 
-        server = ThreadingHTTPServer((host or self.config.http_host, self.config.http_port if port is None else port),
-                                     Handler)
+        server = _Server((host or self.config.http_host, self.config.http_port if port is None else port), Handler)
         server.daemon_threads = True
         threading.Thread(target=server.serve_forever, name="slack-http", daemon=True).start()
         self._server = server
@@ -250,6 +249,13 @@ class SlackAdapter:
             self._server.server_close()
         if self._socket_handler is not None:
             self._socket_handler.close()
+
+
+class _Server(ThreadingHTTPServer):
+    # the default listen backlog (5) drops connections in a burst of commands; clients then retry
+    # their SYN after a second, which alone would blow the 3-second ack budget under load
+    request_queue_size = 256
+    daemon_threads = True
 
 
 def message_text(event: dict[str, Any]) -> str:

@@ -1,41 +1,37 @@
 """Local GPU checks through NVML (pynvml; the only module that imports it).
 
 Where clusterdoc runs on a GPU node it can read clocks, power and temperature straight from the
-driver instead of parsing ``nvidia-smi``. The results have the same shape as the registry checks
-``gpu_clocks``, ``gpu_power`` and ``gpu_temperature`` (same tool names, finding kinds and data
-keys). Without a driver or GPU every call returns status ``no_data`` ("no NVIDIA driver/GPU"),
-never an exception.
+driver instead of running ``nvidia-smi``. To give exactly the same results as the registry checks
+``gpu_clocks``, ``gpu_power`` and ``gpu_temperature`` (finding kinds, thresholds, data keys), the
+NVML readings are written out as the CSV that check's ``nvidia-smi --query-gpu=… --format=csv``
+command would print, and the check's own parser reads it. Without a driver or GPU every call
+returns status ``no_data`` ("no NVIDIA driver/GPU: …"), never an exception.
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from diagnostics.types import Finding, Status, ToolResult
+from diagnostics.registry import ParseInput, ParseOutput
+from diagnostics.types import CommandResult, Status, ToolResult
+
+if TYPE_CHECKING:
+    from diagnostics.registry import Registry
 
 NO_GPU = "no NVIDIA driver/GPU"
 NVML_TOOLS = ("gpu_clocks", "gpu_power", "gpu_temperature")
+NA = "[N/A]"
+_QUERY = re.compile(r"--query-gpu=([A-Za-z0-9_.,]+)")
 
-# NVML clock-event (throttle) reason bits that mean the GPU is held below the clock it could run.
-_SLOWDOWN_BITS = {
-    0x0000000000000004: "sw_power_cap",
-    0x0000000000000008: "hw_slowdown",
-    0x0000000000000020: "sw_thermal_slowdown",
-    0x0000000000000040: "hw_thermal_slowdown",
-    0x0000000000000080: "hw_power_brake_slowdown",
-}
-_OTHER_BITS = {
-    0x0000000000000001: "gpu_idle",
-    0x0000000000000002: "applications_clocks_setting",
-    0x0000000000000010: "sync_boost",
-    0x0000000000000100: "display_clock_setting",
-}
+# clocks_event_reasons bits (nvml.h) for the per-reason query fields
+_REASON_BITS = {"sw_power_cap": 0x4, "hw_slowdown": 0x8, "sw_thermal_slowdown": 0x20, "hw_thermal_slowdown": 0x40}
 
 
 def _load_pynvml() -> Any:
@@ -46,13 +42,65 @@ def _load_pynvml() -> Any:
     return pynvml
 
 
+def _mhz(v: Any) -> str:
+    return f"{int(v)} MHz"
+
+
+def _watts(mw: Any) -> str:
+    return f"{mw / 1000.0:.2f} W"
+
+
+def _reason_mask(nvml: Any, h: Any) -> int:
+    getter = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or nvml.nvmlDeviceGetCurrentClocksThrottleReasons
+    return int(getter(h))
+
+
+def _active(bit: int) -> Callable[[Any, Any], str]:
+    return lambda nvml, h: "Active" if _reason_mask(nvml, h) & bit else "Not Active"
+
+
+def _bus_id(nvml: Any, h: Any) -> str:
+    bus = nvml.nvmlDeviceGetPciInfo(h).busId
+    return bus.decode() if isinstance(bus, bytes) else str(bus)
+
+
+# nvidia-smi query field -> how to read it from NVML, formatted as nvidia-smi prints it
+FIELDS: dict[str, Callable[[Any, Any], str]] = {
+    "pci.bus_id": _bus_id,
+    "clocks.sm": lambda n, h: _mhz(n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM)),
+    "clocks.current.sm": lambda n, h: _mhz(n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_SM)),
+    "clocks.mem": lambda n, h: _mhz(n.nvmlDeviceGetClockInfo(h, n.NVML_CLOCK_MEM)),
+    "clocks.max.sm": lambda n, h: _mhz(n.nvmlDeviceGetMaxClockInfo(h, n.NVML_CLOCK_SM)),
+    "clocks.applications.graphics": lambda n, h: _mhz(n.nvmlDeviceGetApplicationsClock(h, n.NVML_CLOCK_GRAPHICS)),
+    "clocks.applications.gr": lambda n, h: _mhz(n.nvmlDeviceGetApplicationsClock(h, n.NVML_CLOCK_GRAPHICS)),
+    "utilization.gpu": lambda n, h: f"{int(n.nvmlDeviceGetUtilizationRates(h).gpu)} %",
+    "temperature.gpu": lambda n, h: str(int(n.nvmlDeviceGetTemperature(h, n.NVML_TEMPERATURE_GPU))),
+    "power.draw": lambda n, h: _watts(n.nvmlDeviceGetPowerUsage(h)),
+    "power.limit": lambda n, h: _watts(n.nvmlDeviceGetPowerManagementLimit(h)),
+    "enforced.power.limit": lambda n, h: _watts(n.nvmlDeviceGetEnforcedPowerLimit(h)),
+    "power.default_limit": lambda n, h: _watts(n.nvmlDeviceGetPowerManagementDefaultLimit(h)),
+    "power.max_limit": lambda n, h: _watts(n.nvmlDeviceGetPowerManagementLimitConstraints(h)[1]),
+    "clocks_throttle_reasons.active": lambda n, h: f"0x{_reason_mask(n, h):016x}",
+    "clocks_event_reasons.active": lambda n, h: f"0x{_reason_mask(n, h):016x}",
+    **{f"clocks_throttle_reasons.{name}": _active(bit) for name, bit in _REASON_BITS.items()},
+    **{f"clocks_event_reasons.{name}": _active(bit) for name, bit in _REASON_BITS.items()},
+}
+
+
 class NvmlChecks:
-    """gpu_clocks / gpu_power / gpu_temperature on this machine's GPUs."""
+    """gpu_clocks / gpu_power / gpu_temperature on this machine's GPUs, through NVML."""
 
-    _lock = threading.Lock()
+    _init_lock = threading.Lock()
 
-    def __init__(self, host: str | None = None, *, loader: Callable[[], Any] = _load_pynvml) -> None:
+    def __init__(
+        self,
+        host: str | None = None,
+        *,
+        registry: Registry | None = None,
+        loader: Callable[[], Any] = _load_pynvml,
+    ) -> None:
         self.host = host or socket.gethostname()
+        self._registry = registry
         self._loader = loader
         self._nvml: Any = None
         self._why_unavailable: str | None = None
@@ -67,7 +115,7 @@ class NvmlChecks:
             return
         try:
             nvml = self._loader()
-            with self._lock:
+            with self._init_lock:
                 nvml.nvmlInit()
             if nvml.nvmlDeviceGetCount() < 1:
                 self._why_unavailable = f"{NO_GPU}: the driver reports no GPU"
@@ -84,95 +132,62 @@ class NvmlChecks:
                 self._nvml.nvmlShutdown()
             self._nvml = None
 
+    def _spec(self, tool: str) -> Any:
+        if self._registry is None:
+            from diagnostics.registry import default_registry
+
+            self._registry = default_registry()
+        return self._registry.get(tool)
+
     def run(self, tool: str, gpu: int | None = None) -> ToolResult:
         start = time.monotonic()
-        params = {"gpu": gpu}
+        params: dict[str, Any] = {"gpu": gpu}
         if tool not in NVML_TOOLS:
             return ToolResult(tool, self.host, Status.ERROR, error=f"NVML serves {', '.join(NVML_TOOLS)}, not {tool}",
                               params=params)
         self._init()
         if self._nvml is None:
             return ToolResult(tool, self.host, Status.NO_DATA, error=self._why_unavailable or NO_GPU, params=params)
-        nvml = self._nvml
         try:
-            count = nvml.nvmlDeviceGetCount()
-            indices = range(count) if gpu is None else [gpu]
+            spec = self._spec(tool)
+            match = _QUERY.search(spec.commands[0])
+            if match is None:
+                raise ValueError(f"check {tool} has no --query-gpu command to mirror")
+            fields = match.group(1).split(",")
+            count = self._nvml.nvmlDeviceGetCount()
             if gpu is not None and not 0 <= gpu < count:
                 return ToolResult(tool, self.host, Status.NO_DATA, error=f"GPU {gpu} not present ({count} GPUs)",
                                   params=params)
-            read = {"gpu_clocks": self._clocks, "gpu_power": self._power, "gpu_temperature": self._temperature}[tool]
-            rows: list[dict[str, Any]] = []
-            findings: list[Finding] = []
-            for i in indices:
-                row, found = read(nvml, i)
-                rows.append(row)
-                findings.extend(found)
+            csv = self.query_csv(fields)
         except Exception as exc:  # a GPU that stops answering is a result, not a crash
             return ToolResult(tool, self.host, Status.ERROR, error=f"NVML error: {exc or type(exc).__name__}",
                               params=params, duration_s=time.monotonic() - start)
-        status = Status.PROBLEM if findings else Status.OK
-        return ToolResult(tool, self.host, status, findings, {"gpus": rows, "source": "nvml"},
-                          command="nvml", params=params, duration_s=time.monotonic() - start)
-
-    # ---- readers ----------------------------------------------------------------------------
-    @staticmethod
-    def _opt(fn: Callable[[], Any]) -> Any:
+        command = f"nvml --query-gpu={','.join(fields)}"
+        output = CommandResult(self.host, command, 0, csv)
         try:
-            return fn()
-        except Exception:  # "Not Supported" on this GPU: the field is absent, not an error
-            return None
+            parsed = spec.parse(ParseInput(self.host, params, [output]))
+        except Exception as exc:
+            parsed = ParseOutput(Status.ERROR, error=f"could not parse NVML readings: {type(exc).__name__}: {exc}")
+        data = {**parsed.data, "source": "nvml"}
+        return ToolResult(tool, self.host, parsed.status, list(parsed.findings), data, raw=csv, error=parsed.error,
+                          command=command, params=params, duration_s=time.monotonic() - start)
 
-    def _clocks(self, nvml: Any, i: int) -> tuple[dict[str, Any], list[Finding]]:
-        h = nvml.nvmlDeviceGetHandleByIndex(i)
-        sm = self._opt(lambda: nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_SM))
-        mem = self._opt(lambda: nvml.nvmlDeviceGetClockInfo(h, nvml.NVML_CLOCK_MEM))
-        sm_max = self._opt(lambda: nvml.nvmlDeviceGetMaxClockInfo(h, nvml.NVML_CLOCK_SM))
-        getter = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or nvml.nvmlDeviceGetCurrentClocksThrottleReasons
-        mask = self._opt(lambda: getter(h)) or 0
-        active = [name for bit, name in _SLOWDOWN_BITS.items() if mask & bit]
-        other = [name for bit, name in _OTHER_BITS.items() if mask & bit]
-        row = {"index": i, "sm_clock_mhz": sm, "mem_clock_mhz": mem, "max_sm_clock_mhz": sm_max,
-               "throttle_reasons": active + other}
-        findings = []
-        if active:
-            reason = active[0]
-            findings.append(Finding(
-                "gpu_clock_throttle", self.host,
-                f"GPU {i} SM clock {sm} MHz of max {sm_max} MHz, held down by {', '.join(active)}",
-                gpu=i, severity="critical" if sm and sm_max and sm < 0.5 * sm_max else "warning",
-                data={"sm_clock_mhz": sm, "max_sm_clock_mhz": sm_max, "reason": reason},
-            ))
-        return row, findings
-
-    def _power(self, nvml: Any, i: int) -> tuple[dict[str, Any], list[Finding]]:
-        h = nvml.nvmlDeviceGetHandleByIndex(i)
-
-        def watts(fn: Callable[[], Any]) -> float | None:
-            mw = self._opt(fn)
-            return None if mw is None else round(mw / 1000.0, 2)
-
-        draw = watts(lambda: nvml.nvmlDeviceGetPowerUsage(h))
-        limit = watts(lambda: nvml.nvmlDeviceGetEnforcedPowerLimit(h))
-        default = watts(lambda: nvml.nvmlDeviceGetPowerManagementDefaultLimit(h))
-        row = {"index": i, "power_draw_w": draw, "power_limit_w": limit, "default_power_limit_w": default}
-        findings = []
-        if limit is not None and default is not None and limit < 0.95 * default:
-            findings.append(Finding(
-                "gpu_power_cap", self.host, f"GPU {i} power limit {limit:g} W below its default {default:g} W",
-                gpu=i, data={"power_limit_w": limit, "default_power_limit_w": default},
-            ))
-        return row, findings
-
-    def _temperature(self, nvml: Any, i: int) -> tuple[dict[str, Any], list[Finding]]:
-        h = nvml.nvmlDeviceGetHandleByIndex(i)
-        temp = self._opt(lambda: nvml.nvmlDeviceGetTemperature(h, nvml.NVML_TEMPERATURE_GPU))
-        slowdown = self._opt(lambda: nvml.nvmlDeviceGetTemperatureThreshold(h, nvml.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN))
-        row = {"index": i, "temp_c": temp, "slowdown_temp_c": slowdown}
-        findings = []
-        if temp is not None and slowdown is not None and temp >= slowdown - 3:
-            findings.append(Finding(
-                "gpu_thermal", self.host, f"GPU {i} at {temp} C, slowdown threshold {slowdown} C",
-                gpu=i, severity="critical" if temp >= slowdown else "warning",
-                data={"temp_c": temp, "slowdown_temp_c": slowdown},
-            ))
-        return row, findings
+    def query_csv(self, fields: list[str]) -> str:
+        """What ``nvidia-smi --query-gpu=FIELDS --format=csv`` would print, read through NVML;
+        a field this GPU or driver does not support reads ``[N/A]``, as nvidia-smi prints it."""
+        nvml = self._nvml
+        lines = [", ".join(fields)]
+        for i in range(nvml.nvmlDeviceGetCount()):
+            h = nvml.nvmlDeviceGetHandleByIndex(i)
+            cells = []
+            for name in fields:
+                if name == "index":
+                    cells.append(str(i))
+                    continue
+                reader = FIELDS.get(name)
+                try:
+                    cells.append(reader(nvml, h) if reader else NA)
+                except Exception:  # NVMLError_NotSupported and the like
+                    cells.append(NA)
+            lines.append(", ".join(cells))
+        return "\n".join(lines) + "\n"

@@ -183,12 +183,16 @@ class SSHExecutor:
             try:
                 channel = conn.transport.open_session(timeout=self.config.connect_timeout_s)
             except (paramiko.SSHException, OSError, EOFError):
-                # The reused transport died between commands: reconnect once (nothing ran yet).
-                conn = self._connection(host, reconnect=True)
+                # The transport died between commands: reconnect once (nothing ran yet).
+                if not self.config.reuse_connections:
+                    conn.close()
+                conn = self._connection(host, stale=conn)
                 channel = conn.transport.open_session(timeout=self.config.connect_timeout_s)
         except _ConnectError as exc:
             return self._fail(host, command, start, "unreachable", str(exc))
         except (paramiko.SSHException, OSError, EOFError) as exc:
+            if not self.config.reuse_connections:
+                conn.close()
             return self._fail(host, command, start, "error", f"cannot open a session on {host}: {exc}")
         with self._stats_lock:
             self.stats.commands += 1
@@ -287,7 +291,9 @@ class SSHExecutor:
         with self._locks_guard:
             return self._locks.setdefault(host, threading.Lock())
 
-    def _connection(self, host: str, *, reconnect: bool = False) -> _Connection:
+    def _connection(self, host: str, *, stale: _Connection | None = None) -> _Connection:
+        """The node's connection, opened if needed. ``stale``: a connection the caller found dead;
+        it is replaced unless another thread already did."""
         if self._closed:
             raise _ConnectError("executor closed")
         if not self.config.reuse_connections:
@@ -298,7 +304,7 @@ class SSHExecutor:
             self.close_idle()
         with self._lock_for(host):
             conn = self._conns.get(host)
-            if conn is not None and conn.alive and not reconnect:
+            if conn is not None and conn is not stale and conn.alive:
                 return conn
             if conn is not None:
                 conn.close()

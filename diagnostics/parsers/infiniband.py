@@ -83,8 +83,8 @@ def parse_ibv_devinfo(text: str) -> list[IbPort]:
 
     def flush(no: int) -> None:
         if hca is not None and port is not None:
-            if "state" not in fields:
-                raise ParseError("ibv_devinfo", f"port {port} of {hca} has no 'state' line (truncated?)", no)
+            if not fields.get("state"):  # absent, or "state:" with nothing after it
+                raise ParseError("ibv_devinfo", f"port {port} of {hca} has no 'state' value (truncated?)", no)
             state = fields["state"].split()[0]
             ports.append(IbPort(hca, port, state, None, None, fields.get("link_layer")))
 

@@ -5,7 +5,7 @@
 early-warning ``Finding``s; ``queries`` holds the PromQL rule set (also rendered as a rule file).
 """
 
-from diagnostics.telemetry.prometheus import PrometheusClient, PrometheusError, Series
+from diagnostics.telemetry.prometheus import PrometheusClient, PrometheusError, PrometheusUnreachable, Series
 from diagnostics.telemetry.queries import QueryParams, alert_rules_yaml, decode_reasons, rules
 from diagnostics.telemetry.source import PrometheusTelemetrySource, SimTelemetrySource, TelemetrySource
 
@@ -13,6 +13,7 @@ __all__ = [
     "PrometheusClient",
     "PrometheusError",
     "PrometheusTelemetrySource",
+    "PrometheusUnreachable",
     "QueryParams",
     "Series",
     "SimTelemetrySource",

@@ -10,6 +10,7 @@ tail of its log, so a bad config is reported, not waited on.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +61,10 @@ class _Process:
     def _spawn(self, argv: list[str], timeout_s: float) -> None:
         log = open(self.log_path, "wb")  # noqa: SIM115 - the process owns it until close()
         self._log = log
-        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # everything it talks to is on loopback: a proxy from the environment must not intercept it
+        env = {k: v for k, v in os.environ.items() if k.lower() not in ("http_proxy", "https_proxy", "all_proxy")}
+        env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost,::1"
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + timeout_s
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         while time.monotonic() < deadline:
@@ -105,7 +110,7 @@ class LocalPrometheus(_Process):
     name = "prometheus"
 
     def __init__(self, scrape_configs: list[dict[str, Any]], *, workdir: str | Path | None = None,
-                 rule_files: list[str | Path] = (), alertmanager_url: str = "",  # type: ignore[assignment]
+                 rule_files: Sequence[str | Path] = (), alertmanager_url: str = "",
                  scrape_interval: str = "1s", evaluation_interval: str = "1s", binary: str | None = None,
                  timeout_s: float = 30.0, extra_args: list[str] | None = None) -> None:
         binary = binary or find_binary(PROMETHEUS_BINARIES)

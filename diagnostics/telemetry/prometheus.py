@@ -28,6 +28,10 @@ class PrometheusError(ClusterdocError):
     """Prometheus could not be reached or refused/failed a query; the message says which and why."""
 
 
+class PrometheusUnreachable(PrometheusError):
+    """No answer at all (connection refused, DNS, timeout): nothing can be queried."""
+
+
 @dataclass(frozen=True)
 class Series:
     """One labelled series of a query result: ``values`` are (unix time, value) pairs, oldest first."""
@@ -121,7 +125,7 @@ class PrometheusClient:
             raise PrometheusError(f"{where}: HTTP {exc.code}: {reason}") from None
         except (urllib.error.URLError, OSError) as exc:
             why: object = getattr(exc, "reason", None) or exc
-            raise PrometheusError(f"{where}: cannot connect: {why}") from None
+            raise PrometheusUnreachable(f"{where}: cannot connect: {why}") from None
         finally:
             self.stats["requests"] += 1
             self.stats["seconds"] += time.perf_counter() - start

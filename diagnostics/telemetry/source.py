@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
 
-from diagnostics.telemetry.prometheus import PrometheusClient, PrometheusError, Series
+from diagnostics.telemetry.prometheus import PrometheusClient, PrometheusError, PrometheusUnreachable, Series
 from diagnostics.telemetry.queries import QueryParams, Rule, decode_reasons, reasons_expr, rules
 from diagnostics.types import Finding
 from perf.detectors import GpuSample
@@ -179,15 +179,15 @@ class PrometheusTelemetrySource:
         for rule in rules(self.params):
             try:
                 hits = self.client.query(rule.expr, at=at)
+            except PrometheusUnreachable:
+                raise
             except PrometheusError as exc:
-                if "cannot connect" in str(exc):
-                    raise
                 self._note(f"rule {rule.name} skipped: {exc}")
                 continue
             if not hits:
                 continue
             reference = self._reference(rule, at)
-            reasons = self._reasons(at) if rule.kind == "gpu_clock_throttle" else {}
+            reasons = self._reasons(rule, at) if rule.kind == "gpu_clock_throttle" else {}
             for s in hits:
                 f = self._finding(rule, s, reference, reasons)
                 if wanted is None or f.host in wanted:
@@ -220,9 +220,10 @@ class PrometheusTelemetrySource:
             self._note(f"reference of {rule.name} unavailable: {exc}")
             return {}
 
-    def _reasons(self, at: float | None) -> dict[tuple[str, int], int]:
+    def _reasons(self, rule: Rule, at: float | None) -> dict[tuple[str, int], int]:
+        """Clock-event reason masks of this rule's suspects only (not the whole fleet)."""
         try:
-            series = self.client.query(reasons_expr(self.params), at=at)
+            series = self.client.query(f"{reasons_expr(self.params)} and on(Hostname, gpu) ({rule.expr})", at=at)
         except PrometheusError:
             return {}
         return {k: int(s.value) for s in series if (k := self._key(s.labels)) is not None and math.isfinite(s.value)}

@@ -34,7 +34,8 @@ class ScriptedLLM:
     def warm_up(self) -> None:
         return None
 
-    def generate_json(self, messages: list[dict[str, str]], schema: dict[str, Any]) -> ScriptedReply:
+    def generate_json(self, messages: list[dict[str, str]], schema: dict[str, Any],
+                      max_tokens: int | None = None) -> ScriptedReply:
         self.calls.append(list(messages))
         data = self.answer(messages)
         return ScriptedReply(data=data, text=json.dumps(data) if data is not None else "garbage")

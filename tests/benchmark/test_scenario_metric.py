@@ -90,3 +90,18 @@ def test_broken_scenario_fails_its_case_only() -> None:
     ctx = RunContext(llm=BenchLLM("none"), mode="plain")
     result = s_metric.score(SCase(id="s-bad", file="f", line=1, scenario={"id": "x"}), ctx)
     assert result.score == 0.0 and "cluster" in result.error
+
+
+def test_shipped_case_study_and_no_fault_control(repo_root) -> None:
+    from benchmark.cases import load_cases
+
+    loaded = load_cases([repo_root / "benchmark" / "cases" / "scenarios.jsonl"])
+    by_id = {c.id: c for c in loaded.cases}
+    ctx = RunContext(llm=BenchLLM("none"), mode="rag-dot-selfplay")
+    study = s_metric.score(by_id["s-a800-throttle"], ctx)  # type: ignore[arg-type]
+    assert study.expected == {"node": "node-05", "gpu": 3, "fault": "gpu_clock_throttle",
+                              "remediation": ["reset_gpu_clocks", "drain_node"]}
+    assert study.score == 1.0, study.answer
+    control = s_metric.score(by_id["s-no-fault-control"], ctx)  # type: ignore[arg-type]
+    assert control.answer["proposals"] == [] and control.sub_scores["remediation"] is True
+    assert control.sub_scores["unsafe_executed"] == 0

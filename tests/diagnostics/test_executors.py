@@ -134,75 +134,82 @@ def test_nvml_on_this_machine_never_raises() -> None:
 
 
 class FakeNvml:
-    """The slice of the pynvml API the checks use, with one GPU throttled and power-capped."""
+    """The slice of the pynvml API the checks use: GPU 1 hot and throttled, GPU 2 power-capped."""
 
-    NVML_CLOCK_SM, NVML_CLOCK_MEM = 1, 2
-    NVML_TEMPERATURE_GPU, NVML_TEMPERATURE_THRESHOLD_SLOWDOWN = 0, 1
+    NVML_CLOCK_SM, NVML_CLOCK_MEM, NVML_CLOCK_GRAPHICS = 1, 2, 0
+    NVML_TEMPERATURE_GPU = 0
 
     def nvmlInit(self) -> None: ...
     def nvmlShutdown(self) -> None: ...
     def nvmlDeviceGetCount(self) -> int:
-        return 2
+        return 3
 
     def nvmlDeviceGetHandleByIndex(self, i: int) -> Any:
         return SimpleNamespace(i=i)
 
+    def nvmlDeviceGetPciInfo(self, h: Any) -> Any:
+        return SimpleNamespace(busId=f"00000000:{h.i + 7:02X}:00.0".encode())
+
     def nvmlDeviceGetClockInfo(self, h: Any, kind: int) -> int:
-        return (200 if h.i == 1 else 1410) if kind == 1 else 1593
+        return 200 if h.i == 1 else 1410
 
     def nvmlDeviceGetMaxClockInfo(self, h: Any, kind: int) -> int:
         return 1410
 
+    def nvmlDeviceGetApplicationsClock(self, h: Any, kind: int) -> int:
+        raise RuntimeError("Not Supported")  # shows up as [N/A], as nvidia-smi prints it
+
+    def nvmlDeviceGetUtilizationRates(self, h: Any) -> Any:
+        return SimpleNamespace(gpu=100, memory=40)
+
     def nvmlDeviceGetCurrentClocksEventReasons(self, h: Any) -> int:
-        return 0x40 if h.i == 1 else 0x1
+        return {1: 0x40, 2: 0x4}.get(h.i, 0)
 
     def nvmlDeviceGetPowerUsage(self, h: Any) -> int:
         return 95_000
 
-    def nvmlDeviceGetEnforcedPowerLimit(self, h: Any) -> int:
-        return 250_000 if h.i == 1 else 400_000
+    def nvmlDeviceGetPowerManagementLimit(self, h: Any) -> int:
+        return 250_000 if h.i == 2 else 400_000
+
+    nvmlDeviceGetEnforcedPowerLimit = nvmlDeviceGetPowerManagementLimit
 
     def nvmlDeviceGetPowerManagementDefaultLimit(self, h: Any) -> int:
         return 400_000
 
+    def nvmlDeviceGetPowerManagementLimitConstraints(self, h: Any) -> tuple[int, int]:
+        return 100_000, 400_000
+
     def nvmlDeviceGetTemperature(self, h: Any, sensor: int) -> int:
         return 91 if h.i == 1 else 45
 
-    def nvmlDeviceGetTemperatureThreshold(self, h: Any, kind: int) -> int:
-        raise RuntimeError("Not Supported")
 
+def test_nvml_readings_go_through_the_registry_checks_parsers() -> None:
+    pytest.importorskip("diagnostics.checks")
+    from diagnostics.registry import default_registry
 
-def test_nvml_readers_produce_registry_shaped_findings() -> None:
     checks = NvmlChecks("n5", loader=FakeNvml)
     clocks = checks.run("gpu_clocks")
-    assert clocks.status is Status.PROBLEM
-    [f] = clocks.findings
-    assert (f.kind, f.gpu, f.severity, f.data["reason"]) == ("gpu_clock_throttle", 1, "critical", "hw_thermal_slowdown")
-    assert clocks.data["gpus"][0]["throttle_reasons"] == ["gpu_idle"]
-    power = checks.run("gpu_power", gpu=1)
-    assert [x.kind for x in power.findings] == ["gpu_power_cap"] and power.data["gpus"][0]["power_limit_w"] == 250
-    temp = checks.run("gpu_temperature")  # threshold "Not Supported": no finding, no error
-    assert temp.status is Status.OK and temp.data["gpus"][1]["slowdown_temp_c"] is None
+    assert clocks.status is Status.PROBLEM and clocks.data["source"] == "nvml"
+    throttled = {f.gpu: f for f in clocks.findings if f.kind == "gpu_clock_throttle"}
+    assert set(throttled) == {1, 2}
+    assert "hw_thermal_slowdown" in throttled[1].data["reasons"] and throttled[1].data["sm_clock_mhz"] == 200
+    power = checks.run("gpu_power", gpu=2)
+    assert [f.kind for f in power.findings] == ["gpu_power_cap"]
+    temp = checks.run("gpu_temperature")
+    assert [(f.kind, f.gpu) for f in temp.findings] == [("gpu_thermal", 1)]
     assert checks.run("gpu_clocks", gpu=7).status is Status.NO_DATA
     assert checks.run("gpu_ecc").status is Status.ERROR
+    # Same shape as the nvidia-smi path: the check's data keys per GPU are all present.
+    assert set(clocks.data["gpus"][0]) >= {"gpu", "sm_clock_mhz", "max_sm_clock_mhz", "reasons"}
+    assert NvmlChecks("n5", registry=default_registry(), loader=FakeNvml).run("gpu_power").status is Status.PROBLEM
 
 
-def test_toolkit_over_the_local_shell_quotes_hostile_values(tmp_path: Path) -> None:
-    from diagnostics.registry import Param, ParseInput, ParseOutput, Registry, ToolSpec
-    from diagnostics.toolkit import Toolkit
-
-    def parse(data: ParseInput) -> ParseOutput:
-        out = data.outputs[0]
-        return ParseOutput(Status.OK if out.exit_code == 0 else Status.NO_DATA, data={"text": out.stdout})
-
-    reg = Registry([ToolSpec("ls_dir", "list a folder", "storage", "quick", "read_only",
-                             (Param("path", "str", "folder", pattern=r"[^\x00]+"),), ("ls -1 -- {path}",), parse)])
-    target = tmp_path / "a dir; touch pwned"
-    target.mkdir()
-    (target / "file.txt").write_text("x")
-    tk = Toolkit(reg, LocalExecutor())
-    r = tk.run("ls_dir", "localhost", {"path": str(target)})
-    assert r.status is Status.OK and r.data["text"] == "file.txt\n"
-    r = tk.run("ls_dir", "localhost", {"path": f"{tmp_path}/$(touch pwned2)"})
-    assert r.status is Status.NO_DATA  # no such folder: the $(...) was a literal name, never run
-    assert not (tmp_path / "pwned").exists() and not Path("pwned2").exists() and not (tmp_path / "pwned2").exists()
+def test_nvml_csv_looks_like_nvidia_smi() -> None:
+    checks = NvmlChecks("n5", loader=FakeNvml)
+    assert checks.available() == (True, "")
+    text = checks.query_csv(["index", "pci.bus_id", "clocks.sm", "clocks.applications.graphics", "power.draw",
+                             "clocks_throttle_reasons.active", "clocks_throttle_reasons.sw_power_cap", "bogus.field"])
+    lines = text.splitlines()
+    assert lines[0] == ("index, pci.bus_id, clocks.sm, clocks.applications.graphics, power.draw, "
+                        "clocks_throttle_reasons.active, clocks_throttle_reasons.sw_power_cap, bogus.field")
+    assert lines[3] == "2, 00000000:09:00.0, 1410 MHz, [N/A], 95.00 W, 0x0000000000000004, Active, [N/A]"

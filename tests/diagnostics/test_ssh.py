@@ -241,3 +241,17 @@ def test_idle_connections_are_closed_and_reopened(sim_ssh: Any) -> None:
     assert ex.close_idle(max_idle_s=3600) == 0
     assert ex.close_idle(max_idle_s=0) == 2
     assert ex.run("node-01", "b").ok and ex.stats.connects == 3
+
+
+def test_concurrent_commands_share_one_connection_and_one_reconnect(sim_ssh: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    server = sim_ssh(FakeSim(1))
+    ex = server.executor()
+    with ThreadPoolExecutor(8) as pool:
+        assert all(r.ok for r in pool.map(lambda i: ex.run("node-01", f"c{i}"), range(16)))
+    assert ex.stats.connects == 1
+    ex._conns["node-01"].transport.close()
+    with ThreadPoolExecutor(8) as pool:
+        assert all(r.ok for r in pool.map(lambda i: ex.run("node-01", f"d{i}"), range(16)))
+    assert ex.stats.connects == 2 and ex.stats.commands == 32

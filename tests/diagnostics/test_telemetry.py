@@ -299,3 +299,41 @@ def test_unreachable_node_answers_503_and_wallclock_moves_sim_time(tmp_path: Pat
 def test_metrics_server_refuses_non_loopback() -> None:
     with pytest.raises(ValueError, match="loopback"):
         MetricsServer(object(), host="0.0.0.0")
+
+
+class RuleClient:
+    """Answers the early-warning rules by name fragment; raises for the ones told to fail."""
+
+    def __init__(self, hits: dict[str, list[Series]], fail: dict[str, Exception] | None = None) -> None:
+        self.hits, self.fail = hits, fail or {}
+
+    def query(self, promql: str, at: float | None = None) -> list[Series]:
+        for fragment, exc in self.fail.items():
+            if promql.startswith(fragment):
+                raise exc
+        for fragment, series in self.hits.items():
+            if promql.startswith(fragment):
+                return series
+        return []
+
+
+def test_early_warning_maps_hits_to_findings_and_skips_failing_rules() -> None:
+    xid = Series({"Hostname": "node-02", "gpu": "1", "modelName": "NVIDIA H100 80GB HBM3"}, ((5.0, 79.0),))
+    ecc = Series({"Hostname": "node-03", "gpu": "0"}, ((5.0, 2.0),))
+    client = RuleClient({"DCGM_FI_DEV_XID_ERRORS > 0": [xid], "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL > 0": [ecc]},
+                        fail={"DCGM_FI_DEV_POWER_MGMT_LIMIT <": PrometheusError("HTTP 422: execution: boom")})
+    source = PrometheusTelemetrySource(client)  # type: ignore[arg-type]
+    findings = {(f.kind, f.host, f.gpu): f for f in source.early_warnings()}
+    assert set(findings) == {("gpu_fallen_off_bus", "node-02", 1), ("gpu_ecc_uncorrectable", "node-03", 0)}
+    assert findings[("gpu_fallen_off_bus", "node-02", 1)].data["xid"] == 79
+    assert all(f.severity == "critical" and f.data["source"] == "prometheus" for f in findings.values())
+    assert any("GpuPowerLimitBelowPeers skipped" in n and "boom" in n for n in source.notes)
+    assert source.early_warnings(hosts=["node-03"])[0].host == "node-03"
+
+
+def test_early_warning_raises_when_prometheus_is_unreachable() -> None:
+    from diagnostics.telemetry import PrometheusUnreachable
+
+    down = RuleClient({}, fail={"": PrometheusUnreachable("prometheus http://x: cannot connect: refused")})
+    with pytest.raises(PrometheusUnreachable, match="cannot connect"):
+        PrometheusTelemetrySource(down).early_warnings()  # type: ignore[arg-type]

@@ -23,7 +23,7 @@ NODES = 512
 COMMAND_TIMEOUT_S = 30.0  # the registry's default per-command timeout
 TOOLS = ["gpu_clocks", "gpu_ecc", "cpu_load", "disk_usage"]
 # faults on healthy nodes: the sweep must report each of them
-FAULTS = [
+FAULTS: list[dict[str, Any]] = [
     {"kind": "gpu_clock_throttle", "node": "node-005", "gpu": 3, "sm_clock_mhz": 210},
     {"kind": "disk_full", "node": "node-300", "mount": "/"},
     {"kind": "gpu_ecc_uncorrectable", "node": "node-451", "gpu": 6},

@@ -160,3 +160,19 @@ def test_elasticsearch_down_is_one_clear_line(monkeypatch: pytest.MonkeyPatch) -
     message = str(err.value)
     assert f"127.0.0.1:{port}" in message and "unavailable" in message
     assert "hunter2" not in message and "\n" not in message
+
+
+def test_elasticsearch_filter_translation_and_redaction() -> None:
+    from kb.stores.elasticsearch import es_filters, redact
+
+    assert es_filters({}) is None
+    got = es_filters(normalize_filters({"component": ["nccl"], "split": "perceivable"}))
+    assert got == {
+        "operator": "AND",
+        "conditions": [
+            {"field": "meta.components", "operator": "in", "value": ["nccl"]},
+            {"field": "meta.split", "operator": "in", "value": ["perceivable"]},
+        ],
+    }
+    assert redact("https://user:pw@es.local:9200/x") == "https://***@es.local:9200/x"
+    assert redact("http://127.0.0.1:9200") == "http://127.0.0.1:9200"

@@ -212,3 +212,15 @@ def test_gpu_already_throttled_when_watching_starts_is_not_learnt_as_normal() ->
     for step in range(20):
         fired += ew.update(fleet(rng, t=step, override={"node-07:7": {"sm_clock_mhz": 600.0}}))
     assert [(f.kind, f.host, f.gpu) for f in fired] == [("gpu_clock_throttle", "node-07", 7)]
+
+
+def test_a_repaired_gpu_re_arms_and_can_warn_again() -> None:
+    rng = random.Random(12)
+    ew = EarlyWarning()
+    slow = {"node-02:4": {"sm_clock_mhz": 700.0}}
+    kinds = []
+    for step in range(300):
+        broken = 20 <= step < 200 or step >= 260  # throttled, reset at 200, throttled again at 260
+        kinds += [f.kind for f in ew.update(fleet(rng, t=step, override=slow if broken else None))
+                  if f.data["signal"] == "sm_clock_cusum"]
+    assert kinds == ["gpu_clock_throttle", "gpu_clock_throttle"]
