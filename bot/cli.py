@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 import threading
@@ -113,7 +114,9 @@ def run_bot(args: argparse.Namespace) -> int:
             closers.append(webhook.close)
             print(f"Alertmanager webhook listening on {webhook.url}", file=sys.stderr)
         print(f"clusterdoc bot running ({', '.join(senders)}); Ctrl-C stops it", file=sys.stderr)
-        threading.Event().wait()
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())  # systemd/k8s stop: shut down cleanly
+        stop.wait()
     finally:
         for close in reversed(closers):
             close()

@@ -136,6 +136,8 @@ class Bot:
         self._pool = ThreadPoolExecutor(max_workers=max(1, config.workers), thread_name_prefix="bot-worker")
         self._inflight: set[Future[None]] = set()
         self._idle = threading.Condition()
+        self._started = False
+        self._boot_time = time.time()  # incidents older than this process and still open were cut off
         self._platforms: dict[str, str] = {}  # channel -> platform, learnt from events
         self.middleware: list[Middleware] = [self._ignore_own, self._audit_in, self._authorize, self._rate_limit]
 
@@ -160,7 +162,12 @@ class Bot:
             return [Reply("error", channel, f"internal error handling that ({type(exc).__name__}); it is logged")]
 
     def start(self) -> None:
-        """After a (re)start: expire overdue proposals, report interrupted executions, re-send."""
+        """After a (re)start: expire overdue proposals, report interrupted executions, re-send.
+        Idempotent: with several adapters, only the first call does the recovery."""
+        with self._idle:
+            if self._started:
+                return
+            self._started = True
         for row in self.store.expire_due(self.clock()):
             self.store.audit("bot", "proposal_expired", row.id)
             self._post(Reply("text", row.channel, f"Proposal `{row.id}` expired unapproved; run /diagnose again.", thread=row.thread))
@@ -176,6 +183,11 @@ class Bot:
             incident = self.store.incident(row.incident_id)
             if incident is not None:
                 self.store.set_incident(incident.id, status="interrupted")
+        for incident in self.store.interrupt_diagnoses(before=self._boot_time):
+            self.store.audit("bot", "diagnosis_interrupted", str(incident.id))
+            if incident.thread or incident.source != "alert":
+                self._post(Reply("error", incident.channel, f"Incident #{incident.id}: the diagnosis was interrupted "
+                                 "by a restart; ask again (/diagnose) to re-run it.", thread=incident.thread))
         self.flush_outbox()
 
     def platform_of(self, channel: str) -> str | None:
@@ -188,7 +200,12 @@ class Bot:
             channel == self.config.matrix.report_room
         ):
             return "matrix"
-        return self.store.platform_of(channel)
+        known = self.store.platform_of(channel)
+        if known is not None:
+            return known
+        if channel.startswith("!") and ":" in channel:  # Matrix room ids look like !abc:server
+            return "matrix"
+        return "slack" if self.config.slack.enabled else None
 
     def set_outbox(self, outbox: Outbox) -> None:
         self.outbox = outbox
@@ -376,7 +393,10 @@ class Bot:
                           thread=row.thread, ephemeral_to=event.user, proposal_id=row.id)]
         if row.state != "pending":
             self.store.record_decision(row.id, row.hash, event.user, decision, f"already_{row.state}")
-            return []
+            if row.state in ("executing", "executed") and row.decided_by != event.user:
+                return []  # a second approver of a fix already running: nothing to add
+            return [Reply("text", event.channel, f"Proposal `{row.id}` is already {row.state}; nothing runs.",
+                          thread=row.thread, ephemeral_to=event.user, proposal_id=row.id)]
         now = self.clock()
         if now >= row.expires_at:
             self.store.expire_due(now)

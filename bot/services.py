@@ -8,6 +8,7 @@ never imports them and tests can pass small fakes.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
@@ -91,7 +92,9 @@ class KBLearner:
         summary = (diagnosis.summary if diagnosis and diagnosis.summary else incident_text) or proposal.title
         self.kb.learn_from_incident(
             summary, cause.fault, cause.node, cause.gpu, evidence, [s.tool for s in proposal.steps], True,
-            incident_id=proposal.id,
+            # proposal ids restart with each state file: add a random suffix so two incidents never
+            # collapse into one KB record
+            incident_id=f"{proposal.id}-{uuid.uuid4().hex[:8]}",
         )
 
 

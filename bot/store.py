@@ -399,6 +399,15 @@ class Store:
             conn.execute("UPDATE proposals SET state='interrupted' WHERE state='executing'")
         return [_proposal(r) for r in rows]
 
+    def interrupt_diagnoses(self, before: float) -> list[IncidentRow]:
+        """After a crash: incidents opened before ``before`` whose diagnosis never finished are
+        marked interrupted (ones this process has opened since are left alone)."""
+        where = "status IN ('open', 'diagnosing') AND created_at < ?"
+        with self.tx() as conn:
+            rows = conn.execute(f"SELECT * FROM incidents WHERE {where}", (before,)).fetchall()
+            conn.execute(f"UPDATE incidents SET status='interrupted', updated_at=? WHERE {where}", (time.time(), before))
+        return [_incident(r) for r in rows]
+
     # -- outbox (replies that could not be delivered yet) --------------------------------------
     def outbox_put(self, reply: dict[str, Any], error: str) -> None:
         self._conn().execute(

@@ -165,6 +165,8 @@ def _check_bot(bot: BotConfig, source: str) -> None:
             raise ConfigError(f"{source}: bot.matrix.rooms: list at least one room id the bot answers in")
         if not (m.access_token or m.password):
             raise ConfigError(f"{source}: bot.matrix.enabled = true needs $MATRIX_ACCESS_TOKEN or $MATRIX_PASSWORD")
+        if not m.homeserver.startswith(("http://", "https://")):
+            raise ConfigError(f"{source}: bot.matrix.homeserver: {m.homeserver!r} must start with http:// or https://")
         if not m.user_id.startswith("@") or ":" not in m.user_id:
             raise ConfigError(f"{source}: bot.matrix.user_id: {m.user_id!r} is not a Matrix id like @bot:example.org")
     for key in ("http_port",):

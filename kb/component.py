@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from haystack import Document, component
@@ -27,9 +28,5 @@ class KBRetriever:
         self, query: str, top_k: int | None = None, filters: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         hits = self.kb.search(query, top_k=top_k or self.top_k, filters=filters)
-        documents = []
-        for hit in hits:
-            doc = record_to_document(hit.record, component_flags=False)
-            doc.score = hit.score
-            documents.append(doc)
+        documents = [replace(record_to_document(h.record, component_flags=False), score=h.score) for h in hits]
         return {"documents": documents, "records": [hit.record for hit in hits]}

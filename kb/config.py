@@ -17,6 +17,22 @@ DATA_DIR_ENV = "CLUSTERDOC_DATA_DIR"
 SEED_PATH = Path(__file__).resolve().parent / "data" / "seed.jsonl"
 
 
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "store": str,
+    "include_benchmark_split": bool,
+    "embeddings": bool,
+    "es_index": str,
+    "es_timeout_s": (int, float),
+    "rawtext_cap": int,
+}
+_TYPE_NAMES: dict[type | tuple[type, ...], str] = {
+    str: "a string",
+    bool: "true or false",
+    (int, float): "a number",
+    int: "an integer",
+}
+
+
 def default_data_dir() -> Path:
     env = os.environ.get(DATA_DIR_ENV)
     if env:
@@ -65,12 +81,20 @@ class KBConfig:
         for key, value in data.items():
             if key not in known:
                 raise ConfigError(f"{source}: unknown key kb.{key}; known: {', '.join(sorted(known))}")
+            expected = _TYPES.get(key)
             if key in ("data_dir", "seed_path"):
-                value = None if value in (None, "") else Path(str(value)).expanduser()
-            elif key in ("include_benchmark_split", "embeddings") and not isinstance(value, bool):
-                raise ConfigError(f"{source}: kb.{key} must be true or false, got {value!r}")
+                if value is not None and not isinstance(value, str):
+                    raise ConfigError(f"{source}: kb.{key} must be a path string, got {value!r}")
+                value = None if value in (None, "") else Path(value).expanduser()
+            elif expected is not None and (
+                not isinstance(value, expected) or isinstance(value, bool) != (expected is bool)
+            ):
+                raise ConfigError(f"{source}: kb.{key} must be {_TYPE_NAMES[expected]}, got {value!r}")
             values[key] = value
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
 
     def es_url(self) -> str:
         url = os.environ.get(ES_URL_ENV, "").strip()

@@ -148,7 +148,10 @@ class KnowledgeBase:
         ingested all the same.
         """
         report = IngestReport()
-        for file in collect_files(Path(path).expanduser()):
+        files = collect_files(Path(path).expanduser())
+        if not files:
+            report.warnings.append(f"{path}: no .jsonl, .ndjson, .md or .markdown files found")
+        for file in files:
             report.files += 1
             try:
                 records, warnings = read_file(file, self.config.rawtext_cap)

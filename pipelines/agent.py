@@ -35,6 +35,7 @@ from pipelines.llm.base import LLM, LLMReply, NoLLM
 from pipelines.planner import ClusterInfo, ToolPlan, fill_params, ordered_hypotheses, plan_for_fault
 from pipelines.prompts import (
     MAX_TOKENS,
+    SYSTEM,
     attribution_messages,
     attribution_schema,
     critique_messages,
@@ -42,8 +43,8 @@ from pipelines.prompts import (
     hypothesis_messages,
     hypothesis_schema,
 )
-from pipelines.proposals import build_proposals
-from pipelines.telemetry import GPU_TELEMETRY_TOOLS, detector_findings
+from pipelines.proposals import attach_script, build_proposals
+from pipelines.telemetry import GPU_TELEMETRY_TOOLS, detector_findings, perf_model_block
 
 KB_PRIOR = 0.6  # prior weight a retrieved record's fault adds (rank 1; less further down)
 MODEL_PRIOR = 0.5  # prior weight a model hypothesis adds
@@ -93,6 +94,7 @@ class Agent:
         self.merge = MergeModelEntities(self.cluster.hosts)
         self.runner = CheckRunner(toolkit)
         self._warm = False
+        self._warm_error = ""
 
     # ----- life cycle ---------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -125,7 +127,7 @@ class Agent:
         selfplay = cfg.mode == "rag-dot-selfplay"
         if not self._warm:
             self.warm_up()
-        warm_error = getattr(self, "_warm_error", "")
+        warm_error = self._warm_error
         if warm_error and use_model:
             run.llm_failures = cfg.llm_failures_before_degraded
             run.llm_errors.append(warm_error)
@@ -138,6 +140,12 @@ class Agent:
         target = (request.target or "").strip() or None
         if not text and not target:
             msg = "nothing to diagnose: the alert text is empty and no node was named"
+            yield AgentEvent("error", {"message": msg})
+            yield self._final(run, Cause(None), msg, [], 0.0, [], started, verified=False, request=request)
+            return
+
+        if not self.cluster.hosts and not target:
+            msg = "no hosts to check: the agent was given no inventory (hosts=/cluster=) and the request names no node"
             yield AgentEvent("error", {"message": msg})
             yield self._final(run, Cause(None), msg, [], 0.0, [], started, verified=False, request=request)
             return
@@ -265,6 +273,8 @@ class Agent:
         for other in others[:2]:
             extra_props = build_proposals(other.cause, self.toolkit, gpu_model=self.cluster.gpu_model, notes=prop_notes)
             props.extend(extra_props[:1])
+        if cfg.model_scripts and use_model and props:
+            props[0] = self._model_script(run, props[0], prop_notes)
         run.graph.notes.extend(prop_notes)
         for p in props:
             yield AgentEvent("proposal", {"proposal": p.to_dict()})
@@ -309,6 +319,8 @@ class Agent:
             t = normalize_node(target, hosts) or target
             if t in hosts and t not in named:
                 named.insert(0, t)
+            if not hosts:  # no inventory: the named node is all we know
+                return [t]
         return named or list(hosts)
 
     def _run_plan(self, run: _Run, plan: ToolPlan, round_no: int) -> Iterator[AgentEvent]:
@@ -326,9 +338,12 @@ class Agent:
         run.results.extend(results)
         run.findings.extend(out["findings"])
         run.findings.extend(self._silence(run, results))
+        perf_block = ""
         if plan.tool in GPU_TELEMETRY_TOOLS and len(plan.hosts) > 1:
-            perf_findings, _ = detector_findings(results, self._slowdown_temp_c())
+            perf_findings, perf_notes = detector_findings(results, self._slowdown_temp_c())
             run.findings.extend(perf_findings)
+            if perf_findings:
+                perf_block = perf_model_block(perf_findings, perf_notes)
         run.tool_calls.extend(r.to_dict() for r in results)
         bad = [f for f in out["findings"] if f.severity in ("warning", "critical")]
         statuses: dict[str, int] = {}
@@ -340,7 +355,7 @@ class Agent:
             "verification",
             f"{plan.tool} on {len(plan.hosts)} host(s): {len(bad)} finding(s); status {statuses}",
             verif_of,
-            attachments=[Attachment("table", table)] if table else [],
+            attachments=([Attachment("table", table)] if table else []) + ([Attachment("perf_model", perf_block)] if perf_block else []),
             round=round_no,
             source="evidence",
             status="supported" if bad else "refuted",
@@ -348,6 +363,25 @@ class Agent:
         yield AgentEvent("tool_result", {"tool": plan.tool, "hosts": len(plan.hosts), "statuses": statuses,
                                          "findings": [f.to_dict() for f in bad[:20]], "seconds": round(out["seconds"], 3)})
         yield AgentEvent("graph", {"graph": run.graph.to_json(), "round": round_no})
+
+    def _model_script(self, run: _Run, proposal: Proposal, notes: list[str]) -> Proposal:
+        """Optionally let the model write a script for the fix; it joins the proposal (for review,
+        never for execution) only if it passes every deny rule."""
+        if run.llm_failures >= self.config.llm_failures_before_degraded:
+            return proposal
+        steps = "\n".join(proposal.commands())
+        messages = [{"role": "system", "content": SYSTEM},
+                    {"role": "user", "content": f"Write a short bash script that applies this fix on {proposal.steps[0].host} "
+                                                f"and checks the result.\n<commands>\n{steps}\n</commands>"}]
+        reply = self.llm.generate_text(messages, max_tokens=120)
+        run.tokens["prompt"] += reply.prompt_tokens
+        run.tokens["completion"] += reply.completion_tokens
+        if reply.error or not reply.text.strip():
+            notes.append(f"model script not written: {reply.error or 'empty answer'}")
+            return proposal
+        updated, refusals = attach_script(proposal, reply.text.strip()[:4000], gpu_model=self.cluster.gpu_model)
+        notes.extend(refusals)
+        return updated
 
     def _slowdown_temp_c(self) -> float:
         try:

@@ -53,3 +53,15 @@ def detector_findings(results: Iterable[ToolResult], slowdown_temp_c: float = 87
         return [], [f"perf detectors failed: {type(exc).__name__}: {exc}"]
     out = [Finding(f.kind, f.host, f.message, f.gpu, f.severity, {**f.data, "source": "perf.detectors"}) for f in found]
     return out, notes[:5]
+
+
+def perf_model_block(findings: list[Finding], notes: list[str]) -> str:
+    """The detectors' findings as perf.dot's ``<perf_model>`` block (a DoT attachment)."""
+    try:
+        from perf.dot import render_findings
+    except ImportError:
+        return ""
+    try:
+        return str(render_findings(findings, notes, model="stragglers"))
+    except Exception:  # rendering is decoration; the findings themselves are already evidence
+        return ""

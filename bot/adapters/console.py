@@ -80,9 +80,11 @@ class ConsoleAdapter:
         return True
 
     def react(self, emoji: str, proposal_id: str | None = None) -> list[Reply]:
-        target = proposal_id or next(reversed(self.proposals), None)
+        # no id typed: the first proposal still pending (the agent lists its primary fix first)
+        pending = [pid for pid in self.proposals if (row := self.bot.store.proposal(pid)) and row.state == "pending"]
+        target = proposal_id or (pending[0] if pending else None)
         if target is None or target not in self.proposals:
-            self.out.write("! no such proposal" + (f" `{proposal_id}`" if proposal_id else " yet") + "\n")
+            self.out.write("! no such proposal" + (f" `{proposal_id}`" if proposal_id else " pending") + "\n")
             return []
         replies = self.bot.dispatch(Reaction("console", CHANNEL, self.user, emoji, self.proposals[target]))
         for reply in replies:

@@ -34,6 +34,33 @@ from bot.core import Bot
 from bot.events import Command, Mention, Message, Reaction, Reply
 
 log = logging.getLogger("clusterdoc.bot.slack")
+REPLAY_WINDOW_S = 300.0  # Bolt refuses older timestamps; within this window a copy is a replay
+
+
+class ReplayGuard:
+    """Refuses a signed HTTP request seen before: Bolt's timestamp check stops old copies, but a
+    request captured in transit could be re-sent unchanged within its five minutes."""
+
+    def __init__(self, window_s: float = REPLAY_WINDOW_S) -> None:
+        self.window_s = window_s
+        self._seen: dict[tuple[str, str], float] = {}
+        self._lock = threading.Lock()
+
+    def first_time(self, timestamp: str, signature: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._seen) > 10_000:
+                self._seen = {k: t for k, t in self._seen.items() if now - t < 2 * self.window_s}
+            key = (timestamp, signature)
+            if not signature or key in self._seen:
+                return not signature  # unsigned requests are left to Bolt, which refuses them
+            self._seen[key] = now
+            return True
+
+    def forget(self, timestamp: str, signature: str) -> None:
+        """A request Bolt refused (bad signature) does not block a later genuine one."""
+        with self._lock:
+            self._seen.pop((timestamp, signature), None)
 _MENTION_RE = re.compile(r"<@[A-Z0-9]+(?:\|[^>]*)?>")
 GROUP_CACHE_S = 300.0
 
@@ -196,6 +223,7 @@ class SlackAdapter:
     def serve_http(self, host: str | None = None, port: int | None = None) -> ThreadingHTTPServer:
         """Serve the Events API / slash commands on ``host:port`` (path ``/slack/events``) in a thread."""
         app = self.app
+        guard = ReplayGuard()
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -204,7 +232,19 @@ class SlackAdapter:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length).decode("utf-8") if length else ""
                 headers: dict[str, str | Sequence[str]] = {k.lower(): [v] for k, v in self.headers.items()}
+                stamp = self.headers.get("X-Slack-Request-Timestamp", "")
+                signature = self.headers.get("X-Slack-Signature", "")
+                if not guard.first_time(stamp, signature):
+                    log.warning("refused a replayed Slack request (timestamp %s)", stamp)
+                    payload = b"replayed request"
+                    self.send_response(401)
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                    return
                 resp = app.dispatch(BoltRequest(body=body, headers=headers, query=self.path.partition("?")[2]))
+                if resp.status == 401:
+                    guard.forget(stamp, signature)
                 payload = (resp.body or "").encode("utf-8")
                 self.send_response(resp.status)
                 for name, values in resp.headers.items():

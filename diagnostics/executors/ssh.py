@@ -353,7 +353,8 @@ class SSHExecutor:
                     f"SSH handshake with {host} ({address}:{port}) timed out after {timeout:g}s (node unresponsive)"
                 )
             if not transport.is_active():
-                why = transport.get_exception() or "connection closed"
+                failure = transport.get_exception()
+                why = f"{type(failure).__name__}: {failure}" if failure is not None else "connection closed"
                 raise _ConnectError(f"SSH handshake with {host} ({address}:{port}) failed: {why}")
             key = transport.get_remote_server_key()
             self.host_keys.check(name, host, key, self.config.accept_new_host_keys)

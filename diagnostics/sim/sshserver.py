@@ -36,6 +36,7 @@ import socket
 import sys
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,6 +119,7 @@ class SimSSHServer:
         self._thread: threading.Thread | None = None
         self._executors: list[SSHExecutor] = []
         self._tasks: set[asyncio.Task[None]] = set()
+        self.errors: deque[str] = deque(maxlen=100)  # server-side failures, for diagnosis
         self.inventory_path = self.workdir / "inventory.yaml"
         self.known_hosts_path = self.workdir / "known_hosts"
         self.client_key_path = self.workdir / "client_key"
@@ -294,7 +296,8 @@ class SimSSHServer:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
             conn = await asyncssh.run_server(sock, options=ep.options)
-        except (TimeoutError, OSError, asyncssh.Error, EOFError):
+        except (TimeoutError, OSError, asyncssh.Error, EOFError) as exc:
+            self.errors.append(f"{ep.host}: handshake failed: {type(exc).__name__}: {exc}")
             with contextlib.suppress(OSError):
                 sock.close()
             return
@@ -460,6 +463,8 @@ def _main(argv: list[str]) -> int:
         print(f"READY {server.inventory_path}", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             sys.stdin.read()  # serve until the parent closes our stdin (or kills us)
+        for line in server.errors:
+            print(f"server error: {line}", file=sys.stderr)
     return 0
 
 

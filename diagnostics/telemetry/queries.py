@@ -30,6 +30,16 @@ REASON_BITS: dict[str, int] = {
     "hw_power_brake_slowdown": 0x80,
     "display_clock_setting": 0x100,
 }
+# what a standing Xid most likely means (NVIDIA's Xid catalog); the finding's kind stays gpu_xid
+XID_SUGGESTS: dict[int, str] = {
+    48: "gpu_ecc_uncorrectable", 94: "gpu_ecc_uncorrectable", 95: "gpu_ecc_uncorrectable",
+    63: "gpu_row_remap_pending", 64: "gpu_row_remap_pending", 79: "gpu_fallen_off_bus",
+}
+# when several rules hit one GPU, the kind that best explains the others comes first
+KIND_PRIORITY: tuple[str, ...] = (
+    "gpu_fallen_off_bus", "gpu_ecc_uncorrectable", "gpu_row_remap_pending", "gpu_power_cap",
+    "gpu_thermal_at_slowdown", "gpu_clock_throttle", "gpu_thermal", "gpu_xid", "node_unreachable",
+)
 # reasons that mean "the hardware or the driver is holding the clock down", not normal operation
 SLOWDOWN_BITS = ("hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown")
 
@@ -131,8 +141,9 @@ def rules(p: QueryParams | None = None) -> list[Rule]:
              "an Xid error was reported (value = the last Xid)"),
         Rule("GpuEccDoubleBit", "gpu_ecc_uncorrectable", f"{p.m('DCGM_FI_DEV_ECC_DBE_VOL_TOTAL')} > 0", "",
              "volatile double-bit (uncorrectable) ECC errors"),
-        Rule("GpuRowRemapFailure", "gpu_row_remap_pending", f"{p.m('DCGM_FI_DEV_ROW_REMAP_FAILURE')} > 0", "",
-             "row remapping failed: the GPU needs a reset or replacement"),
+        Rule("GpuRowRemap", "gpu_row_remap_pending",
+             f"({p.m('DCGM_FI_DEV_ROW_REMAP_FAILURE')} > 0) or ({p.m('DCGM_FI_DEV_ROW_REMAP_PENDING')} > 0)", "",
+             "row remapping pending or failed: the GPU needs a reset (or replacement on failure)"),
         Rule("NodeGpuMissing", "gpu_fallen_off_bus",
              f"{count_gpus} < scalar(max({count_gpus}))",
              f"max({count_gpus})", "fewer GPUs report than on the fullest node of the fleet", per_gpu=False),

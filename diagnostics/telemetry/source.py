@@ -12,13 +12,22 @@ Readings Prometheus does not have (a metric dcgm-exporter is not configured to e
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
 
 from diagnostics.telemetry.prometheus import PrometheusClient, PrometheusError, PrometheusUnreachable, Series
-from diagnostics.telemetry.queries import QueryParams, Rule, decode_reasons, reasons_expr, rules
+from diagnostics.telemetry.queries import (
+    KIND_PRIORITY,
+    XID_SUGGESTS,
+    QueryParams,
+    Rule,
+    decode_reasons,
+    reasons_expr,
+    rules,
+)
 from diagnostics.types import Finding
 from perf.detectors import GpuSample
 
@@ -33,6 +42,7 @@ SAMPLE_METRICS: dict[str, str] = {
     "DCGM_FI_DEV_XID_ERRORS": "xid_last",  # the last Xid, turned into a count below
     "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL": "ecc_dbe",
 }
+_EQ_MATCHER_RE = re.compile(r'([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"')
 _CRITICAL_KINDS = frozenset({"gpu_clock_throttle", "gpu_xid", "gpu_ecc_uncorrectable", "gpu_fallen_off_bus"})
 
 
@@ -70,14 +80,20 @@ def gpu_of(labels: dict[str, str]) -> int | None:
 
 
 @lru_cache(maxsize=64)
-def _catalog_max_clock(model_name: str) -> float | None:
-    """Max SM clock from the hardware catalog for dcgm-exporter's ``modelName`` (None if unknown)."""
+def _catalog(model_name: str) -> tuple[float | None, float | None]:
+    """(max SM clock MHz, slowdown temperature °C) from the hardware catalog for dcgm-exporter's
+    ``modelName``; (None, None) for a model the catalog does not know."""
     from perf.catalog import get_gpu
 
     try:
-        return float(get_gpu(model_name).max_sm_clock_mhz)
+        spec = get_gpu(model_name)
     except Exception:  # an unknown model: the detectors then compare raw clocks
-        return None
+        return None, None
+    return float(spec.max_sm_clock_mhz), float(spec.slowdown_temp_c)
+
+
+def _catalog_max_clock(model_name: str) -> float | None:
+    return _catalog(model_name)[0]
 
 
 @dataclass
@@ -192,18 +208,22 @@ class PrometheusTelemetrySource:
                 f = self._finding(rule, s, reference, reasons)
                 if wanted is None or f.host in wanted:
                     findings.append(f)
-        return findings
+        return rank_findings(findings)
 
     def findings_for(self, host: str) -> list[Finding]:
         """Early warnings about one node (for the agent's evidence about a named target)."""
         return self.early_warnings(hosts=[host])
 
     def scrape_health(self) -> list[Finding]:
-        """A ``node_unreachable`` finding per scrape target that is down (exporter or node gone)."""
+        """A ``node_unreachable`` finding per scrape target that is down (exporter or node gone).
+        Targets are narrowed by the selector's ``label="value"`` matchers (others are ignored)."""
+        wanted = dict(_EQ_MATCHER_RE.findall(self.params.selector))
         out = []
         for t in self.client.targets():
+            labels = {str(k): str(v) for k, v in (t.get("labels") or {}).items()}
+            if any(labels.get(k) != v for k, v in wanted.items()):
+                continue
             if t.get("health") == "down":
-                labels = {str(k): str(v) for k, v in (t.get("labels") or {}).items()}
                 host = host_of(labels)
                 out.append(Finding(kind="node_unreachable", host=host, gpu=None, severity="critical",
                                    message=f"metrics target {labels.get('instance', host)} is down: "
@@ -242,8 +262,15 @@ class PrometheusTelemetrySource:
             data["clock_event_mask"] = reasons[(host, gpu)]
         if rule.name == "GpuXid":
             data["xid"] = int(s.value)
+            if int(s.value) in XID_SUGGESTS:
+                data["suggests"] = XID_SUGGESTS[int(s.value)]
             if int(s.value) == 79:
                 kind = "gpu_fallen_off_bus"
+        if kind == "gpu_thermal":
+            slowdown = _catalog(s.labels.get("modelName", ""))[1]
+            if slowdown is not None:
+                data["slowdown_temp_c"] = slowdown
+                data["at_slowdown"] = s.value >= slowdown  # then heat explains a low clock
         for label in ("modelName", "UUID", "instance"):
             if s.labels.get(label):
                 data[label] = s.labels[label]
@@ -253,6 +280,29 @@ class PrometheusTelemetrySource:
         return Finding(kind=kind, host=host, gpu=gpu, severity="critical" if kind in _CRITICAL_KINDS else "warning",
                        message=f"early warning (PromQL {rule.name}) on {where}: {rule.summary}; value {s.value:g}"
                        f"{ref_text}{reasons_text}", data=data)
+
+
+def rank_findings(findings: list[Finding]) -> list[Finding]:
+    """Per GPU (or node), mark the finding whose kind best explains the others ``primary`` and put
+    it first: a lowered power limit explains a low clock, a GPU at or past its catalog slowdown
+    temperature explains it by heat (merely warm is a symptom), an Xid is usually a symptom.
+    Order across GPUs is kept."""
+    def rank(f: Finding) -> int:
+        kind = f.kind
+        if kind == "gpu_thermal" and f.data.get("at_slowdown"):
+            kind = "gpu_thermal_at_slowdown"
+        return KIND_PRIORITY.index(kind) if kind in KIND_PRIORITY else len(KIND_PRIORITY)
+
+    groups: dict[tuple[str, int | None], list[Finding]] = {}
+    for f in findings:
+        groups.setdefault((f.host, f.gpu), []).append(f)
+    out: list[Finding] = []
+    for group in groups.values():
+        group.sort(key=rank)
+        for i, f in enumerate(group):
+            f.data["primary"] = i == 0
+            out.append(f)
+    return out
 
 
 def with_window(source: PrometheusTelemetrySource, window: str) -> PrometheusTelemetrySource:

@@ -28,6 +28,7 @@ ATTACHMENT_TAGS: tuple[str, ...] = (
     "inputs",
     "result",
     "evidence",
+    "perf_model",  # perf.dot's block: inputs, formulas, expected/observed, gap, findings
 )
 _PREFIX = {"proposition": "P", "critique": "C", "refinement": "R", "verification": "V", "summary": "S"}
 

@@ -59,7 +59,7 @@ def make_services(tmp_path: Path, *, over_ssh: bool = False, scenario: Path = CA
     if over_ssh:
         from diagnostics.sim.sshserver import serve
 
-        executor = stack.enter_context(serve(sim, workdir=tmp_path / "ssh")).executor()
+        executor: Any = stack.enter_context(serve(sim, workdir=tmp_path / "ssh")).executor()
     else:
         executor = sim.executor()
     close: Callable[[], None] = executor.close

@@ -30,7 +30,7 @@ class FakeAgent:
         node = request.target or "node-01"
         proposal = Proposal(
             id="p1", title=f"reset clocks of GPU 3 on {node}", risk=self.risk,  # type: ignore[arg-type]
-            steps=(ProposalStep("reset_gpu_clocks", node, {"gpu": 3}, (f"nvidia-smi -i 3 -rgc",)),),
+            steps=(ProposalStep("reset_gpu_clocks", node, {"gpu": 3}, ("nvidia-smi -i 3 -rgc",)),),
             cause=Cause("gpu_clock_throttle", node, 3),
         )
         graph = {"nodes": [{"id": "a", "role": "proposition", "text": "GPU 3 throttled"},

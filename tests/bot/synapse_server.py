@@ -67,10 +67,11 @@ class Synapse:
         }))
         cfg["log_config"] = str(log_cfg)
         cfg_path.write_text(yaml.safe_dump(cfg))
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "synapse.app.homeserver", "-c", str(cfg_path)],
-            cwd=self.workdir, env=env, stdout=subprocess.DEVNULL, stderr=open(self.workdir / "stderr.log", "wb"),
-        )
+        with open(self.workdir / "stderr.log", "wb") as stderr:  # the child keeps its own copy of the fd
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "synapse.app.homeserver", "-c", str(cfg_path)],
+                cwd=self.workdir, env=env, stdout=subprocess.DEVNULL, stderr=stderr,
+            )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -28,9 +28,9 @@ def test_example_config_loads_and_documents_every_key() -> None:
     text = EXAMPLE.read_text()
     sections = {"bot": cfg.bot, "bot.slack": cfg.bot.slack, "bot.matrix": cfg.bot.matrix,
                 "bot.approvals": cfg.bot.approvals, "bot.rate_limit": cfg.bot.rate_limit,
-                "bot.schedule": cfg.bot.schedule, "cluster": cfg.cluster, "ssh": cfg.ssh, "llm": cfg.llm,
+                "bot.schedule": cfg.bot.schedule, "bot.alertmanager": cfg.bot.alertmanager, "cluster": cfg.cluster, "ssh": cfg.ssh, "telemetry": cfg.telemetry, "llm": cfg.llm,
                 "agent": cfg.agent, "kb": cfg.kb}
-    secrets = {"bot_token", "signing_secret", "app_token", "access_token", "password"}
+    secrets = {"bot_token", "signing_secret", "app_token", "access_token", "password", "token"}
     for section, obj in sections.items():
         for f in dataclasses.fields(obj):
             if f.name in secrets or dataclasses.is_dataclass(getattr(obj, f.name)) or f.name == "llm":

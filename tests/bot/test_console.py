@@ -32,6 +32,8 @@ def test_console_flow_with_typed_approval(tmp_path: Path) -> None:
     assert "unknown node `node-5`; closest known: `node-05`" in text
     assert "gpu_clock_throttle* on node-05 GPU 3" in text
     assert text.count("verified ✅") == 1  # the second "approve" does not run it again
+    assert "reset_gpu_clocks on node-05: ok" in text  # a bare "approve" takes the primary (first) proposal
+    assert "no such proposal pending" in text  # approving one fix supersedes the alternative
     assert console.images and console.images[0].read_bytes().startswith(b"\x89PNG")
     assert services.fixed()
 

@@ -294,3 +294,17 @@ def test_audit_log_is_append_only_and_secret_free(tmp_path: Path) -> None:
         store._conn().execute("DELETE FROM audit")
     with pytest.raises(sqlite3.DatabaseError):
         store._conn().execute("UPDATE audit SET actor='x'")
+
+
+def test_diagnosis_interrupted_by_a_crash_is_reported(tmp_path: Path) -> None:
+    store = Store(tmp_path / "state.sqlite")
+    incident = store.create_incident(platform="slack", channel="C1", thread="t1", requester="U_ALICE",
+                                     source="command", target="node-05", text="diagnose node node-05")
+    store.set_incident(incident, status="diagnosing")
+    out, agent = RecordingOutbox(), FakeAgent()
+    bot = make_bot(tmp_path, outbox=out, agent=agent)
+    bot.start()
+    bot.start()  # idempotent: reported once
+    assert [r.thread for r in out.replies if "interrupted" in r.text] == ["t1"]
+    assert bot.store.incident(incident).status == "interrupted"  # type: ignore[union-attr]
+    assert agent.requests == []  # not silently re-run

@@ -90,7 +90,7 @@ def test_early_warning_opens_one_incident(tmp_path: Path) -> None:
     sched = Schedules(bot, toolkit=toolkit, hosts=sim.hosts, channel="C_REPORT", platform="slack", samples=samples)
     sched.start()  # registers the instance run_job looks up
     try:
-        fired_at = []
+        fired_at: list[int] = []
         for i in range(60):
             run_job("early_warning", "clusterdoc")
             if bot.store.incidents() and not fired_at:

@@ -44,6 +44,7 @@ def test_commands_run_over_ssh_and_reuse_one_connection(sim_ssh: Any) -> None:
             r = ex.run(host, "nvidia-smi -q")
             assert r.ok and r.stdout == f"{host} ran: nvidia-smi -q\n"
     assert ex.stats.connects == 3 and ex.stats.commands == 15
+    assert not server.errors
     r = ex.run("node-01", "fail now")
     assert (r.exit_code, r.stderr, r.transport) == (3, "failed on purpose\n", "ok")
     assert load_inventory(server.inventory_path).names == sim.hosts

@@ -337,3 +337,37 @@ def test_early_warning_raises_when_prometheus_is_unreachable() -> None:
     down = RuleClient({}, fail={"": PrometheusUnreachable("prometheus http://x: cannot connect: refused")})
     with pytest.raises(PrometheusUnreachable, match="cannot connect"):
         PrometheusTelemetrySource(down).early_warnings()  # type: ignore[arg-type]
+
+
+def test_the_kind_that_explains_the_others_comes_first() -> None:
+    from diagnostics.telemetry.source import rank_findings
+    from diagnostics.types import Finding
+
+    def f(kind: str, rule: str, host: str = "n1", gpu: int | None = 0) -> Finding:
+        return Finding(kind=kind, host=host, gpu=gpu, severity="warning", message=rule, data={"rule": rule})
+
+    ranked = rank_findings([f("gpu_clock_throttle", "GpuSmClockBelowPeers"), f("gpu_power_cap", "GpuPowerLimitBelowPeers"),
+                            f("gpu_thermal", "GpuTempAbovePeers", gpu=1), f("gpu_clock_throttle", "GpuSmClockBelowPeers", gpu=1)])
+    assert [(x.gpu, x.kind, x.data["primary"]) for x in ranked] == [
+        (0, "gpu_power_cap", True), (0, "gpu_clock_throttle", False),
+        (1, "gpu_clock_throttle", True), (1, "gpu_thermal", False)]  # warmer than peers: a symptom
+    at_slowdown = f("gpu_thermal", "GpuTempNearSlowdown")
+    at_slowdown.data["at_slowdown"] = True
+    hot = rank_findings([f("gpu_clock_throttle", "GpuSmClockBelowPeers"), at_slowdown])
+    assert hot[0].kind == "gpu_thermal"  # at the slowdown point, heat explains the clock
+    warm = rank_findings([f("gpu_clock_throttle", "GpuSmClockBelowPeers"), f("gpu_thermal", "GpuTempNearSlowdown")])
+    assert warm[0].kind == "gpu_clock_throttle"
+
+
+def test_thermal_findings_carry_the_models_slowdown_temperature() -> None:
+    hot = Series({"Hostname": "n1", "gpu": "0", "modelName": "NVIDIA A800-SXM4-80GB"}, ((5.0, 86.0),))
+    client = RuleClient({"DCGM_FI_DEV_GPU_TEMP >=": [hot]})
+    [finding] = PrometheusTelemetrySource(client).early_warnings()  # type: ignore[arg-type]
+    assert finding.kind == "gpu_thermal" and finding.data["slowdown_temp_c"] == 89
+    assert finding.data["at_slowdown"] is False  # 86 °C: near, not yet at, the A800's 89 °C
+
+
+def test_standing_xid_says_what_it_suggests() -> None:
+    xid = Series({"Hostname": "n3", "gpu": "2"}, ((5.0, 63.0),))
+    [finding] = PrometheusTelemetrySource(RuleClient({"DCGM_FI_DEV_XID_ERRORS > 0": [xid]})).early_warnings()  # type: ignore[arg-type]
+    assert finding.kind == "gpu_xid" and finding.data["suggests"] == "gpu_row_remap_pending"

@@ -84,10 +84,9 @@ def flow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flow]:
             MetricsServer(sim, follow_wallclock=True) as metrics, \
             LocalAlertmanager(receiver.url, token=TOKEN) as am, \
             LocalPrometheus([metrics.scrape_config("dcgm", "1s")], rule_files=[rules], alertmanager_url=am.url):
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not bot.store.incidents():
+        deadline = time.monotonic() + 60  # the peer-comparison rule needs a few scrapes in its window
+        while time.monotonic() < deadline and not any("GpuSmClockBelowPeers" in i.text for i in bot.store.incidents()):
             time.sleep(0.25)
-        time.sleep(3)  # let the other rules' alerts for the same GPU arrive too
         assert bot.wait_idle(30)
         yield Flow(bot, outbox, receiver)
     bot.close()
@@ -107,7 +106,6 @@ def test_alertmanager_webhook_opens_an_incident_on_the_throttled_node(flow: Flow
 
 
 def test_repeated_notification_is_deduplicated(flow: Flow) -> None:
-    before = len(flow.bot.store.incidents())
     incident = flow.bot.store.incidents()[0]
     assert incident.fingerprint
     seen = flow.bot.store.alert_count(incident.fingerprint)
@@ -119,5 +117,8 @@ def test_repeated_notification_is_deduplicated(flow: Flow) -> None:
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     with opener.open(req, timeout=10) as resp:
         assert resp.status == 200
-    assert len(flow.bot.store.incidents()) == before  # same fingerprint: counted, nothing new opened
-    assert flow.bot.store.alert_count(incident.fingerprint) == seen + 1
+    # same fingerprint: counted on its incident, nothing new opened (other rules' alerts for the
+    # same GPU may still be arriving from Alertmanager, each with its own fingerprint)
+    same = [i for i in flow.bot.store.incidents() if i.fingerprint == incident.fingerprint]
+    assert [i.id for i in same] == [incident.id]
+    assert flow.bot.store.alert_count(incident.fingerprint) >= seen + 1

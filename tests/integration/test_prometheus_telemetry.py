@@ -71,6 +71,8 @@ def test_early_warning_promql_finds_the_throttled_gpu(stack: Stack) -> None:
     assert f.data["modelName"] == "NVIDIA A800-SXM4-80GB" and f.data["instance"] == "node-05:9400"
     # every rule that fires points at the same GPU: no false suspects elsewhere
     assert {(x.host, x.gpu) for x in findings} == {("node-05", 3)}
+    assert findings[0].kind == "gpu_clock_throttle" and findings[0].data["primary"]  # warm, not at slowdown
+    assert sum(x.data["primary"] for x in findings) == 1
     assert stack.case.findings_for("node-01") == []
     assert stack.case.findings_for("node-05")
 

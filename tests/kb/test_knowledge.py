@@ -188,6 +188,10 @@ def test_missing_path_and_wrong_suffix(kb: KnowledgeBase, tmp_path: Path) -> Non
     (tmp_path / "x.csv").write_text("a,b\n", encoding="utf-8")
     with pytest.raises(KBError, match=r"'\.csv'"):
         kb.ingest(tmp_path / "x.csv")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    report = kb.ingest(empty)
+    assert report.files == 0 and "no .jsonl" in report.warnings[0]
 
 
 THREAD = """---

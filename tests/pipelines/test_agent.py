@@ -150,3 +150,40 @@ def test_proposal_hash_and_execution_fix_and_verify() -> None:
     assert res.ok and res.verified, res.message
     assert ("node-05", "gpu_clock_throttle") not in state.faults
     assert HOSTS[4] == "node-05"
+
+
+class ScriptWriterLLM(ScriptedLLM):
+    def __init__(self, script: str) -> None:
+        self.script = script
+
+    def generate_text(self, messages: Sequence[dict[str, str]], max_tokens: int | None = None) -> LLMReply:
+        return LLMReply(None, self.script, 3, 3)
+
+
+@pytest.mark.parametrize(("script", "kept"), [("nvidia-smi -i 3 -rgc\nnvidia-smi -i 3 --query-gpu=clocks.sm --format=csv", True),
+                                              ("nvidia-smi -i 3 -rgc; rm -rf / --no-preserve-root", False)])
+def test_model_script_joins_proposal_only_when_it_passes_deny_rules(script: str, kept: bool) -> None:
+    from pipelines.config import AgentConfig
+
+    agent, toolkit, _ = make_agent({("node-05", "gpu_clock_throttle"): 3}, llm=ScriptWriterLLM(script))
+    agent.config = AgentConfig(model_scripts=True)
+    d = agent.diagnose(DiagnosisRequest(CASE))
+    assert (d.proposals[0].script == script) is kept
+    if kept:
+        assert d.proposals[0].risk == "high"
+        res = execute_proposal(d.proposals[0], approve(d.proposals[0], "U1"), toolkit)
+        assert not res.ok and "review only" in res.message
+    else:
+        assert any("model script refused" in n for n in d.graph["notes"])
+
+
+def test_agent_without_hosts_says_so_or_uses_the_named_node() -> None:
+    from pipelines.agent import Agent
+    from pipelines.config import AgentConfig
+    from tests.pipelines.fakecluster import make_toolkit
+
+    toolkit, _ = make_toolkit({("node-05", "gpu_clock_throttle"): 3})
+    d = Agent(AgentConfig(), toolkit).diagnose(DiagnosisRequest(CASE))
+    assert "no hosts to check" in d.summary and d.tool_calls == []
+    d = Agent(AgentConfig(), toolkit).diagnose(DiagnosisRequest(CASE, target="node-05"))
+    assert (d.cause.fault, d.cause.node, d.cause.gpu) == ("gpu_clock_throttle", "node-05", 3)

@@ -74,3 +74,31 @@ def test_agent_with_real_embedded_model_stays_evidence_verified() -> None:
     assert d.llm == "llamacpp" and d.tokens["prompt"] > 0
     assert (d.cause.fault, d.cause.node, d.cause.gpu) == ("gpu_clock_throttle", "node-05", 3) and d.verified
     assert d.timings["tool_invocations"] <= 3
+
+
+def test_slow_server_times_out_with_a_clear_error() -> None:
+    import threading
+    import time
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    port = srv.getsockname()[1]
+    held: list[socket.socket] = []
+
+    def accept_and_stall() -> None:
+        try:
+            conn, _ = srv.accept()
+            held.append(conn)  # read nothing, answer nothing
+        except OSError:
+            pass
+
+    threading.Thread(target=accept_and_stall, daemon=True).start()
+    llm = make_llm(LLMConfig(backend="openai", host=f"http://127.0.0.1:{port}/v1", timeout_s=1.5))
+    t0 = time.monotonic()
+    reply = llm.generate_json([{"role": "user", "content": "hi"}], SCHEMA)
+    assert time.monotonic() - t0 < 20
+    assert reply.data is None and "Timeout" in reply.error
+    srv.close()
+    for c in held:
+        c.close()
