@@ -85,11 +85,13 @@ def _catalog(model_name: str) -> tuple[float | None, float | None]:
     ``modelName``; (None, None) for a model the catalog does not know."""
     from perf.catalog import get_gpu
 
-    try:
-        spec = get_gpu(model_name)
-    except Exception:  # an unknown model: the detectors then compare raw clocks
-        return None, None
-    return float(spec.max_sm_clock_mhz), float(spec.slowdown_temp_c)
+    for name in (model_name, model_name.removeprefix("NVIDIA ").strip()):  # dcgm says "NVIDIA H100 ..."
+        try:
+            spec = get_gpu(name)
+        except Exception:  # an unknown model: the detectors then compare raw clocks
+            continue
+        return float(spec.max_sm_clock_mhz), float(spec.slowdown_temp_c)
+    return None, None
 
 
 def _catalog_max_clock(model_name: str) -> float | None:

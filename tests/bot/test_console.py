@@ -69,3 +69,16 @@ def test_demo_missing_scenario_is_a_clear_error(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "clusterdoc", "demo", "--scenario", str(tmp_path / "x.yaml")],
                           capture_output=True, text=True, timeout=120, cwd=REPO)
     assert proc.returncode == 2 and "scenario file not found" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_model_that_cannot_load_falls_back_to_evidence_only(tmp_path: Path) -> None:
+    from bot.runtime import _llm
+    from clusterdoc.config import Config
+    from pipelines.config import LLMConfig
+
+    cfg = Config(llm=LLMConfig(backend="llamacpp", model_path=str(tmp_path / "missing.gguf")))
+    said: list[str] = []
+    notes: list[str] = []
+    llm, name = _llm(cfg, None, notes, said.append)
+    assert name == "none" and type(llm).__name__ == "NoLLM"
+    assert said and "model backend llamacpp unavailable" in said[0] and "llm=none" in said[0]

@@ -95,7 +95,8 @@ def test_reject_then_approve_does_not_run(tmp_path: Path) -> None:
     bot = make_bot(tmp_path, remediator=rem)
     msg = diagnose(bot)
     assert "rejected" in bot.dispatch(Reaction("slack", "C1", "U_APPROVER", "x", msg))[0].text
-    assert bot.dispatch(Reaction("slack", "C1", "U_APPROVER", "white_check_mark", msg)) == []
+    late = bot.dispatch(Reaction("slack", "C1", "U_APPROVER", "white_check_mark", msg))
+    assert "already rejected" in late[0].text and late[0].ephemeral_to == "U_APPROVER"
     bot.wait_idle(5)
     assert rem.calls == []
 
@@ -132,7 +133,7 @@ def test_double_approval_race_executes_exactly_once(tmp_path: Path) -> None:
     def approve(i: int) -> None:
         barrier.wait()
         replies = bot.dispatch(Reaction("slack", "C1", "U_APPROVER" if i % 2 else "U_APPROVER2", "✅", msg))
-        results.append(len(replies))
+        results.append(sum("executing proposal" in r.text for r in replies))
 
     threads = [threading.Thread(target=approve, args=(i,)) for i in range(8)]
     for t in threads:
@@ -179,7 +180,7 @@ def test_expired_at_restart(tmp_path: Path) -> None:
     bot2 = make_bot(tmp_path, clock=clock, remediator=rem, outbox=out)
     bot2.start()
     assert any("expired" in r.text for r in out.replies)
-    assert bot2.dispatch(Reaction("slack", "C1", "U_APPROVER", "white_check_mark", msg)) == []
+    assert "already expired" in bot2.dispatch(Reaction("slack", "C1", "U_APPROVER", "white_check_mark", msg))[0].text
     bot2.wait_idle(5)
     assert rem.calls == []
 

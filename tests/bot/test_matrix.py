@@ -101,10 +101,11 @@ def test_matrix_diagnose_approve_verify(synapse: Synapse, tmp_path: Path) -> Non
 
         # a non-approver's ✅ does nothing
         mallory.react(room, proposal["event_id"])
-        time.sleep(2.0)
+        pid = bot.store.proposals()[0].id
+        wait_for(lambda: bot.store.approvals(pid))  # the reaction reached the bot …
         bot.wait_idle(30)
+        assert bot.store.approvals(pid)[0]["outcome"] == "not_approver"  # … and was refused
         assert bot.store.executions() == []
-        assert bot.store.approvals(bot.store.proposals()[0].id)[0]["outcome"] == "not_approver"
 
         # the approver's ✅ executes; the verification is posted in the thread
         boss.react(room, proposal["event_id"])

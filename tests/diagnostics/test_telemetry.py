@@ -365,6 +365,9 @@ def test_thermal_findings_carry_the_models_slowdown_temperature() -> None:
     [finding] = PrometheusTelemetrySource(client).early_warnings()  # type: ignore[arg-type]
     assert finding.kind == "gpu_thermal" and finding.data["slowdown_temp_c"] == 89
     assert finding.data["at_slowdown"] is False  # 86 °C: near, not yet at, the A800's 89 °C
+    h800 = Series({"Hostname": "n2", "gpu": "0", "modelName": "NVIDIA H800-SXM5-80GB"}, ((5.0, 94.0),))
+    [finding] = PrometheusTelemetrySource(RuleClient({"DCGM_FI_DEV_GPU_TEMP >=": [h800]})).early_warnings()  # type: ignore[arg-type]
+    assert finding.data["at_slowdown"] is True and finding.data["slowdown_temp_c"] == 90
 
 
 def test_standing_xid_says_what_it_suggests() -> None:
