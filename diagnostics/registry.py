@@ -180,7 +180,8 @@ class Registry:
         if not spec.verify_with:
             return None
         check = self.get(spec.verify_with)
-        given = dict(params or {})
+        # The action's own defaults (e.g. drain_node's reason) must reach the verify check too.
+        given = validate_params(spec, params)
         declared = {p.name for p in check.params}
         return check.name, validate_params(check, {k: v for k, v in given.items() if k in declared and v is not None})
 
