@@ -322,6 +322,13 @@ def interconnect_kinds() -> list[str]:
     return sorted(_DEFAULT_NIC)
 
 
+def _strip_vendor(name: str) -> str:
+    for prefix in ("NVIDIA ", "AMD Instinct ", "AMD "):
+        if name.upper().startswith(prefix.upper()):
+            return name[len(prefix):]
+    return name
+
+
 def get_gpu(name: str | GPUSpec) -> GPUSpec:
     """Look up a GPU by catalog name or any alias (case-insensitive, e.g. nvidia-smi's name)."""
     if isinstance(name, GPUSpec):
@@ -329,9 +336,11 @@ def get_gpu(name: str | GPUSpec) -> GPUSpec:
     spec = _GPUS.get(name)
     if spec is not None:
         return spec
-    wanted = _norm(str(name))
+    # nvidia-smi / rocm-smi prefix the vendor ("NVIDIA H800-SXM5-80GB"): accept it on any entry.
+    wanted = {_norm(str(name)), _norm(_strip_vendor(str(name)))}
     for candidate in _GPUS.values():
-        if wanted == _norm(candidate.name) or wanted in {_norm(a) for a in candidate.aliases}:
+        names = {_norm(candidate.name)} | {_norm(a) for a in candidate.aliases}
+        if wanted & names:
             return candidate
     raise UnknownHardwareError(f"unknown GPU model {name!r}; known: {', '.join(gpu_names())}")
 

@@ -83,3 +83,13 @@ def test_peak_flops_and_precision_errors() -> None:
     with pytest.raises(UnknownPrecisionError, match="fp8"):
         get_gpu("A100").peak_flops("fp8")
     assert "fp8" in PRECISIONS
+
+
+def test_vendor_prefixed_names_from_smi_tools_resolve() -> None:
+    from perf.catalog import get_gpu
+
+    # nvidia-smi prints "NVIDIA <model>"; every catalog entry must accept that spelling.
+    assert get_gpu("NVIDIA H800-SXM5-80GB").name == "H800-SXM5-80GB"
+    assert get_gpu("NVIDIA L40S").name == "L40S"
+    with pytest.raises(UnknownHardwareError):
+        get_gpu("NVIDIA Z9000")
