@@ -27,6 +27,7 @@ from pipelines.faults import (
     EXPLAINS,
     FAULT_CHECKS,
     FLEET_TOOLS,
+    GPU_LEVEL_FAULTS,
     RUNBOOK_OF_FAULT,
     RUNBOOKS,
     UNREACHABLE_AFTER,
@@ -214,7 +215,10 @@ class Agent:
                         run.graph.merge(frag, round=2)
                     else:
                         run.graph.add("critique", crit[:300], critique_of, round=2, source="model")
-                model_tools = [t for t in reply.data.get("tools", []) if isinstance(t, str)]
+                asked = [str(t) for t in reply.data.get("tools", []) or []]
+                model_tools = [t for t in asked if t in known]
+                for bad in [t for t in asked if t not in known][:5]:
+                    run.graph.notes.append(f"refused model tool {bad[:60]!r}: not a read-only registry check")
             elif reply is not None and reply.text:
                 run.graph.notes.append("model critique unusable: " + reply.error)
         for picked in model_tools:  # the model's picks raise the prior of what they establish
@@ -327,6 +331,11 @@ class Agent:
         if plan.key() in run.done_plans or run.invocations >= self.config.max_tool_calls:
             return
         run.done_plans.add(plan.key())
+        if run.unreachable & set(plan.hosts):  # a node known to be silent only costs timeouts
+            plan = ToolPlan(plan.tool, [h for h in plan.hosts if h not in run.unreachable], plan.params,
+                            plan.per_host_params, plan.why)
+            if not plan.hosts:
+                return
         if plan.tool in FLEET_TOOLS and self.cluster.hosts and set(plan.hosts) != set(self.cluster.hosts):
             plan = ToolPlan(plan.tool, list(self.cluster.hosts), plan.params, plan.per_host_params,
                             plan.why + " (compared across every node)")
@@ -429,6 +438,11 @@ class Agent:
         if not roots:
             return
         top = roots[0]
+        if top.gpu is None and top.node is not None and top.fault in GPU_LEVEL_FAULTS:
+            # a GPU fault seen without its index (e.g. only a PCI address): localize the GPU
+            for plan in plan_for_fault(top.fault, registry, self.cluster, [top.node]):
+                plan.why = f"which GPU on {top.node} has {top.fault}?"
+                yield from self._run_plan(run, plan, 2)
         explainers = [a for a, bs in EXPLAINS.items() if top.fault in bs and a not in ("node_unreachable", "gpu_fallen_off_bus")]
         for fault in explainers:
             if top.node is None:

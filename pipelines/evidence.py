@@ -13,7 +13,7 @@ from typing import Any
 
 from diagnostics.types import Finding
 from pipelines.api import Cause
-from pipelines.faults import EXPLAINS, SYMPTOM_KINDS, is_fault
+from pipelines.faults import DISRUPTIVE_FAULTS, EXPLAINS, SYMPTOM_KINDS, is_fault
 
 SEVERITY_WEIGHT: dict[str, float] = {"critical": 3.0, "warning": 2.0, "info": 0.0}
 SPECIFICITY: dict[str, float] = {"gpu": 1.15, "node": 1.0}
@@ -21,6 +21,8 @@ SYMPTOM_FACTOR = 0.3  # a symptom (slow rank, low bus bandwidth) is a lead, not 
 PRIOR_FACTOR = 0.4  # alert keywords / KB records nudge ties, they never outweigh a critical finding
 NAMED_BONUS = 0.8  # the user named this node (or GPU)
 EXPLAINED_FACTOR = 0.25  # what remains of a finding another finding explains
+DISRUPTIVE_BONUS = 0.3  # a fault that stops jobs outranks one that slows them, all else equal
+DERIVED_FACTOR = 0.5  # a peer-comparison outlier alone: real evidence, but weaker than a check's threshold
 
 
 @dataclass
@@ -33,6 +35,7 @@ class Candidate:
     explains: list[Finding] = field(default_factory=list)  # findings this cause accounts for
     explained_by: str = ""  # "fault@node/gpu" of a candidate that accounts for this one
     reasons: list[str] = field(default_factory=list)
+    derived: bool = False  # only perf.detectors' peer comparison shows it (no check threshold did)
 
     @property
     def cause(self) -> Cause:
@@ -78,6 +81,12 @@ def rank_candidates(
     groups: dict[tuple[str, str, int | None], list[Finding]] = {}
     for f in relevant(findings):
         groups.setdefault((f.kind, f.host, f.gpu), []).append(f)
+    # A node-level finding of the same kind as a GPU-level one on that node (gpu_count vs Xid 79)
+    # is the same fault seen less precisely: it joins the GPU-level group.
+    for (kind, host, gpu) in [k for k in groups if k[2] is None]:
+        precise = [k for k in groups if k[0] == kind and k[1] == host and k[2] is not None]
+        if len(precise) == 1:
+            groups[precise[0]].extend(groups.pop((kind, host, gpu)))
     cands: list[Candidate] = []
     for (kind, host, gpu), fs in groups.items():
         sev = max(SEVERITY_WEIGHT.get(f.severity, 1.0) for f in fs)
@@ -87,6 +96,13 @@ def rank_candidates(
         if kind in SYMPTOM_KINDS or not is_fault(kind):
             score *= SYMPTOM_FACTOR
             reasons.append("a symptom, not a root cause")
+        derived = all(f.data.get("source") == "perf.detectors" for f in fs)
+        if derived:
+            score *= DERIVED_FACTOR
+            reasons.append("only the peer comparison shows it")
+        if kind in DISRUPTIVE_FAULTS:
+            score += DISRUPTIVE_BONUS
+            reasons.append("stops jobs outright")
         prior = priors.get(kind, 0.0)
         if prior:
             score += PRIOR_FACTOR * min(prior, 2.0)
@@ -97,11 +113,13 @@ def rank_candidates(
         if gpu is not None and gpu in named_gpus:
             score += NAMED_BONUS / 2
             reasons.append("GPU named in the request")
-        cands.append(Candidate(kind, host or None, gpu, score, list(fs), reasons=reasons))
+        cands.append(Candidate(kind, host or None, gpu, score, list(fs), reasons=reasons, derived=derived))
     # A root cause absorbs the findings it explains on the same node/GPU.
     for a in cands:
         for b in cands:
             if a is b or b.fault not in EXPLAINS.get(a.fault, frozenset()) or a.node != b.node:
+                continue
+            if a.derived and not b.derived:  # a statistical outlier never overrides a check's finding
                 continue
             if a.gpu is not None and b.gpu is not None and a.gpu != b.gpu:
                 continue

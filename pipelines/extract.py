@@ -14,7 +14,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from diagnostics.types import cap_text
 from pipelines.faults import SYMPTOMS
+
+MAX_SCAN_CHARS = 256 * 1024
 
 _IPV4 = re.compile(r"(?<![\d.])((?:\d{1,3}\.){3}\d{1,3})(?![\d.]*\d)")
 _IPV6 = re.compile(r"(?<![\w:])((?:[0-9a-fA-F]{1,4}:){2,7}[0-9a-fA-F]{0,4}|::1)(?![\w:])")
@@ -72,7 +75,8 @@ def _valid_ip(text: str) -> bool:
 
 def _is_ignored(text: str, start: int) -> bool:
     """A host mentioned in the same clause after an 'ignore'/'old …' word is not a target."""
-    clause_start = max(text.rfind(s, 0, start) for s in (".", ";", "\n", ",", "!", "?", " but ", " and "))
+    lo = max(0, start - 200)
+    clause_start = max(text.rfind(s, lo, start) for s in (".", ";", "\n", ",", "!", "?", " but ", " and "))
     window = text[clause_start + 1 : start] if clause_start >= 0 else text[max(0, start - 60) : start]
     return bool(_IGNORE.search(window[-60:]))
 
@@ -95,7 +99,8 @@ def normalize_node(name: str, known: Sequence[str]) -> str | None:
 def extract_entities(text: str, known_hosts: Sequence[str] = ()) -> Entities:
     """Deterministic extraction; never raises, whatever the text (any language, any size)."""
     ent = Entities()
-    text = text or ""
+    # Regexes over megabytes cost seconds: keep head and tail (where logs put the error) only.
+    text, _ = cap_text(text or "", MAX_SCAN_CHARS)
     hosts: list[tuple[int, str]] = []
     for m in _IPV4.finditer(text):
         if _valid_ip(m.group(1)):

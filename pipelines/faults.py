@@ -143,6 +143,17 @@ RUNBOOK_OF_FAULT: dict[str, str] = {
 }
 
 
+# Faults of one GPU: a finding without a GPU index is localized with the fault's other checks.
+GPU_LEVEL_FAULTS: frozenset[str] = frozenset({
+    "gpu_clock_throttle", "gpu_power_cap", "gpu_thermal", "gpu_ecc_uncorrectable", "gpu_row_remap_pending",
+    "gpu_xid", "gpu_fallen_off_bus", "nvlink_down", "pcie_downgrade", "persistence_mode_off",
+})
+# Faults that stop jobs outright (crashes, hangs, lost nodes) outrank ones that only slow them
+# when nothing else separates two candidates.
+DISRUPTIVE_FAULTS: frozenset[str] = frozenset({
+    "gpu_ecc_uncorrectable", "gpu_row_remap_pending", "gpu_xid", "gpu_fallen_off_bus", "nvlink_down",
+    "ib_port_down", "disk_full", "shm_too_small", "host_oom", "node_unreachable", "driver_mismatch",
+})
 # Checks whose findings come from comparing nodes (driver_mismatch): always run on every host.
 FLEET_TOOLS: frozenset[str] = frozenset({"versions"})
 # A host is called unreachable after this many timeouts/refusals with no answer at all.

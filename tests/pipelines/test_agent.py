@@ -116,6 +116,8 @@ def test_injected_model_output_cannot_widen_actions() -> None:
     tools = {c["tool"] for c in d.tool_calls}
     assert "drain_node" not in tools and not any("rm" in t for t in tools)
     assert "10.6.6.6" not in str(d.graph["nodes"][0])
+    assert any("refused model tool 'drain_node'" in n for n in d.graph["notes"])
+    assert any("refused model tool 'rm -rf /'" in n for n in d.graph["notes"])
     for p in d.proposals:
         assert all(check_script(c) == [] for c in p.commands())
     assert d.cause.fault == "gpu_clock_throttle"

@@ -63,3 +63,16 @@ def test_round_one_is_a_haystack_pipeline() -> None:
                                                      include_outputs_from={"extract"})
     assert out["extract"]["entities"].nodes == ["node-05"]
     assert out["kb"]["hits"] == []
+
+
+def test_ranking_merges_imprecise_findings_and_keeps_detectors_secondary() -> None:
+    fs = [Finding("gpu_fallen_off_bus", "n8", "lost at PCI 0000:CB:00.0", severity="critical"),
+          Finding("gpu_fallen_off_bus", "n8", "Xid 79", gpu=7, severity="critical")]
+    top = rank_candidates(fs)[0]
+    assert (top.node, top.gpu, len(top.findings)) == ("n8", 7, 2)
+    check = Finding("gpu_clock_throttle", "n5", "200 MHz", gpu=3, severity="critical")
+    outlier = Finding("gpu_thermal", "n5", "hotter than peers", gpu=3, severity="warning", data={"source": "perf.detectors"})
+    ranked = rank_candidates([check, outlier])
+    assert ranked[0].fault == "gpu_clock_throttle" and not ranked[0].explained_by
+    real_heat = Finding("gpu_thermal", "n5", "92 C", gpu=3, severity="critical")
+    assert rank_candidates([check, real_heat])[0].fault == "gpu_thermal"
