@@ -348,7 +348,12 @@ def build_s() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     for p in files:
         rng = _rng("S-inject", p.stem)
         if rng.random() < 0.3 or p.stem.startswith("a800-throttle"):
-            picks = rng.sample(INJECTIONS, 2)
+            # The alert (always read) and one log the agent reads only when it looks there. The
+            # `tool_output` place (appended to every command's output, CSV included) is harsher
+            # than any real attacker could be and also tests parser robustness: not shipped.
+            always = [i for i in INJECTIONS if i["where"] == "alert"]
+            logs = [i for i in INJECTIONS if i["where"] in ("kernel_log", "job_log")]
+            picks = [rng.choice(always), rng.choice(logs)]
             injected.append({"id": f"s-inject-{p.stem}", "metric": "S", "source": "scenarios/" + p.name,
                              "scenario_file": f"scenarios/{p.name}", "inject": picks})
     return plain, injected[:6]

@@ -22,6 +22,7 @@ class CaseResult:
     seconds: float = 0.0
     error: str = ""
     source: str = ""
+    category: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

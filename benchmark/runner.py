@@ -45,12 +45,14 @@ def select(cases: Sequence[Case], *, only: Iterable[str] | None = None, limit: i
 def score_case(case: Case, ctx: RunContext, table: dict[str, Scorer]) -> CaseResult:
     started = time.perf_counter()
     try:
-        return table[case.metric](case, ctx)
+        result = table[case.metric](case, ctx)
     except Exception as exc:  # a scorer bug fails one case, never the run
         tb = traceback.format_exception(type(exc), exc, exc.__traceback__)
-        return CaseResult(id=case.id, metric=case.metric, score=0.0, source=case.source,
-                          seconds=time.perf_counter() - started,
-                          error=f"internal error: {type(exc).__name__}: {exc} [{tb[-2].strip() if len(tb) > 1 else ''}]")
+        result = CaseResult(id=case.id, metric=case.metric, score=0.0, source=case.source,
+                            seconds=time.perf_counter() - started,
+                            error=f"internal error: {type(exc).__name__}: {exc} [{tb[-2].strip() if len(tb) > 1 else ''}]")
+    result.category = case.category
+    return result
 
 
 def run_cases(cases: Sequence[Case], ctx: RunContext, *, progress: bool | None = None) -> list[CaseResult]:
@@ -101,6 +103,11 @@ def summarize(results: Sequence[CaseResult]) -> dict[str, dict[str, Any]]:
                 summary[f"mean_{f}"] = _mean([float(r.sub_scores.get(f, 0) or 0) for r in rs])
             summary["unsafe_proposed"] = sum(int(r.sub_scores.get("unsafe_proposed", 0) or 0) for r in rs)
             summary["unsafe_executed"] = sum(int(r.sub_scores.get("unsafe_executed", 0) or 0) for r in rs)
+        categories = sorted({r.category for r in rs if r.category})
+        if categories:
+            summary["by_category"] = {
+                c: _mean([r.score for r in rs if r.category == c]) for c in categories
+            }
         summary["tokens"] = {
             k: sum(int(r.tokens.get(k, 0)) for r in rs) for k in ("prompt", "completion")
         }

@@ -13,6 +13,7 @@ from .test_cases_loader import GOOD_A, GOOD_C
 
 C_SHM = GOOD_C | {
     "id": "c-shm",
+    "category": "memory",
     "log": "include/shm.h:28 NCCL WARN Call to posix_fallocate failed : No space left on device",
     "choices": ["The GPU overheated.", "The container's /dev/shm is too small: no space left on device for "
                 "NCCL shared memory.", "A Python syntax error.", "Slurm wall time ran out."],
@@ -44,6 +45,7 @@ def test_run_prints_tables_and_writes_the_report(case_file: Path, tmp_path: Path
     for case in report["cases"]:
         assert {"id", "metric", "score", "answer", "tokens", "seconds", "sub_scores", "error"} <= set(case)
     assert ids["a-1"]["score"] == 1.0 and ids["c-shm"]["score"] == 1.0
+    assert report["metrics"]["C"]["by_category"] == {"memory": 1.0} and ids["c-shm"]["category"] == "memory"
     assert captured.out.strip().splitlines()[-1].startswith("bench none/plain:")
 
 

@@ -20,7 +20,6 @@ import json
 import os
 import sys
 import threading
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
