@@ -13,12 +13,13 @@ both "this GPU" and "all GPUs" and nothing optional is ever spliced into a comma
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from diagnostics.parsers import infiniband, kernel, nccl, nvidia_smi, scheduler, system, train_log
-from diagnostics.parsers.common import ParseError, to_bool, to_float, to_int
+from diagnostics.parsers.common import ParseError, collect_skipped, skipped_summary, to_bool, to_float, to_int
 from diagnostics.registry import Param, ParseInput, ParseOutput, ToolSpec
 from diagnostics.types import CommandResult, Finding, Severity, Status
 
@@ -81,11 +82,30 @@ def _gpu_param() -> Param:
                  min=0, max=63)
 
 
+_ABSENT_SIGNS = ("command not found", "couldn't communicate with the nvidia driver", "failed to initialize nvml",
+                 "no devices were found")
+
+
+def _only_message(out: CommandResult) -> bool:
+    """Whether the tool failed (non-zero exit) or printed nothing but messages of absence: a
+    stray line that merely says 'command not found' among real output must not hide the output."""
+    if out.exit_code not in (0, None):
+        return True
+    lines = [ln.lower() for ln in (out.stdout + "\n" + out.stderr).splitlines() if ln.strip()]
+    return all(any(sign in ln for sign in _ABSENT_SIGNS) for ln in lines)
+
+
 def _no_tool(out: CommandResult) -> str | None:
     """Reason the tool or device is absent (-> no_data), or None."""
     text = (out.stdout + out.stderr).lower()
-    if out.exit_code == 127 or "command not found" in text:
+    if out.exit_code == 127:
         return f"{out.command.split()[0] if out.command else 'tool'} not installed on this node"
+    if not _only_message(out):
+        return None
+    if "command not found" in text:
+        return f"{out.command.split()[0] if out.command else 'tool'} not installed on this node"
+    if "driver/library version mismatch" in text:
+        return None  # a real fault, not an absent driver: the parser turns it into status error
     if "couldn't communicate with the nvidia driver" in text or "failed to initialize nvml" in text:
         return "no NVIDIA driver/GPU on this node"
     if "no devices were found" in text:
@@ -94,17 +114,22 @@ def _no_tool(out: CommandResult) -> str | None:
 
 
 def _guard(fn: Callable[[ParseInput], ParseOutput]) -> Callable[[ParseInput], ParseOutput]:
-    """Map ParseError to status error and absent tools to no_data; never raise."""
+    """Map ParseError to status error and absent tools to no_data; never raise. Lines the parsers
+    skipped as not in their tool's format are counted in data (``ignored_lines``, ``ignored_note``)."""
 
     def parse(inp: ParseInput) -> ParseOutput:
         for out in inp.outputs:
             why = _no_tool(out)
             if why is not None:
                 return ParseOutput(Status.NO_DATA, error=why)
-        try:
-            return fn(inp)
-        except ParseError as exc:
-            return ParseOutput(Status.ERROR, error=str(exc))
+        with collect_skipped() as skipped:
+            try:
+                result = fn(inp)
+            except ParseError as exc:
+                result = ParseOutput(Status.ERROR, error=str(exc))
+        if skipped:
+            result.data = {**result.data, **skipped_summary(skipped)}
+        return result
 
     parse.__name__ = getattr(fn, "__name__", "parse")
     parse.__doc__ = fn.__doc__
@@ -271,9 +296,15 @@ def parse_gpu_ecc(inp: ParseInput) -> ParseOutput:
 @_guard
 def parse_gpu_row_remap(inp: ParseInput) -> ParseOutput:
     remap_out, index_out = inp.outputs[0], inp.outputs[1]
-    if remap_out.stdout.strip() in ("[Not Supported]", "Not Supported"):
+    not_supported = any(ln.strip() in ("[Not Supported]", "Not Supported") for ln in remap_out.stdout.splitlines())
+    try:
+        remap = _csv_rows(remap_out)
+    except ParseError:
+        if not not_supported:
+            raise
+        remap = None
+    if remap is None or (not_supported and not remap.rows and not remap.lost):
         return ParseOutput(Status.NO_DATA, error="row remapping not supported on this GPU (no HBM)")
-    remap = _csv_rows(remap_out)
     index_rows = _csv_rows(index_out).rows
     if any("pci.bus_id" not in r for r in index_rows):
         raise ParseError("nvidia-smi", "index/bus-id table has no pci.bus_id column (header line missing?)")
@@ -535,6 +566,20 @@ def _expected_busbw(gpu_name: str, n_gpus: int) -> float | None:
         return None
 
 
+_GPU_NAME = re.compile(r"^(?:NVIDIA|Tesla|Quadro|GeForce|RTX|TITAN|Graphics Device)\b[\w .()/-]{0,60}$")
+
+
+def _gpu_model(names: str, n_gpus: int) -> tuple[str, float | None]:
+    """The GPU name nvidia-smi printed and the model's bus bandwidth for it. A warning line may
+    come first: the first of the first few lines the catalogue knows wins; else the first line."""
+    lines = [ln.strip() for ln in names.splitlines() if ln.strip()]
+    for line in lines[:4]:
+        model = _expected_busbw(line, n_gpus)
+        if model is not None:
+            return line, model
+    return next((ln for ln in lines if _GPU_NAME.match(ln)), ""), None
+
+
 @_guard
 def parse_nccl_allreduce(inp: ParseInput) -> ParseOutput:
     names, out = inp.outputs[0], inp.outputs[1]
@@ -542,9 +587,9 @@ def parse_nccl_allreduce(inp: ParseInput) -> ParseOutput:
         raise ParseError("all_reduce_perf", (out.stderr or out.stdout).strip()[:200] or f"exit code {out.exit_code}")
     result = nccl.parse_all_reduce_perf(out.stdout)
     n = result.n_gpus or int(inp.params.get("gpus") or 1)
-    gpu_name = names.stdout.strip().splitlines()[0] if names.stdout.strip() else ""
     expected = inp.params.get("min_busbw_gbs")
-    model = _expected_busbw(gpu_name, n) if expected is None and gpu_name else None
+    gpu_name, model = _gpu_model(names.stdout, n)
+    model = model if expected is None else None
     threshold = float(expected) if expected is not None else (model * BUSBW_MIN_RATIO if model else None)
     peak = result.peak_busbw_gbs
     data = {"peak_busbw_gbs": peak, "avg_busbw_gbs": result.avg_busbw_gbs, "n_gpus": n, "gpu": gpu_name,
@@ -698,10 +743,19 @@ def parse_versions(inp: ParseInput) -> ParseOutput:
     return _result(findings, data)
 
 
+_UPTIME = re.compile(r"\bup\b.*\bload averages?: [\d.,]+")
+
+
 @_guard
 def parse_reachability(inp: ParseInput) -> ParseOutput:
-    text = inp.outputs[0].stdout.strip()
-    return ParseOutput(Status.OK, data={"uptime": text})
+    # the node answered: that is the result; only uptime's own line is kept as data (a motd or any
+    # other line a node prints must not reach the agent as if it were uptime's)
+    lines = [ln.strip() for ln in inp.outputs[0].stdout.splitlines() if ln.strip()]
+    uptime = next((ln for ln in lines if _UPTIME.search(ln)), "")
+    data: dict[str, Any] = {"uptime": uptime}
+    if len(lines) > (1 if uptime else 0):
+        data.update(skipped_summary([("uptime", no) for no, ln in enumerate(lines, 1) if ln != uptime]))
+    return ParseOutput(Status.OK, data=data)
 
 
 @_guard
@@ -744,7 +798,9 @@ def parse_node_state(inp: ParseInput) -> ParseOutput:
         return ParseOutput(Status.NO_DATA, error="no scheduler configured")
     if out.exit_code not in (0, None):
         raise ParseError("scheduler", (out.stderr or out.stdout).strip()[:200] or f"exit code {out.exit_code}")
-    nodes = scheduler.parse_kubectl_nodes(text) if "Ready" in text or "NotReady" in text else scheduler.parse_sinfo_nodes(text)
+    tool = out.command.split()[0] if out.command.split() else ""
+    kubectl = tool == "kubectl" or (tool != "sinfo" and scheduler.looks_like_kubectl(text))
+    nodes = scheduler.parse_kubectl_nodes(text) if kubectl else scheduler.parse_sinfo_nodes(text)
     n = nodes[0]
     data = {"node": n.name, "state": n.state, "raw_state": n.raw_state, "reason": n.reason}
     # a drain reason (passed on from drain_node) means the node must now be drained

@@ -1,8 +1,12 @@
-"""Shared helpers: the parse error type and tolerant number conversion."""
+"""Shared helpers: the parse error type, tolerant number conversion and the record of lines a
+parser skipped because they are not in its tool's format."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 from diagnostics.types import ClusterdocError
 
@@ -69,3 +73,44 @@ def to_bool(text: str | None, *, tool: str = "output", field: str = "value") -> 
     if s in ("disabled", "not active", "no", "0", "false", "off"):
         return False
     raise ParseError(tool, f"{field}: expected a yes/no value, got {text.strip()[:40]!r}")
+
+
+# --------------------------------------------------------------------------- skipped lines
+# Real tools print stray lines (driver warnings, ibwarn, NCCL INFO, a shell's motd) and a hostile
+# node may print anything. Parsers skip lines that are not in their tool's format and note them
+# here (tool, line number, never the text: a stray line's content must not become data); the
+# check wrapper reports the count. Outside ``collect_skipped`` nothing is recorded.
+_SKIPPED: ContextVar[list[tuple[str, int]] | None] = ContextVar("clusterdoc_skipped_lines", default=None)
+
+
+def skip_line(tool: str, line: int) -> None:
+    """Note that ``line`` (1-based) of ``tool``'s output was skipped as not in its format."""
+    record = _SKIPPED.get()
+    if record is not None:
+        record.append((tool, line))
+
+
+@contextmanager
+def collect_skipped() -> Iterator[list[tuple[str, int]]]:
+    """Collect the (tool, line) pairs the parsers called inside the block skipped."""
+    record: list[tuple[str, int]] = []
+    token = _SKIPPED.set(record)
+    try:
+        yield record
+    finally:
+        _SKIPPED.reset(token)
+
+
+def skipped_summary(record: list[tuple[str, int]]) -> dict[str, object]:
+    """{'ignored_lines': N, 'ignored_note': short text} for a result's data ({} when none)."""
+    if not record:
+        return {}
+    by_tool: dict[str, list[int]] = {}
+    for tool, line in record:
+        by_tool.setdefault(tool, []).append(line)
+    parts = []
+    for tool, lines in by_tool.items():
+        shown = ", ".join(map(str, lines[:8])) + (", ..." if len(lines) > 8 else "")
+        parts.append(f"{tool} line(s) {shown}")
+    return {"ignored_lines": len(record),
+            "ignored_note": f"skipped {len(record)} line(s) not in the tool's format ({'; '.join(parts)})"}

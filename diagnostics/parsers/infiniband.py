@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from diagnostics.parsers.common import ParseError
+from diagnostics.parsers.common import ParseError, skip_line
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,15 @@ _CA = re.compile(r"^CA '(?P<name>[^']+)'\s*$")
 _PORT = re.compile(r"^Port (?P<port>\d+):\s*$")
 
 
+_IBSTAT_CA_KEYS = frozenset({"CA type", "Number of ports", "Firmware version", "Hardware version", "Node GUID",
+                             "System image GUID"})
+_IBSTAT_PORT_KEYS = frozenset({"State", "Physical state", "Rate", "Base lid", "LMC", "SM lid", "Capability mask",
+                               "Port GUID", "Link layer"})
+
+
 def parse_ibstat(text: str) -> list[IbPort]:
+    """`ibstat` -> one IbPort per port. Lines that are not ibstat's (keys it never prints, text
+    before the first CA) are skipped and noted; a port without a State line is truncated output."""
     ports: list[IbPort] = []
     hca: str | None = None
     port: int | None = None
@@ -46,7 +54,7 @@ def parse_ibstat(text: str) -> list[IbPort]:
     lines = text.splitlines()
     for no, raw in enumerate(lines, 1):
         line = raw.strip()
-        if not line or line.startswith(("ibwarn", "ibpanic")):
+        if not line:
             continue
         m = _CA.match(line)
         if m:
@@ -54,25 +62,26 @@ def parse_ibstat(text: str) -> list[IbPort]:
             hca, port, fields = m.group("name"), None, {}
             continue
         p = _PORT.match(line)
-        if p:
+        if p and hca is not None:
             flush(no)
             port, fields = int(p.group("port")), {}
             continue
         key, sep, value = line.partition(":")
-        if not sep:
-            raise ParseError("ibstat", f"unexpected line {line[:60]!r}", no)
-        if hca is None:
-            raise ParseError("ibstat", f"'{key.strip()}' before any CA line", no)
+        known = _IBSTAT_PORT_KEYS if port is not None else _IBSTAT_CA_KEYS
+        if not sep or hca is None or key.strip() not in known:
+            skip_line("ibstat", no)  # ibwarn/ibpanic, driver chatter, anything else a node prints
+            continue
         if port is not None:
             fields[key.strip()] = value.strip()
     flush(len(lines))
     if not ports and text.strip():
-        raise ParseError("ibstat", "no ports found")
+        raise ParseError("ibstat", "no ports found (no \"CA '…'\" / 'Port N:' lines)")
     return ports
 
 
 _HCA_ID = re.compile(r"^hca_id:\s*(?P<name>\S+)")
 _DEV_PORT = re.compile(r"^port:\s*(?P<port>\d+)")
+_DEVINFO_KEY = re.compile(r"^[a-z][a-z0-9_]*$")  # ibv_devinfo's keys: transport, fw_ver, state, link_layer …
 
 
 def parse_ibv_devinfo(text: str) -> list[IbPort]:
@@ -89,30 +98,37 @@ def parse_ibv_devinfo(text: str) -> list[IbPort]:
             ports.append(IbPort(hca, port, state, None, None, fields.get("link_layer")))
 
     lines = text.splitlines()
+    no_devices = False
+    skipped: list[int] = []
     for no, raw in enumerate(lines, 1):
         line = raw.strip()
         if not line:
             continue
         if line == "No IB devices found":
-            return []
+            no_devices = True  # only believed when no device follows (a stray copy must not hide ports)
+            skipped.append(no)
+            continue
         m = _HCA_ID.match(line)
         if m:
             flush(no)
             hca, port, fields = m.group("name"), None, {}
             continue
         p = _DEV_PORT.match(line)
-        if p:
+        if p and hca is not None:
             flush(no)
             port, fields = int(p.group("port")), {}
             continue
         key, sep, value = line.partition(":")
-        if not sep:
-            raise ParseError("ibv_devinfo", f"unexpected line {line[:60]!r}", no)
-        if hca is None:
-            raise ParseError("ibv_devinfo", f"'{key.strip()}' before any hca_id line", no)
+        if not sep or hca is None or not _DEVINFO_KEY.match(key.strip()):
+            skipped.append(no)
+            continue
         if port is not None:
             fields[key.strip()] = value.strip()
     flush(len(lines))
+    if not ports and no_devices:
+        return []
     if not ports and text.strip():
-        raise ParseError("ibv_devinfo", "no ports found")
+        raise ParseError("ibv_devinfo", "no ports found (no 'hca_id:' / 'port:' lines)")
+    for no in skipped:
+        skip_line("ibv_devinfo", no)
     return ports

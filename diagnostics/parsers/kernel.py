@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from diagnostics.parsers.common import ParseError
+from diagnostics.parsers.common import ParseError, skip_line
 
 _XID = re.compile(
     r"NVRM: Xid \((?:PCI:)?(?P<bus>[0-9A-Fa-f:.]+)\): (?P<xid>\d+),\s*(?P<rest>.*)$"
@@ -94,12 +94,20 @@ class PciDevice:
 
 
 def parse_lspci(text: str) -> list[PciDevice]:
+    """`lspci [-d …]` device lines; other lines (pcilib warnings …) are skipped and noted, but
+    output with no device line at all is a ParseError."""
     out = []
+    skipped: list[int] = []
     for no, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         m = _LSPCI.match(line.strip())
         if m is None:
-            raise ParseError("lspci", f"unexpected line {line.strip()[:60]!r}", no)
+            skipped.append(no)
+            continue
         out.append(PciDevice(m.group("addr"), m.group("cls"), m.group("desc"), m.group("rev")))
+    if not out and skipped:
+        raise ParseError("lspci", "no 'BUS:DEV.F class: device' line found", skipped[0])
+    for no in skipped:
+        skip_line("lspci", no)
     return out

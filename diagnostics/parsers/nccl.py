@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from diagnostics.parsers.common import ParseError
+from diagnostics.parsers.common import ParseError, skip_line
 
 _ENV_LINE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
@@ -19,11 +19,18 @@ def parse_environ(text: str) -> dict[str, str]:
     """NUL- or newline-separated KEY=VALUE entries (cat /proc/PID/environ, `env`)."""
     env: dict[str, str] = {}
     entries = [e for e in re.split(r"[\0\n]", text) if e.strip()]
+    skipped = []
     for no, entry in enumerate(entries, 1):
         if not _ENV_LINE.match(entry):
-            raise ParseError("environ", f"not a KEY=VALUE entry: {entry[:60]!r}", no)
+            skipped.append(no)  # a continuation of a multi-line value, or a stray line
+            continue
         key, _, value = entry.partition("=")
-        env[key] = value
+        env.setdefault(key, value)  # the kernel lists each variable once: a later copy is not believed
+    if not env:
+        raise ParseError("environ", f"no KEY=VALUE entry: {entries[0][:60]!r}" if entries else "empty environment",
+                         1 if entries else None)
+    for no in skipped:
+        skip_line("environ", no)
     return env
 
 
@@ -116,7 +123,14 @@ def _num(value: str, no: int) -> float:
         raise ParseError("all_reduce_perf", f"non-numeric column {value!r}", no) from None
 
 
+# How nccl-tests reports a failed run ('host: Test NCCL failure common.cu:958 'unhandled cuda error'',
+# 'Test CUDA failure …'); a line that merely mentions an error is not one.
+_FAILURE = re.compile(r"\bTest (?:NCCL |CUDA )?failure\b")
+
+
 def parse_all_reduce_perf(text: str) -> AllReduceResult:
+    """The result table of all_reduce_perf. '#' lines carry nGpus and the average; lines that are
+    neither rows nor nccl-tests failures are skipped and noted; a short row is truncated output."""
     rows: list[AllReduceRow] = []
     avg = None
     ngpus = None
@@ -133,11 +147,14 @@ def parse_all_reduce_perf(text: str) -> AllReduceResult:
             if g:
                 ngpus = int(g.group(1))
             continue
-        if "failure" in s.lower() or "error" in s.lower():
+        if _FAILURE.search(s):
             errors.append(s)
             continue
         parts = s.split()
-        if len(parts) != 13 or not parts[0].isdigit():
+        if not parts[0].isdigit():
+            skip_line("all_reduce_perf", no)  # NCCL INFO/WARN chatter, warnings, anything else
+            continue
+        if len(parts) != 13:
             raise ParseError("all_reduce_perf", f"expected 13 columns, got {len(parts)} (truncated?): {s[:60]!r}", no)
         rows.append(AllReduceRow(
             int(parts[0]), int(parts[1]), parts[2], parts[3], _num(parts[5], no), _num(parts[6], no),

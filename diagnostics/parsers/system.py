@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from diagnostics.parsers.common import ParseError
+from diagnostics.parsers.common import ParseError, skip_line
 
 
 @dataclass(frozen=True)
@@ -21,16 +21,21 @@ class DfRow:
 
 def parse_df(text: str) -> tuple[str, list[DfRow]]:
     """`df -P [-m|-i] …` -> (unit from the header, rows). Mount points may contain spaces."""
-    lines = [ln for ln in text.splitlines() if ln.strip()]
+    lines = [(no, ln) for no, ln in enumerate(text.splitlines(), 1) if ln.strip()]
     if not lines:
         raise ParseError("df", "empty output")
-    head = lines[0].split()
-    if not head or head[0] != "Filesystem":
-        raise ParseError("df", f"expected a 'Filesystem …' header, got {lines[0][:60]!r}", 1)
-    unit = head[1]
+    start = next((i for i, (_no, ln) in enumerate(lines) if ln.split()[0] == "Filesystem" and len(ln.split()) > 1), None)
+    if start is None:
+        raise ParseError("df", f"expected a 'Filesystem …' header, got {lines[0][1][:60]!r}", lines[0][0])
+    for no, _ln in lines[:start]:
+        skip_line("df", no)
+    unit = lines[start][1].split()[1]
     rows = []
-    for no, line in enumerate(lines[1:], 2):
+    for no, line in lines[start + 1:]:
         parts = line.split()
+        if len(parts) < 2 or not re.fullmatch(r"\d+|-", parts[1]):
+            skip_line("df", no)  # not a filesystem row (a warning, anything else): its 2nd column is a size
+            continue
         if len(parts) < 6:
             raise ParseError("df", f"expected 6 columns, got {len(parts)} (truncated?): {line[:60]!r}", no)
         fs, total, used, avail, pct = parts[:5]
@@ -61,12 +66,14 @@ def parse_free(text: str) -> FreeMem:
         parts = line.split()
         if not parts:
             continue
-        if parts[0] == "total":
+        if parts[0] == "total" and header is None:
             header = parts
-        elif parts[0] == "Mem:":
+        elif parts[0] == "Mem:" and mem is None:
             mem = (parts[1:], no)
-        elif parts[0] == "Swap:":
+        elif parts[0] == "Swap:" and swap is None:
             swap = parts[1:]
+        elif parts[0] not in ("Low:", "High:", "Total:", "-/+"):
+            skip_line("free", no)
     if mem is None:
         raise ParseError("free", "no 'Mem:' line")
     values, no = mem
@@ -88,21 +95,35 @@ def parse_free(text: str) -> FreeMem:
     return FreeMem(nums[0], nums[1], nums[2], available, s_total, s_used)
 
 
+_LOADAVG = re.compile(r"^(\d+\.\d+) (\d+\.\d+) (\d+\.\d+)(?: \d+/\d+ \d+)?$")
+
+
 def parse_loadavg(text: str) -> tuple[float, float, float]:
-    parts = text.split()
-    if len(parts) < 3:
+    """The first '/proc/loadavg' line ('0.52 0.58 0.59 2/1403 91337'); other lines skipped."""
+    found = None
+    for no, line in enumerate(text.splitlines(), 1):
+        m = _LOADAVG.match(line.strip())
+        if m and found is None:
+            found = (float(m.group(1)), float(m.group(2)), float(m.group(3)))
+        elif line.strip():
+            skip_line("/proc/loadavg", no)
+    if found is None:
         raise ParseError("/proc/loadavg", f"expected 3 load averages, got {text.strip()[:40]!r}")
-    try:
-        return float(parts[0]), float(parts[1]), float(parts[2])
-    except ValueError:
-        raise ParseError("/proc/loadavg", f"non-numeric load average in {text.strip()[:40]!r}") from None
+    return found
 
 
 def parse_nproc(text: str) -> int:
-    s = text.strip()
-    if not s.isdigit() or int(s) == 0:
-        raise ParseError("nproc", f"expected a positive CPU count, got {s[:20]!r}")
-    return int(s)
+    """The first line that is a positive integer; other lines skipped."""
+    found = None
+    for no, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if s.isdigit() and int(s) > 0 and found is None:
+            found = int(s)
+        elif s:
+            skip_line("nproc", no)
+    if found is None:
+        raise ParseError("nproc", f"expected a positive CPU count, got {text.strip()[:20]!r}")
+    return found
 
 
 _GOVERNORS = frozenset({"performance", "powersave", "ondemand", "conservative", "schedutil", "userspace"})
@@ -118,7 +139,8 @@ def parse_governors(text: str) -> dict[str, int]:
         if ":" in g:  # `grep . /sys/…/scaling_governor` prefixes the path
             g = g.rsplit(":", 1)[1].strip()
         if g not in _GOVERNORS:
-            raise ParseError("scaling_governor", f"unknown governor {g[:30]!r}", no)
+            skip_line("scaling_governor", no)
+            continue
         counts[g] = counts.get(g, 0) + 1
     if not counts:
         raise ParseError("scaling_governor", "no governor lines (cpufreq not available?)")
@@ -136,17 +158,27 @@ class ChronyTracking:
 _SYSTEM_TIME = re.compile(r"^System time\s*:\s*(?P<v>[\d.]+) seconds (?P<dir>fast|slow) of NTP time")
 
 
+_CHRONY_KEYS = frozenset({"Reference ID", "Stratum", "Ref time (UTC)", "System time", "Last offset", "RMS offset",
+                          "Frequency", "Residual freq", "Skew", "Root delay", "Root dispersion", "Update interval",
+                          "Leap status"})
+
+
 def parse_chronyc_tracking(text: str) -> ChronyTracking:
+    """`chronyc tracking`; lines with keys chronyc never prints are skipped and noted."""
     fields: dict[str, str] = {}
     offset = None
-    for line in text.splitlines():
+    for no, line in enumerate(text.splitlines(), 1):
         key, sep, value = line.partition(":")
-        if sep:
-            fields[key.strip()] = value.strip()
+        if not line.strip():
+            continue
+        if not sep or key.strip() not in _CHRONY_KEYS or key.strip() in fields:
+            skip_line("chronyc tracking", no)
+            continue
+        fields[key.strip()] = value.strip()
         m = _SYSTEM_TIME.match(line.strip())
         if m:
             offset = float(m.group("v")) * (1 if m.group("dir") == "fast" else -1)
-    if "506 Cannot talk to daemon" in text:
+    if offset is None and "506 Cannot talk to daemon" in text:
         raise ParseError("chronyc tracking", "chronyd is not running (506 Cannot talk to daemon)")
     if offset is None:
         raise ParseError("chronyc tracking", "no 'System time' line")
@@ -172,15 +204,32 @@ _PING_COUNTS = re.compile(r"(?P<tx>\d+) packets transmitted, (?P<rx>\d+) (?:pack
 _PING_RTT = re.compile(r"(?:rtt|round-trip) min/avg/max/(?:mdev|stddev) = (?P<min>[\d.]+)/(?P<avg>[\d.]+)/(?P<max>[\d.]+)")
 
 
+# Per-packet and framing lines ping prints besides the summary.
+_PING_OTHER = re.compile(r"^(\d+ bytes from |From |Request timeout|--- .* ping statistics ---$|PING |"
+                         r"no answer yet|ping: |Warning: )")
+
+
 def parse_ping(text: str) -> PingStats:
+    """`ping -q` (or full) output. The summary must start its line: a stray line that merely
+    contains 'packets transmitted' is not believed; lines of no ping shape are noted."""
     target = ""
     counts = rtt = None
-    for line in text.splitlines():
-        h = _PING_HEAD.match(line)
+    for no, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        h = _PING_HEAD.match(s)
         if h:
-            target = h.group("target")
-        counts = _PING_COUNTS.search(line) or counts
-        rtt = _PING_RTT.search(line) or rtt
+            target = target or h.group("target")
+            continue
+        c = _PING_COUNTS.match(s)
+        if c:
+            counts = counts or c
+            continue
+        r = _PING_RTT.match(s)
+        if r:
+            rtt = rtt or r
+            continue
+        if s and not _PING_OTHER.match(s):
+            skip_line("ping", no)
     if counts is None:
         raise ParseError("ping", "no 'packets transmitted' summary line (truncated?)")
     return PingStats(
@@ -205,27 +254,35 @@ class Process:
 
 def parse_ps(text: str) -> list[Process]:
     """`ps -eo pid,user,pcpu,pmem,comm` (header 'PID USER %CPU %MEM COMMAND')."""
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if not lines or "PID" not in lines[0]:
+    lines = [(no, ln) for no, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+    start = next((i for i, (_no, ln) in enumerate(lines) if ln.split()[0] == "PID"), None)
+    if start is None:
         raise ParseError("ps", "expected a header line with PID")
     out = []
-    for no, line in enumerate(lines[1:], 2):
+    for no, _line in lines[:start]:
+        skip_line("ps", no)
+    for no, line in lines[start + 1:]:
         parts = line.split(None, 4)
-        if len(parts) < 5:
-            raise ParseError("ps", f"expected 5 columns: {line[:60]!r}", no)
         try:
             out.append(Process(int(parts[0]), parts[1], float(parts[2]), float(parts[3]), parts[4].strip()))
-        except ValueError:
-            raise ParseError("ps", f"non-numeric column in {line[:60]!r}", no) from None
+        except (ValueError, IndexError):
+            skip_line("ps", no)  # not a process row
     return out
 
 
+_UNIT_STATES = frozenset({"active", "inactive", "failed", "activating", "deactivating", "reloading", "unknown",
+                          "maintenance", "refreshing"})
+
+
 def parse_is_active(text: str) -> list[str]:
-    states = [ln.strip() for ln in text.splitlines() if ln.strip()]
-    known = {"active", "inactive", "failed", "activating", "deactivating", "reloading", "unknown"}
-    for no, s in enumerate(states, 1):
-        if s not in known:
-            raise ParseError("systemctl is-active", f"unknown state {s[:30]!r}", no)
+    """States, one a line; other lines are skipped and noted (none left: ParseError)."""
+    states = []
+    for no, line in enumerate(text.splitlines(), 1):
+        s = line.strip()
+        if s in _UNIT_STATES:
+            states.append(s)
+        elif s:
+            skip_line("systemctl is-active", no)
     if not states:
-        raise ParseError("systemctl is-active", "empty output")
+        raise ParseError("systemctl is-active", "no unit state line" if text.strip() else "empty output")
     return states

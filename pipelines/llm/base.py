@@ -95,6 +95,47 @@ def extract_json_object(text: str) -> dict[str, Any] | None:
     return None
 
 
+def _closers(prefix: str) -> str | None:
+    """What closes every string/array/object left open at the end of ``prefix`` (None: not JSON-like)."""
+    stack: list[str] = []
+    in_str = esc = False
+    for c in prefix:
+        if in_str:
+            if esc:
+                esc = False
+            elif c == "\\":
+                esc = True
+            elif c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+        elif c in "{[":
+            stack.append("}" if c == "{" else "]")
+        elif c in "}]" and (not stack or stack.pop() != c):
+            return None
+    return ('"' if in_str else "") + "".join(reversed(stack))
+
+
+def repair_truncated_json(text: str) -> dict[str, Any] | None:
+    """A JSON object cut off by the token limit, closed at the last point where it still parses."""
+    start = text.find("{")
+    if start == -1:
+        return None
+    body = text[start:].rstrip()
+    for end in range(len(body), max(start, len(body) - 400), -1):
+        prefix = body[:end].rstrip().rstrip(",").rstrip(":")
+        closers = _closers(prefix)
+        if closers is None or closers.startswith('"'):  # never keep a half-written string
+            continue
+        try:
+            obj = json.loads(prefix + closers)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict):
+            return obj
+    return None
+
+
 def check_schema(data: Any, schema: dict[str, Any], path: str = "$") -> str:
     """A small JSON-schema subset check (type, required, properties, enum, items, bounds).
 
@@ -155,6 +196,10 @@ def check_schema(data: Any, schema: dict[str, Any], path: str = "$") -> str:
 def json_reply(text: str, schema: dict[str, Any], prompt_tokens: int, completion_tokens: int, seconds: float) -> LLMReply:
     """Parse and schema-check a model's text into an LLMReply (error set when it fails)."""
     data = extract_json_object(text)
+    if data is None and text.strip():
+        data = repair_truncated_json(text)  # cut off by max_tokens: keep what is complete
+        if data is not None and check_schema(data, schema):
+            data = None
     if data is None:
         why = "empty answer" if not text.strip() else "answer is not a JSON object"
         return LLMReply(None, text, prompt_tokens, completion_tokens, f"model gave invalid JSON: {why}", seconds)

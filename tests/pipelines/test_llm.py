@@ -102,3 +102,13 @@ def test_slow_server_times_out_with_a_clear_error() -> None:
     srv.close()
     for c in held:
         c.close()
+
+
+def test_truncated_json_is_repaired_without_half_values() -> None:
+    from pipelines.llm.base import repair_truncated_json
+
+    text = '{ "fault": "gpu_clock_throttle", "hosts": [ "node-05", "10.10.10.10", "10.1'
+    assert repair_truncated_json(text) == {"fault": "gpu_clock_throttle", "hosts": ["node-05", "10.10.10.10"]}
+    assert json_reply(text, SCHEMA, 1, 1, 0.0).data == {"fault": "gpu_clock_throttle", "hosts": ["node-05", "10.10.10.10"]}
+    assert json_reply('{"hosts": ["a", "b', SCHEMA, 1, 1, 0.0).error  # the required "fault" never came
+    assert repair_truncated_json("no json") is None
