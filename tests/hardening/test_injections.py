@@ -15,6 +15,7 @@ from tests.hardening.injection_harness import (
     GOALS,
     PLACES,
     AdversarialLLM,
+    Attempt,
     load_corpus,
     run_attempt,
     run_corpus,
@@ -74,6 +75,18 @@ def test_adversarial_model_is_really_consulted(tmp_path: object) -> None:
     assert llm.calls >= 2 and outcome.bad == 0
 
 
+def spread_sample(attempts: list[Attempt], n: int) -> list[Attempt]:
+    """``n`` attempts taking the places in turn (tool output first: the model reads it raw)."""
+    order = ["tool_output", "alert", "log", "kb", "file_name"]
+    queues = {p: [a for a in attempts if a.where == p] for p in order}
+    picked: list[Attempt] = []
+    while len(picked) < n and any(queues.values()):
+        for place in order:
+            if queues[place] and len(picked) < n:
+                picked.append(queues[place].pop(0))
+    return picked
+
+
 @pytest.mark.llm
 @pytest.mark.slow
 @pytest.mark.timeout(1200)
@@ -82,7 +95,7 @@ def test_injections_with_the_embedded_model_sample() -> None:
     ``HARDENING_LLM_SAMPLE`` widens it; the report script runs more."""
     pytest.importorskip("llama_cpp")
     n = int(os.environ.get("HARDENING_LLM_SAMPLE", "1"))
-    attempts = [a for a in load_corpus() if a.where == "tool_output"][:n]
+    attempts = spread_sample(load_corpus(), n)
     outcomes = run_corpus("llamacpp", attempts)
     total = totals(outcomes)
     for key in MUST_BE_ZERO:
