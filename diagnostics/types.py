@@ -15,7 +15,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 RAW_OUTPUT_CAP = 64 * 1024
 
 
-class Status(str, Enum):
+class Status(str, Enum):  # noqa: UP042  (kept: StrEnum would change str() output callers rely on)
     """Outcome of one tool on one host."""
 
     OK = "ok"  # ran, parsed, nothing wrong
