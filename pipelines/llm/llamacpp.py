@@ -12,6 +12,8 @@ This is the only module that imports ``llama_cpp``.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import threading
 import time
@@ -24,6 +26,15 @@ from pipelines.llm.base import LLMError, LLMReply, Message, fold_system, json_re
 
 _CACHE: dict[tuple[str, int, int, int], Any] = {}  # one loaded model per process and settings
 _CACHE_LOCK = threading.Lock()
+
+
+@atexit.register
+def _close_models() -> None:
+    """Free models while llama.cpp's bindings still exist (its __del__ fails at interpreter exit)."""
+    for model in _CACHE.values():
+        with contextlib.suppress(Exception):
+            model.close()
+    _CACHE.clear()
 
 
 def packaged_model_path() -> Path:
