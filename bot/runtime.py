@@ -77,6 +77,8 @@ def build_runtime(
             sim = SimCluster(str(scenario))
             known = list(sim.hosts)
             scheduler = str(getattr(sim.scenario.cluster, "scheduler", "slurm"))
+            gpus_per_node: int | None = sim.scenario.cluster.gpus_per_node
+            gpu_model: str | None = sim.scenario.cluster.gpu
             executor: Any = None
             if cfg.cluster.simulate_over_ssh if over_ssh is None else over_ssh:
                 try:
@@ -97,6 +99,7 @@ def build_runtime(
             executor = SSHExecutor(inventory, cfg.ssh)
             known = list(inventory.names)
             scheduler = inventory.scheduler or cfg.cluster.scheduler
+            gpus_per_node, gpu_model = inventory.gpus_per_node, inventory.gpu
         else:
             raise ValueError("config: set cluster.inventory (real nodes) or cluster.scenario (simulated cluster)")
         stack.callback(executor.close)
@@ -106,9 +109,12 @@ def build_runtime(
         llm, llm_name = _llm(cfg, llm_backend, notes, say)
         from pipelines.agent import Agent
         from pipelines.config import AgentConfig
+        from pipelines.planner import ClusterInfo
 
         agent_cfg = cfg.agent if isinstance(cfg.agent, AgentConfig) else AgentConfig()
-        agent = Agent(agent_cfg, toolkit, kb, llm, hosts=known)
+        # GPU count and model let the agent check for missing GPUs and cap power limits at the default.
+        cluster = ClusterInfo(hosts=known, gpus_per_node=gpus_per_node, gpu_model=gpu_model, scheduler=scheduler)
+        agent = Agent(agent_cfg, toolkit, kb, llm, hosts=known, cluster=cluster)
         agent.warm_up()
     except BaseException:
         stack.close()
