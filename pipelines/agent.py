@@ -505,7 +505,10 @@ class Agent:
                 elif expl:
                     run.graph.add("refinement", f"model: {expl}", [run.graph.nodes[-1].id], round=round_no, source="model")
         verdict = verify_claim(best.cause, run.findings)
-        ver_of = [n.id for n in run.graph.nodes if n.kind == "verification"][-1:] or [run.graph.nodes[-1].id]
+        # The claim rests on the check results that found something, not on whichever ran last.
+        checks = [n for n in run.graph.nodes if n.kind == "verification" and not n.text.startswith("claim ")]
+        ver_of = ([n.id for n in checks if n.status == "supported"] or [n.id for n in checks][-1:]
+                  or [run.graph.nodes[-1].id])
         run.graph.add("verification", f"claim '{best.label()}': {verdict.reason}", ver_of, round=round_no,
                       status="supported" if verdict.verified else "refuted",
                       attachments=[Attachment("evidence", "\n".join(f.message for f in verdict.support[:4]))] if verdict.support else [])

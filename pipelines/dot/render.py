@@ -38,13 +38,22 @@ def outline(graph: DotGraph, *, width: int = 100, attachments: bool = True) -> s
     return "\n".join(lines)
 
 
+_STATUS_COLORS = {"supported": "#90be6d", "refuted": "#e5989b", "accepted": "#8ecae6", "rejected": "#d9d9d9"}
+
+
+def _node_color(kind: str, status: str) -> str:
+    # A refuted verification must not look like a supported one: status wins over kind.
+    return _STATUS_COLORS.get(status, _COLORS.get(kind, "#dddddd"))
+
+
 def render_png(graph: DotGraph, path: str | Path, *, title: str = "") -> Path:
-    """Draw the DAG left to right by dependency depth; returns the written path."""
+    """Draw the DAG left to right by dependency depth as labelled boxes; returns the written path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import networkx as nx
+    from matplotlib.patches import FancyArrowPatch
 
     g = graph.to_networkx()
     out = Path(path)
@@ -53,20 +62,26 @@ def render_png(graph: DotGraph, path: str | Path, *, title: str = "") -> Path:
     pos: dict[str, tuple[float, float]] = {}
     for x, layer in enumerate(layers):
         for y, nid in enumerate(sorted(layer)):
-            pos[nid] = (float(x), -float(y) + (len(layer) - 1) / 2.0)
-    width = max(6.0, 2.6 * max(1, len(layers)))
-    height = max(3.0, 1.3 * max((len(layer) for layer in layers), default=1))
-    fig, ax = plt.subplots(figsize=(min(width, 40), min(height, 30)))
+            pos[nid] = (x * 3.2, -y * 1.6 + (len(layer) - 1) * 0.8)
+    tallest = max((len(layer) for layer in layers), default=1)
+    fig, ax = plt.subplots(figsize=(min(max(6.0, 3.0 * len(layers)), 40), min(max(2.5, 1.5 * tallest), 30)))
     by_id = {n.id: n for n in graph.nodes}
-    labels = {nid: f"{nid} {by_id[nid].kind}\n" + textwrap.fill(textwrap.shorten(by_id[nid].text, 60), 22) for nid in g}
-    colors = [_COLORS.get(by_id[nid].kind, "#dddddd") for nid in g]
-    if g.number_of_nodes():
-        nx.draw_networkx_edges(g, pos, ax=ax, arrows=True, arrowsize=12, edge_color="#555555", node_size=2600)
-        nx.draw_networkx_nodes(g, pos, ax=ax, node_color=colors, node_size=2600, edgecolors="#333333")
-        nx.draw_networkx_labels(g, pos, labels=labels, ax=ax, font_size=6)
+    for a, b in g.edges:
+        ax.add_patch(FancyArrowPatch(pos[a], pos[b], arrowstyle="-|>", mutation_scale=10, color="#666666",
+                                     shrinkA=22, shrinkB=22, lw=0.8))
+    for nid, (px, py) in pos.items():
+        node = by_id[nid]
+        head = f"{nid} {node.kind}" + (f" [{node.status}]" if node.status else "")
+        body = textwrap.fill(textwrap.shorten(node.text, 90, placeholder=" …"), 30)
+        ax.text(px, py, f"{head}\n{body}", ha="center", va="center", fontsize=6.5,
+                bbox={"boxstyle": "round,pad=0.4", "fc": _node_color(node.kind, node.status), "ec": "#333333"})
+    if pos:
+        xs, ys = [p[0] for p in pos.values()], [p[1] for p in pos.values()]
+        ax.set_xlim(min(xs) - 1.6, max(xs) + 1.6)
+        ax.set_ylim(min(ys) - 0.9, max(ys) + 0.9)
     ax.set_title(title or "Diagram of Thought", fontsize=10)
     ax.axis("off")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
