@@ -53,7 +53,6 @@ def render_png(graph: DotGraph, path: str | Path, *, title: str = "") -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import networkx as nx
-    from matplotlib.patches import FancyArrowPatch
 
     g = graph.to_networkx()
     out = Path(path)
@@ -66,15 +65,18 @@ def render_png(graph: DotGraph, path: str | Path, *, title: str = "") -> Path:
     tallest = max((len(layer) for layer in layers), default=1)
     fig, ax = plt.subplots(figsize=(min(max(6.0, 3.0 * len(layers)), 40), min(max(2.5, 1.5 * tallest), 30)))
     by_id = {n.id: n for n in graph.nodes}
-    for a, b in g.edges:
-        ax.add_patch(FancyArrowPatch(pos[a], pos[b], arrowstyle="-|>", mutation_scale=10, color="#666666",
-                                     shrinkA=22, shrinkB=22, lw=0.8))
+    boxes = {}
     for nid, (px, py) in pos.items():
         node = by_id[nid]
         head = f"{nid} {node.kind}" + (f" [{node.status}]" if node.status else "")
         body = textwrap.fill(textwrap.shorten(node.text, 90, placeholder=" …"), 30)
-        ax.text(px, py, f"{head}\n{body}", ha="center", va="center", fontsize=6.5,
-                bbox={"boxstyle": "round,pad=0.4", "fc": _node_color(node.kind, node.status), "ec": "#333333"})
+        boxes[nid] = ax.text(px, py, f"{head}\n{body}", ha="center", va="center", fontsize=6.5, zorder=2,
+                             bbox={"boxstyle": "round,pad=0.4", "fc": _node_color(node.kind, node.status), "ec": "#333333"})
+    for a, b in g.edges:
+        # patchA/patchB clip the arrow at the boxes' borders at draw time, so the heads stay visible.
+        ax.annotate("", xy=pos[b], xytext=pos[a], zorder=1,
+                    arrowprops={"arrowstyle": "-|>", "color": "#555555", "lw": 0.8, "shrinkA": 2, "shrinkB": 2,
+                                "patchA": boxes[a].get_bbox_patch(), "patchB": boxes[b].get_bbox_patch()})
     if pos:
         xs, ys = [p[0] for p in pos.values()], [p[1] for p in pos.values()]
         ax.set_xlim(min(xs) - 1.6, max(xs) + 1.6)
