@@ -67,7 +67,9 @@ def gpu_reading(
     # temperature
     temp = 56.0 + 10.0 * personal + (1.0 if busy else -22.0) + noise("temp")
     if gpu.locked_sm_mhz is not None and gpu.cap_reasons & {"hw_thermal_slowdown", "sw_thermal_slowdown"}:
-        temp = spec.slowdown_temp_c - 5.0 + noise("temp")  # the fault's heat, partly shed by throttling
+        # The fault's heat, mostly shed by the throttle: warm, but below the thermal-fault range, so the
+        # scenario stays a clock-throttle case (a gpu_thermal fault forces its own temperature).
+        temp = spec.slowdown_temp_c - 8.0 + noise("temp")
     if gpu.forced_temp_c is not None:
         temp = gpu.forced_temp_c + 0.5 * noise("temp")
     if temp >= spec.slowdown_temp_c:
