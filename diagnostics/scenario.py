@@ -504,6 +504,14 @@ def _parse_fault(r: _Reader, item: Any, index: int, cluster: ClusterSpec) -> Fau
         raise r.error(
             (*p, "gpu"), f"GPU index {gpu} does not exist: the nodes have {cluster.gpus_per_node} GPUs (0-{cluster.gpus_per_node - 1})"
         )
+    if kind == "nvlink_down":
+        from perf.catalog import get_gpu
+
+        links = get_gpu(cluster.gpu).nvlink_links
+        if int(fields["link"]) >= links:
+            # A link the GPU does not have would inject nothing and make the scenario silently fault-free.
+            have = f"links 0-{links - 1}" if links else "no NVLink"
+            raise r.error((*p, "link"), f"NVLink {fields['link']} does not exist: {cluster.gpu} has {have}")
     if kind == "pcie_downgrade" and fields.get("width") is None and fields.get("gen") is None:
         raise r.error(p, "pcie_downgrade needs 'width', 'gen' or both")
     if kind in ("ib_port_down", "ib_link_degraded") and cluster.interconnect == "ethernet":

@@ -286,15 +286,11 @@ def apply_fault(node: NodeState, fault: Fault, t: float, *, scenario: Scenario) 
         xid = int(fault.get("xid"))
         gpu.last_xid = xid
         node.log(t, _xid_line(gpu, xid, pid=True))
+        # Only the log line (formats/scenario.md): ECC, row-remap and NVLink state belong to their own
+        # fault kinds, so a gpu_xid scenario stays distinguishable from them. Xid 79 means the GPU
+        # is gone, which nothing on the node can hide.
         if xid == 79:
             gpu.present = False
-        elif xid == 48:
-            gpu.ecc_dbe_volatile += 1
-            gpu.ecc_dbe_aggregate += 1
-        elif xid == 64:
-            gpu.remap_failure = True
-        elif xid == 74 and gpu.nvlink_up:
-            gpu.nvlink_up[0] = False
     elif kind == "gpu_fallen_off_bus" and gpu is not None:
         gpu.present = False
         gpu.last_xid = 79

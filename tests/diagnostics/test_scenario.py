@@ -156,3 +156,14 @@ def test_names_and_count_must_agree() -> None:
         parse_scenario({"id": "i", "cluster": {"nodes": 3, "names": ["a", "b"], "gpu": "A800-SXM4-80GB"}}, "s")
     with pytest.raises(ScenarioError, match="given twice"):
         parse_scenario({"id": "i", "cluster": {"names": ["a", "a"], "gpu": "A800-SXM4-80GB"}}, "s")
+
+
+def test_nvlink_fault_on_a_link_the_gpu_lacks_is_refused_with_the_field() -> None:
+    data = {
+        "id": "bad-link",
+        "cluster": {"nodes": 2, "gpus_per_node": 8, "gpu": "A800-SXM4-80GB"},
+        "faults": [{"kind": "nvlink_down", "node": "node-01", "gpu": 2, "link": 11}],
+    }
+    with pytest.raises(ScenarioError) as err:
+        parse_scenario(data, "inline")
+    assert "faults[0].link" in str(err.value) and "links 0-7" in str(err.value)
