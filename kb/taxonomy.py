@@ -1,11 +1,14 @@
 """The closed vocabularies a knowledge record is validated against.
 
-kb is a leaf package, so it cannot import the diagnostics registry; these names are copied from
-docs/CONTRACTS.md (tool names) and formats/scenario.md (fault kinds) and a test keeps them in step
-with the registry whenever the registry defines them.
+Tool names and fault kinds are read from diagnostics (the registry and the scenario format), so a
+record can never name a tool the toolkit does not have; only the kb's own vocabularies (categories,
+splits, origins, the fault -> category table) are defined here.
 """
 
 from __future__ import annotations
+
+from diagnostics.checks import CHECKS
+from diagnostics.scenario import REMEDIATIONS
 
 CATEGORIES: tuple[str, ...] = (
     "network",
@@ -21,43 +24,10 @@ CATEGORIES: tuple[str, ...] = (
 ORIGINS: tuple[str, ...] = ("seed", "incident")
 SPLITS: tuple[str, ...] = ("perceivable", "benchmark")
 
-CHECK_TOOLS: tuple[str, ...] = (
-    "gpu_clocks",
-    "gpu_power",
-    "gpu_temperature",
-    "gpu_ecc",
-    "gpu_row_remap",
-    "gpu_xid",
-    "gpu_pcie",
-    "gpu_nvlink",
-    "gpu_count",
-    "gpu_persistence",
-    "ib_ports",
-    "ib_devinfo",
-    "nccl_env",
-    "net_latency",
-    "nccl_allreduce",
-    "disk_usage",
-    "shm_size",
-    "memory_oom",
-    "cpu_load",
-    "cpu_governor",
-    "clock_sync",
-    "versions",
-    "reachability",
-    "job_step_times",
-)
-
-ACTION_TOOLS: tuple[str, ...] = (
-    "reset_gpu_clocks",
-    "restore_power_limit",
-    "enable_persistence_mode",
-    "reset_gpu",
-    "drain_node",
-    "resume_node",
-    "clean_shm",
-    "restart_service",
-)
+# Tool names come from the registry itself (one source of truth): a record's `function` may name
+# any read-only check and any remediation action the toolkit declares.
+CHECK_TOOLS: tuple[str, ...] = tuple(spec.name for spec in CHECKS)
+ACTION_TOOLS: tuple[str, ...] = REMEDIATIONS
 
 TOOL_NAMES: frozenset[str] = frozenset(CHECK_TOOLS + ACTION_TOOLS)
 

@@ -1,6 +1,7 @@
 """Validates kb/data/seed.jsonl: the seed records built from public GitHub issue threads.
 
-Reads the file directly (no kb code), so it guards the data contract on its own:
+Reads the file directly (no kb code; tool names and fault kinds come from the registry and
+the scenario format), so it guards the data contract on its own:
 field presence and types, vocabularies (categories, registry tool names, fault kinds),
 uniqueness, URL shape, size bounds and the stratified perceivable/benchmark split.
 """
@@ -15,6 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from diagnostics.registry import default_registry
+from diagnostics.scenario import FAULT_KINDS as SCENARIO_FAULT_KINDS
 
 SEED_PATH = Path(__file__).resolve().parents[2] / "kb" / "data" / "seed.jsonl"
 
@@ -36,72 +40,10 @@ CATEGORIES = frozenset(
         "scheduler",
     }
 )
-CHECKS = frozenset(
-    [
-        "gpu_clocks",
-        "gpu_power",
-        "gpu_temperature",
-        "gpu_ecc",
-        "gpu_row_remap",
-        "gpu_xid",
-        "gpu_pcie",
-        "gpu_nvlink",
-        "gpu_count",
-        "gpu_persistence",
-        "ib_ports",
-        "ib_devinfo",
-        "nccl_env",
-        "net_latency",
-        "nccl_allreduce",
-        "disk_usage",
-        "shm_size",
-        "memory_oom",
-        "cpu_load",
-        "cpu_governor",
-        "clock_sync",
-        "versions",
-        "reachability",
-        "job_step_times",
-    ]
-)
-ACTIONS = frozenset(
-    [
-        "reset_gpu_clocks",
-        "restore_power_limit",
-        "enable_persistence_mode",
-        "reset_gpu",
-        "drain_node",
-        "resume_node",
-        "clean_shm",
-        "restart_service",
-    ]
-)
-# Fault kinds of shared/formats/scenario.md.
-FAULT_KINDS = frozenset(
-    [
-        "gpu_clock_throttle",
-        "gpu_power_cap",
-        "gpu_thermal",
-        "gpu_ecc_uncorrectable",
-        "gpu_row_remap_pending",
-        "gpu_xid",
-        "gpu_fallen_off_bus",
-        "nvlink_down",
-        "pcie_downgrade",
-        "ib_port_down",
-        "ib_link_degraded",
-        "nccl_env_misconfig",
-        "disk_full",
-        "shm_too_small",
-        "host_oom",
-        "cpu_overload",
-        "cpu_governor_powersave",
-        "driver_mismatch",
-        "clock_skew",
-        "network_latency",
-        "node_unreachable",
-    ]
-)
+# The registry and the scenario format are the sources of truth for tool names and fault kinds.
+CHECKS = frozenset(spec.name for spec in default_registry().specs(kind="read_only"))
+ACTIONS = frozenset(spec.name for spec in default_registry().specs(kind="mutating"))
+FAULT_KINDS = frozenset(SCENARIO_FAULT_KINDS)
 SPLITS = frozenset({"perceivable", "benchmark"})
 SOURCE_URL = re.compile(
     r"^https://github\.com/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+/(issues|pull|discussions)/\d+$"

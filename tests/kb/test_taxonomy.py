@@ -1,8 +1,8 @@
 from __future__ import annotations
 
-import pytest
-
-from kb.taxonomy import ACTION_TOOLS, CHECK_TOOLS, FAULTS, TOOL_NAMES
+from diagnostics.registry import default_registry
+from diagnostics.scenario import FAULT_KINDS as SCENARIO_FAULT_KINDS
+from kb.taxonomy import ACTION_TOOLS, CHECK_TOOLS, FAULT_KINDS, FAULTS, TOOL_NAMES
 
 
 def test_fault_table_points_at_known_checks() -> None:
@@ -10,15 +10,11 @@ def test_fault_table_points_at_known_checks() -> None:
         assert checks and set(checks) <= set(CHECK_TOOLS), fault
 
 
-def test_tool_names_match_the_registry_when_it_is_populated() -> None:
-    registry_mod = pytest.importorskip("diagnostics.registry")
-    try:
-        registry = registry_mod.default_registry()
-        names = set(registry.names())
-    except Exception as exc:  # the registry is another engineer's work in progress
-        pytest.skip(f"diagnostics registry not usable yet: {exc}")
-    if not names:
-        pytest.skip("diagnostics registry is still empty")
-    missing = TOOL_NAMES - names
-    assert not missing, f"kb knows tools the registry does not: {sorted(missing)}"
-    assert set(ACTION_TOOLS) <= names
+def test_fault_table_covers_exactly_the_scenario_fault_kinds() -> None:
+    assert set(SCENARIO_FAULT_KINDS) == FAULT_KINDS
+
+
+def test_tool_names_are_the_registry_names() -> None:
+    registry = default_registry()
+    assert set(registry.names()) == TOOL_NAMES
+    assert {s.name for s in registry.specs(kind="mutating")} == set(ACTION_TOOLS)
