@@ -158,6 +158,11 @@ def _index(row: dict[str, str]) -> int:
     return value
 
 
+def _selected_rows(inp: ParseInput, csv: nvidia_smi.SmiCsv) -> list[tuple[int, dict[str, str]]]:
+    """(GPU index, row) for every row of the GPU the check asked about, or of all GPUs."""
+    return [(idx, row) for row in csv.rows if _wanted(inp, idx := _index(row))]
+
+
 def _lost_findings(host: str, csv: nvidia_smi.SmiCsv) -> list[Finding]:
     return [
         Finding("gpu_fallen_off_bus", host, f"nvidia-smi cannot reach the GPU at PCI {bus} (lost from the bus)",
@@ -181,10 +186,7 @@ def parse_gpu_clocks(inp: ParseInput) -> ParseOutput:
     csv = _csv_rows(inp.outputs[0])
     findings: list[Finding] = _lost_findings(inp.host, csv)
     gpus = []
-    for row in csv.rows:
-        idx = _index(row)
-        if not _wanted(inp, idx):
-            continue
+    for idx, row in _selected_rows(inp, csv):
         sm = to_float(row.get("clocks.sm"), tool="nvidia-smi", field="clocks.sm")
         max_sm = to_float(row.get("clocks.max.sm"), tool="nvidia-smi", field="clocks.max.sm")
         app = to_float(row.get("clocks.applications.gr"), tool="nvidia-smi", field="clocks.applications.graphics")
@@ -228,10 +230,7 @@ def parse_gpu_power(inp: ParseInput) -> ParseOutput:
     csv = _csv_rows(inp.outputs[0])
     findings: list[Finding] = _lost_findings(inp.host, csv)
     gpus = []
-    for row in csv.rows:
-        idx = _index(row)
-        if not _wanted(inp, idx):
-            continue
+    for idx, row in _selected_rows(inp, csv):
         draw = to_float(row.get("power.draw"), tool="nvidia-smi", field="power.draw")
         limit = to_float(row.get("enforced.power.limit") or row.get("power.limit"), tool="nvidia-smi", field="power.limit")
         default = to_float(row.get("power.default_limit"), tool="nvidia-smi", field="power.default_limit")
@@ -253,10 +252,7 @@ def parse_gpu_temperature(inp: ParseInput) -> ParseOutput:
     csv = _csv_rows(inp.outputs[0])
     findings: list[Finding] = _lost_findings(inp.host, csv)
     gpus = []
-    for row in csv.rows:
-        idx = _index(row)
-        if not _wanted(inp, idx):
-            continue
+    for idx, row in _selected_rows(inp, csv):
         temp = to_float(row.get("temperature.gpu"), tool="nvidia-smi", field="temperature.gpu")
         mem = to_float(row.get("temperature.memory"), tool="nvidia-smi", field="temperature.memory")
         hw = to_bool(row.get("clocks_event_reasons.hw_thermal_slowdown"), tool="nvidia-smi", field="hw_thermal_slowdown")
@@ -276,10 +272,7 @@ def parse_gpu_ecc(inp: ParseInput) -> ParseOutput:
     csv = _csv_rows(inp.outputs[0])
     findings: list[Finding] = _lost_findings(inp.host, csv)
     gpus = []
-    for row in csv.rows:
-        idx = _index(row)
-        if not _wanted(inp, idx):
-            continue
+    for idx, row in _selected_rows(inp, csv):
         mode = row.get("ecc.mode.current", "")
         sbe = to_int(row.get("ecc.errors.corrected.volatile.total"), tool="nvidia-smi", field="corrected.volatile")
         dbe = to_int(row.get("ecc.errors.uncorrected.volatile.total"), tool="nvidia-smi", field="uncorrected.volatile")
@@ -370,10 +363,7 @@ def parse_gpu_pcie(inp: ParseInput) -> ParseOutput:
     csv = _csv_rows(inp.outputs[0])
     findings: list[Finding] = _lost_findings(inp.host, csv)
     gpus = []
-    for row in csv.rows:
-        idx = _index(row)
-        if not _wanted(inp, idx):
-            continue
+    for idx, row in _selected_rows(inp, csv):
         gen = to_int(row.get("pcie.link.gen.current"), tool="nvidia-smi", field="pcie.link.gen.current")
         gen_max = to_int(row.get("pcie.link.gen.max"), tool="nvidia-smi", field="pcie.link.gen.max")
         width = to_int(row.get("pcie.link.width.current"), tool="nvidia-smi", field="pcie.link.width.current")
