@@ -27,6 +27,12 @@ PREPLAN = (
     "another component. 4. Pick the choice that explains the exact error."
 )
 KB_TOP_K = 3
+# Words almost every log and every cause contains: matching on them says nothing about which cause
+# it is (a log's "error 12" must not favour "a syntax error" over "a flaky InfiniBand link").
+GENERIC_TERMS = frozenset(tokens(
+    "error errors fail failed failure fails issue problem cause caused likely root most question warn "
+    "warning what which reason happen happened wrong"
+))
 
 
 def _schema(letters: list[str], with_reasoning: bool) -> dict[str, Any]:
@@ -54,14 +60,14 @@ def evidence_answer(case: CCase, hits: list[Any]) -> tuple[str, dict[str, float]
     """The no-model attribution: the choice best supported by the log and the retrieved causes."""
     choice_tokens = {letter: tokens(text) for letter, text in case.choices}
     idf = idf_weights(list(choice_tokens.values()))
-    log_tok = tokens(case.log + " " + case.question)
+    log_tok = [t for t in tokens(case.log + " " + case.question) if t not in GENERIC_TERMS]
     scores: dict[str, float] = {}
     max_hit = max((float(getattr(h, "score", 0.0) or 0.0) for h in hits), default=0.0) or 1.0
     for letter, ctoks in choice_tokens.items():
         total = overlap(log_tok, ctoks, idf)
         for rank, hit in enumerate(hits):
             rec = hit.record
-            known = tokens(f"{rec.result} {' '.join(rec.problemkey)}")
+            known = [t for t in tokens(f"{rec.result} {' '.join(rec.problemkey)}") if t not in GENERIC_TERMS]
             weight = (float(getattr(hit, "score", 0.0) or 0.0) / max_hit) / (rank + 1)
             total += 2.0 * weight * overlap(known, ctoks, idf)
         scores[letter] = round(total, 4)

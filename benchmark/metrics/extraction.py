@@ -105,7 +105,10 @@ _NEGATIVE_EXEC = re.compile(
     r"(?:run|execute|ssh|log\s*in|login|connect|change|touch\s+(?:the\s+cluster|anything|the\s+nodes?|any\s+nodes?|prod))\b|"
     r"\b(?:just|only)\s+(?:explain|curious|asking|wondering|want\s+to\s+understand|a\s+question)|"
     r"\b(?:no\s+access|read[- ]only\s+question|hypothetical(?:ly)?|in\s+general|general\s+question|"
-    r"out\s+of\s+curiosity|for\s+my\s+understanding|already\s+(?:fixed|resolved|solved))\b",
+    r"out\s+of\s+curiosity|for\s+my\s+understanding|already\s+(?:fixed|resolved|solved)|"
+    r"(?:was|were|is|got|been)\s+(?:fixed|resolved|solved)|nothing\s+(?:to\s+do|needed|to\s+run)|"
+    r"no\s+action\s+(?:needed|required)|fyi(?:\s+only)?|for\s+(?:your\s+)?information(?:\s+only)?|"
+    r"just\s+(?:a\s+)?heads[- ]up)\b",
     re.IGNORECASE,
 )
 _POSITIVE_EXEC = re.compile(

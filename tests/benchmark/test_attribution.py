@@ -49,3 +49,15 @@ def test_rag_puts_retrieved_records_in_the_prompt(scripted) -> None:
     assert result.score == 1.0 and len(prompts) == 2  # answer + critique round
     if ctx.kb() is not None and result.answer["retrieved"]:
         assert "<knowledge>" in prompts[0]
+
+
+def test_a_generic_word_shared_with_the_log_is_not_evidence() -> None:
+    # "error 12" in an IB log shares only the word "error" with "a syntax error": no support at all.
+    case = CCase(id="c-ib", file="f", line=1,
+                 log="NCCL WARN NET/IB : Got completion with error 12, opcode 0, len 0, vendor err 129",
+                 question="What is the most likely root cause?",
+                 choices=(("A", "The GPU ran out of memory"), ("B", "A flaky InfiniBand link (retry exceeded)"),
+                          ("C", "The dataloader's /dev/shm is full"), ("D", "A Python syntax error")),
+                 answer="B")
+    _, support = evidence_answer(case, [])
+    assert support["D"] == 0.0

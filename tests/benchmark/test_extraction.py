@@ -25,6 +25,9 @@ from benchmark.results import RunContext
         ("trn-04.cluster.internal and dgx-b3 hang; skip 172.16.0.4 and 172.16.0.5", {"trn-04.cluster.internal", "dgx-b3"},
          set(), True),
         ("please do not touch 10.1.1.9, it's the storage head. can you check 10.1.1.5?", {"10.1.1.5"}, set(), True),
+        ("FYI only: yesterday's NCCL error on gpu-node-3 was fixed by the vendor, nothing to do.", {"gpu-node-3"},
+         set(), False),
+        ("no action needed, the ECC errors on 10.2.0.8 were resolved after the RMA", {"10.2.0.8"}, set(), False),
     ],
 )
 def test_regex_extractor(text: str, hosts: set[str], ports: set[int], needs: bool) -> None:
