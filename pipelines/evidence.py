@@ -87,11 +87,20 @@ def rank_candidates(
         precise = [k for k in groups if k[0] == kind and k[1] == host and k[2] is not None]
         if len(precise) == 1:
             groups[precise[0]].extend(groups.pop((kind, host, gpu)))
+    # Latency is seen on pairs: the node that shows up in the most slow pairs (as pinger or target)
+    # is the slow one, not whichever pinger reported first.
+    pairs: dict[str, int] = {}
+    for f in relevant(findings):
+        if f.kind == "network_latency":
+            for node in {f.host, str(f.data.get("target") or "")} - {""}:
+                pairs[node] = pairs.get(node, 0) + 1
     cands: list[Candidate] = []
     for (kind, host, gpu), fs in groups.items():
         sev = max(SEVERITY_WEIGHT.get(f.severity, 1.0) for f in fs)
         spec = SPECIFICITY["gpu" if gpu is not None else "node"]
         score = sev * spec * (1.0 + 0.05 * min(len(fs) - 1, 4))
+        if kind == "network_latency" and pairs.get(host, 0) > 1:
+            score *= 1.0 + 0.25 * (pairs[host] - 1)
         reasons = [f"{len(fs)} finding(s), worst {max(fs, key=lambda f: SEVERITY_WEIGHT.get(f.severity, 1)).severity}"]
         if kind in SYMPTOM_KINDS or not is_fault(kind):
             score *= SYMPTOM_FACTOR

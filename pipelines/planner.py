@@ -53,8 +53,11 @@ def fill_params(spec: Any, cluster: ClusterInfo, hosts: Sequence[str], gpu: int 
             peers = cluster.hosts or list(hosts)
             if len(peers) < 2 and p.required and p.default is None:
                 return None
-            for _i, h in enumerate(hosts):
-                others = [x for x in peers if x != h]
+            # A ring (each host pings the next one) puts a slow node in exactly two slow pairs and
+            # every other node in at most one, so the ranking can tell which end is slow.
+            for h in hosts:
+                at = peers.index(h) if h in peers else -1
+                others = peers[at + 1:] + peers[:max(at, 0)] if at >= 0 else [x for x in peers if x != h]
                 if others:
                     per_host[h] = {"target": others[0]}
             continue

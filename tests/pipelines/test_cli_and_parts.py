@@ -76,3 +76,24 @@ def test_ranking_merges_imprecise_findings_and_keeps_detectors_secondary() -> No
     assert ranked[0].fault == "gpu_clock_throttle" and not ranked[0].explained_by
     real_heat = Finding("gpu_thermal", "n5", "92 C", gpu=3, severity="critical")
     assert rank_candidates([check, real_heat])[0].fault == "gpu_thermal"
+
+
+def test_latency_is_blamed_on_the_node_in_the_most_slow_pairs() -> None:
+    # Ring pings: node-01 -> node-02 and node-02 -> node-03 are slow; node-02 is the common end.
+    slow = [
+        Finding("network_latency", "node-01", "RTT to node-02 averages 40 ms", data={"target": "node-02"}),
+        Finding("network_latency", "node-02", "RTT to node-03 averages 41 ms", data={"target": "node-03"}),
+    ]
+    best = rank_candidates(slow)[0]
+    assert (best.cause.fault, best.cause.node) == ("network_latency", "node-02")
+
+
+def test_planner_pings_around_a_ring() -> None:
+    from diagnostics.registry import default_registry
+    from pipelines.planner import ClusterInfo, fill_params
+
+    hosts = ["node-01", "node-02", "node-03"]
+    filled = fill_params(default_registry().get("net_latency"), ClusterInfo(hosts=hosts), hosts)
+    assert filled is not None
+    targets = {h: p["target"] for h, p in filled[1].items()}
+    assert targets == {"node-01": "node-02", "node-02": "node-03", "node-03": "node-01"}
