@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -139,3 +140,62 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+class RecordTable:
+    """What both in-memory stores share: records by id with their content hash, the store file and
+    a lock. A write counts added/updated/unchanged records; subclasses index what changed
+    (``_index_changes``, given (new, old-or-None) pairs) and persist it (``_save``)."""
+
+    def __init__(self, data_dir: Path | None) -> None:
+        self._path = data_dir / STORE_FILE if data_dir is not None else None
+        self._records: dict[str, tuple[Record, str]] = {}  # id -> (record, content hash)
+        self._lock = threading.RLock()
+
+    def open(self) -> None:
+        if self._path is not None and self._path.exists():
+            self._write(read_store_file(self._path), persist=False)
+
+    def upsert(self, records: Sequence[Record]) -> WriteCounts:
+        return self._write(records, persist=True)
+
+    def _write(self, records: Sequence[Record], *, persist: bool) -> WriteCounts:
+        counts = WriteCounts()
+        changed: list[tuple[Record, Record | None]] = []
+        with self._lock:
+            for record in records:
+                digest = record.content_hash()
+                known = self._records.get(record.id)
+                if known is not None and known[1] == digest:
+                    counts.unchanged += 1
+                    continue
+                if known is None:
+                    counts.added += 1
+                else:
+                    counts.updated += 1
+                self._records[record.id] = (record, digest)
+                changed.append((record, known[0] if known is not None else None))
+            if changed:
+                self._index_changes(changed)
+                if persist:
+                    self._save()
+        return counts
+
+    def _index_changes(self, changed: list[tuple[Record, Record | None]]) -> None:
+        raise NotImplementedError
+
+    def _save(self) -> None:
+        raise NotImplementedError
+
+    def get(self, record_id: str) -> Record | None:
+        known = self._records.get(record_id)
+        return known[0] if known else None
+
+    def count(self) -> int:
+        return len(self._records)
+
+    def records(self) -> Iterator[Record]:
+        return iter([r for r, _ in self._records.values()])
+
+    def facets(self) -> dict[str, dict[str, int]]:
+        return facets_of(self.records())

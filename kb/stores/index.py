@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import math
 import re
-import threading
 from array import array
 from collections import Counter
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from kb.records import Record
-from kb.stores.base import STORE_FILE, NormFilters, WriteCounts, facets_of, read_store_file, write_json_atomic
+from kb.stores.base import NormFilters, RecordTable, write_json_atomic
 
 # Same tokens as Haystack's default BM25 regex (word characters), lowercased.
 _TOKEN_RE = re.compile(r"\w+")
@@ -161,43 +159,20 @@ class InvertedIndex:
         return [(self.ids[int(candidates[i])], float(cand_scores[i])) for i in order]
 
 
-class IndexStore:
+class IndexStore(RecordTable):
     name = "index"
 
     def __init__(self, data_dir: Path | None) -> None:
-        self._path = data_dir / STORE_FILE if data_dir is not None else None
-        self._records: dict[str, tuple[Record, str]] = {}
+        super().__init__(data_dir)
         self._index = InvertedIndex()
-        self._lock = threading.RLock()
 
-    def open(self) -> None:
-        if self._path is not None and self._path.exists():
-            self._write(read_store_file(self._path), persist=False)
-
-    def upsert(self, records: Sequence[Record]) -> WriteCounts:
-        return self._write(records, persist=True)
-
-    def _write(self, records: Sequence[Record], *, persist: bool) -> WriteCounts:
-        counts = WriteCounts()
-        with self._lock:
-            for record in records:
-                digest = record.content_hash()
-                known = self._records.get(record.id)
-                if known is not None and known[1] == digest:
-                    counts.unchanged += 1
-                    continue
-                if known is None:
-                    counts.added += 1
-                else:
-                    counts.updated += 1
-                    self._index.remove(known[0])
-                self._records[record.id] = (record, digest)
-                self._index.add(record)
-            if self._index.dead > max(1000, self._index.live):
-                self._rebuild()
-            if persist and (counts.added or counts.updated):
-                self._save()
-        return counts
+    def _index_changes(self, changed: list[tuple[Record, Record | None]]) -> None:
+        for record, old in changed:
+            if old is not None:
+                self._index.remove(old)
+            self._index.add(record)
+        if self._index.dead > max(1000, self._index.live):
+            self._rebuild()
 
     def _rebuild(self) -> None:
         self._index.clear()
@@ -210,23 +185,10 @@ class IndexStore:
         documents = [{"id": r.id, "meta": {"record": r.to_dict()}} for r, _ in self._records.values()]
         write_json_atomic(self._path, {"type": "kb.stores.index.IndexStore", "documents": documents})
 
-    def get(self, record_id: str) -> Record | None:
-        known = self._records.get(record_id)
-        return known[0] if known else None
-
-    def count(self) -> int:
-        return len(self._records)
-
     def search(self, query: str, top_k: int, filters: NormFilters) -> list[tuple[Record, float]]:
         with self._lock:
             ranked = self._index.search(query, top_k, filters)
             return [(self._records[rid][0], score) for rid, score in ranked]
-
-    def records(self) -> Iterator[Record]:
-        return iter([r for r, _ in self._records.values()])
-
-    def facets(self) -> dict[str, dict[str, int]]:
-        return facets_of(self.records())
 
     def close(self) -> None:
         pass

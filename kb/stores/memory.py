@@ -8,8 +8,6 @@ linear in the store size: fine for the seed set and a few thousand records, slow
 from __future__ import annotations
 
 import os
-import threading
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,7 @@ from haystack.document_stores.in_memory import InMemoryDocumentStore
 from haystack.document_stores.types import DuplicatePolicy
 
 from kb.records import Record
-from kb.stores.base import STORE_FILE, NormFilters, WriteCounts, facets_of, read_store_file
+from kb.stores.base import NormFilters, RecordTable
 from kb.stores.documents import component_flag, record_to_document
 
 
@@ -36,44 +34,17 @@ def haystack_filters(filters: NormFilters) -> dict[str, Any] | None:
     return {"operator": "AND", "conditions": conditions}
 
 
-class MemoryStore:
+class MemoryStore(RecordTable):
     name = "memory"
 
     def __init__(self, data_dir: Path | None) -> None:
-        self._path = data_dir / STORE_FILE if data_dir is not None else None
+        super().__init__(data_dir)
         self._store = InMemoryDocumentStore(shared=False, bm25_algorithm="BM25L")
         self._retriever = InMemoryBM25Retriever(self._store)
-        self._records: dict[str, tuple[Record, str]] = {}  # id -> (record, content hash)
-        self._lock = threading.RLock()
 
-    def open(self) -> None:
-        if self._path is not None and self._path.exists():
-            self._write(read_store_file(self._path), persist=False)
-
-    def upsert(self, records: Sequence[Record]) -> WriteCounts:
-        return self._write(records, persist=True)
-
-    def _write(self, records: Sequence[Record], *, persist: bool) -> WriteCounts:
-        counts = WriteCounts()
-        changed = []
-        with self._lock:
-            for record in records:
-                digest = record.content_hash()
-                known = self._records.get(record.id)
-                if known is not None and known[1] == digest:
-                    counts.unchanged += 1
-                    continue
-                if known is None:
-                    counts.added += 1
-                else:
-                    counts.updated += 1
-                self._records[record.id] = (record, digest)
-                changed.append(record_to_document(record))
-            if changed:
-                self._store.write_documents(changed, policy=DuplicatePolicy.OVERWRITE)
-                if persist:
-                    self._save()
-        return counts
+    def _index_changes(self, changed: list[tuple[Record, Record | None]]) -> None:
+        docs = [record_to_document(record) for record, _ in changed]
+        self._store.write_documents(docs, policy=DuplicatePolicy.OVERWRITE)
 
     def _save(self) -> None:
         if self._path is None:
@@ -82,13 +53,6 @@ class MemoryStore:
         tmp = self._path.with_name(f".{self._path.name}.{os.getpid()}.tmp")
         self._store.save_to_disk(str(tmp))
         os.replace(tmp, self._path)
-
-    def get(self, record_id: str) -> Record | None:
-        known = self._records.get(record_id)
-        return known[0] if known else None
-
-    def count(self) -> int:
-        return len(self._records)
 
     def search(self, query: str, top_k: int, filters: NormFilters) -> list[tuple[Record, float]]:
         with self._lock:
@@ -101,12 +65,6 @@ class MemoryStore:
             if known is not None and doc.score is not None and doc.score > 0:
                 out.append((known[0], float(doc.score)))
         return out
-
-    def records(self) -> Iterator[Record]:
-        return iter([r for r, _ in self._records.values()])
-
-    def facets(self) -> dict[str, dict[str, int]]:
-        return facets_of(self.records())
 
     def close(self) -> None:
         self._store.shutdown()
