@@ -85,8 +85,8 @@ def _install_guard(root: str) -> None:
 
 
 def _build_cluster(job: dict[str, Any]) -> tuple[Any, list[str]]:
-    from diagnostics.scenario import load_scenario, parse_scenario
-    from diagnostics.sim import SimCluster
+    from simulator import SimCluster
+    from simulator.scenario import load_scenario, parse_scenario
 
     if job.get("scenario_path"):
         scenario = load_scenario(job["scenario_path"])

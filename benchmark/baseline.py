@@ -43,8 +43,8 @@ def sweep_params(scenario: Any) -> dict[str, dict[str, Any]]:
 
 def full_sweep(case: SCase, level: str = "long", *, ssh: bool = False) -> BaselineRow:
     from diagnostics.registry import default_registry
-    from diagnostics.sim import SimCluster
     from diagnostics.toolkit import Toolkit
+    from simulator import SimCluster
 
     scenario = s_metric.load(case)
     sim = SimCluster(scenario)

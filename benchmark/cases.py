@@ -350,7 +350,7 @@ def _check_scenario(scen: Mapping[str, Any] | None, path: str | None, where: str
     if scen is None and path is None:
         return
     try:
-        from diagnostics.scenario import load_scenario, parse_scenario
+        from simulator.scenario import load_scenario, parse_scenario
     except ImportError:  # diagnostics not installed: the scorer reports the problem instead
         return
     field_name = "scenario_file" if path else "scenario"

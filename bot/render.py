@@ -178,14 +178,29 @@ def _wrap(text: str, width: int, max_lines: int) -> str:
 def diagnosis_text(incident_id: int, diagnosis: Diagnosis) -> str:
     cause = diagnosis.cause
     where = " ".join(p for p in (cause.node or "", f"GPU {cause.gpu}" if cause.gpu is not None else "") if p)
-    head = f"Incident #{incident_id}: " + (
-        f"*{cause.fault}* on {where or 'the cluster'}" if cause.fault else "no fault found"
-    )
+    verdict = getattr(diagnosis, "verdict", "verified" if diagnosis.verified else "unexplained")
+    if verdict == "clean":
+        what = "nothing wrong found"
+    else:
+        label = cause.fault or (f"{cause.category} problem" if cause.category else "unexplained anomaly")
+        wide = f"the {cause.scope}" if cause.scope in ("cluster", "job") and not cause.node else "the cluster"
+        what = f"*{label}* on {where or wide}"
+    head = f"Incident #{incident_id}: {what} — _{verdict}_"
     lines = [head, diagnosis.summary.strip(), f"confidence {diagnosis.confidence:.0%} · model {diagnosis.llm}"]
     if diagnosis.degraded:
         lines.append(f"(evidence-only: {diagnosis.degraded})")
     for ev in diagnosis.evidence[:5]:
         lines.append(f"• {ev.get('host', '')} {ev.get('kind', '')}: {ev.get('message', '')}".rstrip())
+    for a in getattr(diagnosis, "anomalies", [])[:5]:
+        lines.append(f"• anomaly {a.get('host', '')} {a.get('check', '')}: {a.get('message', '')}".rstrip())
+    if getattr(diagnosis, "confirm_with", None):
+        lines.append("To confirm: " + ", ".join(diagnosis.confirm_with))
+    similar = getattr(diagnosis, "similar", [])[:3]
+    if similar:
+        lines.append("Similar past incidents:")
+        for sim in similar:
+            fix = f" — fix: {str(sim.get('fix'))[:100]}" if sim.get("fix") else ""
+            lines.append(f"  ◦ {str(sim.get('title'))[:80]}: {str(sim.get('cause'))[:140]}{fix} <{sim.get('url')}>")
     return "\n".join(line for line in lines if line)
 
 

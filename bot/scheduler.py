@@ -22,6 +22,7 @@ from typing import Any
 
 from bot.core import Bot
 from bot.events import Alert, Reply
+from pipelines.health import early_warning, quick_sweep, stragglers
 
 log = logging.getLogger("clusterdoc.bot.scheduler")
 _INSTANCES: dict[str, Schedules] = {}
@@ -121,7 +122,7 @@ class Schedules:
         findings: list[dict[str, Any]] = []
         counts: dict[str, int] = {}
         try:
-            report = self.toolkit.sweep(self.hosts, level="quick")
+            report = quick_sweep(self.toolkit, self.hosts)
             findings = [f.to_dict() for f in report.findings()]
             counts = report.counts()
         except Exception as exc:  # the report still goes out, saying the sweep failed
@@ -129,11 +130,7 @@ class Schedules:
             findings = [{"kind": "sweep_failed", "host": "-", "message": str(exc)[:200]}]
         perf: list[dict[str, Any]] = []
         try:
-            from perf.detectors import detect_stragglers
-
-            samples = self.samples()
-            if samples:
-                perf = [f.to_dict() for f in detect_stragglers(samples)]
+            perf = [f.to_dict() for f in stragglers(self.samples())]
         except Exception as exc:
             perf = [{"kind": "perf_check_failed", "host": "-", "message": str(exc)[:200]}]
         keys = sorted({_finding_key(f) for f in findings + perf})
@@ -166,10 +163,8 @@ class Schedules:
 
     def early_warning(self) -> int:
         """Feed the current telemetry to the detectors; open an incident per new warning."""
-        from perf.detectors import EarlyWarning
-
         if self._warning is None:
-            self._warning = EarlyWarning()
+            self._warning = early_warning()
         fired = self._warning.update(self.samples())
         for f in fired:
             labels = {"alertname": f"early_warning_{f.kind}", "node": f.host}

@@ -14,12 +14,10 @@ from typing import Any, Protocol, runtime_checkable
 
 from pipelines.api import (
     AgentEvent,
-    Cause,
     Diagnosis,
     DiagnosisRequest,
     ExecutionResult,
     Proposal,
-    ProposalStep,
 )
 
 
@@ -99,42 +97,12 @@ class KBLearner:
 
 
 def proposal_from_dict(data: dict[str, Any]) -> Proposal:
-    """Rebuild a stored proposal (``Proposal.to_dict``); the caller compares the hash."""
-    cause = data.get("cause") or {}
-    steps = tuple(
-        ProposalStep(
-            tool=str(s["tool"]), host=str(s["host"]), params=dict(s.get("params") or {}),
-            commands=tuple(str(c) for c in s.get("commands") or ()),
-        )
-        for s in data.get("steps") or ()
-    )
-    return Proposal(
-        id=str(data["id"]),
-        title=str(data.get("title", "")),
-        risk=data.get("risk", "medium"),
-        steps=steps,
-        cause=Cause(fault=cause.get("fault"), node=cause.get("node"), gpu=cause.get("gpu")),
-        script=str(data.get("script", "")),
-        rationale=str(data.get("rationale", "")),
-    )
+    """Rebuild a stored proposal; the one serialized form is ``pipelines.api.Proposal``'s."""
+    return Proposal.from_dict(data)
 
 
 def diagnosis_from_dict(data: dict[str, Any]) -> Diagnosis:
-    cause = data.get("cause") or {}
-    return Diagnosis(
-        summary=str(data.get("summary", "")),
-        cause=Cause(fault=cause.get("fault"), node=cause.get("node"), gpu=cause.get("gpu")),
-        evidence=list(data.get("evidence") or []),
-        confidence=float(data.get("confidence", 0.0)),
-        graph=dict(data.get("graph") or {}),
-        proposals=[p if isinstance(p, Proposal) else proposal_from_dict(p) for p in data.get("proposals") or []],
-        tool_calls=list(data.get("tool_calls") or []),
-        tokens=dict(data.get("tokens") or {}),
-        timings=dict(data.get("timings") or {}),
-        llm=str(data.get("llm", "none")),
-        degraded=str(data.get("degraded", "")),
-        verified=bool(data.get("verified", False)),
-    )
+    return Diagnosis.from_dict(data)
 
 
 def run_agent(agent: AgentService, request: DiagnosisRequest, on_event: Any = None) -> Diagnosis:

@@ -14,14 +14,14 @@ from collections.abc import Sequence
 
 # sub-command -> module that registers it (imported only when that command runs or --help lists it)
 LAYERS: dict[str, str] = {
-    "sim": "diagnostics.cli",
+    "sim": "simulator.cli",
     "check": "diagnostics.cli",
-    "perf": "perf.cli",
+    "perf": "pipelines.perfcli",
     "kb": "kb.cli",
     "diagnose": "pipelines.cli",
-    "bot": "bot.cli",
-    "demo": "bot.cli",
-    "chat": "bot.cli",
+    "bot": "clusterdoc.botcli",
+    "demo": "clusterdoc.botcli",
+    "chat": "clusterdoc.botcli",
     "bench": "benchmark.cli",
 }
 
@@ -45,6 +45,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import simulator
+
+    simulator.plug()  # the root plugs the simulated cluster in as one more executor backend
     args_list = list(sys.argv[1:] if argv is None else argv)
     first = next((a for a in args_list if not a.startswith("-")), None)
     parser = build_parser(first if first in LAYERS else None)

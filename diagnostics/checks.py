@@ -18,6 +18,7 @@ import statistics
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from diagnostics.health_checks import HEALTH_CHECKS
 from diagnostics.parsers import infiniband, kernel, nccl, nvidia_smi, scheduler, system, train_log
 from diagnostics.parsers.common import ParseError, collect_skipped, skipped_summary, to_bool, to_float, to_int
 from diagnostics.registry import Param, ParseInput, ParseOutput, ToolSpec
@@ -937,4 +938,5 @@ CHECKS: tuple[ToolSpec, ...] = (
            ("systemctl is-active {service}",), parse_service_status),
 )
 
+CHECKS = CHECKS + HEALTH_CHECKS
 CHECKS_BY_NAME: dict[str, ToolSpec] = {c.name: c for c in CHECKS}

@@ -1,9 +1,8 @@
-"""``clusterdoc sim up`` and ``clusterdoc check``.
+"""``clusterdoc check``.
 
-    clusterdoc sim up SCENARIO [--run-dir DIR] [--inventory OUT] [--port-base N]
     clusterdoc check --inventory FILE [--hosts a,b] [--level quick|medium|long] [--tools t1,t2]
                      [--json] [--concurrency N]
-    clusterdoc check --scenario FILE ...   (in-process simulator, no SSH)
+    clusterdoc check --scenario FILE ...   (in-process simulator, no SSH; the root plugs it in)
 
 ``check`` exits 0 when everything is clean, 1 when anything was found (or could not be checked),
 2 on bad input.
@@ -13,13 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
-import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
+from diagnostics.backends import open_cluster
 from diagnostics.registry import LEVELS
 from diagnostics.types import ClusterdocError, Executor, Status
 
@@ -27,16 +24,6 @@ EXIT_CLEAN, EXIT_FINDINGS, EXIT_BAD_INPUT = 0, 1, 2
 
 
 def register(subparsers: Any) -> None:
-    sim = subparsers.add_parser("sim", help="serve a simulated cluster")
-    sim_sub = sim.add_subparsers(dest="sim_command", metavar="SIM_COMMAND")
-    up = sim_sub.add_parser("up", help="serve every node of a scenario over SSH on 127.0.0.1")
-    up.add_argument("scenario", help="scenario YAML (formats/scenario.md)")
-    up.add_argument("--run-dir", help="folder for inventory, known_hosts and client key (default ./sim-<id>)")
-    up.add_argument("--inventory", help="also write the inventory here")
-    up.add_argument("--port-base", type=int, default=0, help="first port (node i gets base+i); 0: any free ports")
-    up.set_defaults(handler=cmd_sim_up)
-    sim.set_defaults(handler=lambda args: _usage(sim))
-
     check = subparsers.add_parser("check", help="run read-only checks on many nodes")
     src = check.add_mutually_exclusive_group(required=True)
     src.add_argument("--inventory", help="inventory YAML (nodes reached over SSH)")
@@ -69,56 +56,6 @@ def _split(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] or None
 
 
-def _simulator(scenario_path: str) -> Any:
-    from diagnostics.scenario import load_scenario
-
-    scenario = load_scenario(scenario_path)
-    try:
-        from diagnostics.sim import SimCluster  # type: ignore[attr-defined,unused-ignore]
-    except ImportError as exc:
-        raise ClusterdocError(f"the simulated cluster is not available: {exc}") from None
-    return SimCluster(scenario)
-
-
-# ---- sim up -------------------------------------------------------------------------------
-def cmd_sim_up(args: argparse.Namespace) -> int:
-    from diagnostics.sim.sshserver import SimSSHServer
-
-    try:
-        sim = _simulator(args.scenario)
-    except ClusterdocError as exc:
-        return _fail("sim up", str(exc))
-    scenario_id = getattr(getattr(sim, "scenario", None), "id", Path(args.scenario).stem)
-    run_dir = Path(args.run_dir or f"sim-{scenario_id}")
-    try:
-        server = SimSSHServer(sim, workdir=run_dir, port_base=args.port_base).start()
-    except (OSError, ValueError) as exc:
-        return _fail("sim up", str(exc))
-    try:
-        inventory_path = server.inventory_path
-        if args.inventory:
-            assert server.inventory is not None
-            inventory_path = server.inventory.save(args.inventory)
-        ports = [server.port(h) for h in server.hosts]
-        print(f"serving {len(ports)} simulated nodes of {scenario_id} on 127.0.0.1 ports {min(ports)}-{max(ports)}")
-        print(f"run folder: {run_dir}  (inventory, known_hosts, client_key)")
-        print("check them with:")
-        print(f"  clusterdoc check --inventory {inventory_path}")
-        print("press Ctrl-C to stop", flush=True)
-        stop = threading.Event()
-        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            while not stop.wait(0.5):
-                pass
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        print("stopping", file=sys.stderr)
-    finally:
-        server.close()
-    return EXIT_CLEAN
-
-
 # ---- check --------------------------------------------------------------------------------
 def cmd_check(args: argparse.Namespace) -> int:
     from diagnostics.registry import default_registry
@@ -129,20 +66,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     executor: Executor
     try:
         if args.scenario:
-            sim = _simulator(args.scenario)
-            executor = sim.executor()
-            hosts_all = list(sim.hosts)
-            cluster = sim.scenario.cluster
-            scheduler, gpus_per_node = cluster.scheduler, cluster.gpus_per_node
+            opened = open_cluster("scenario", args.scenario)
         else:
-            from diagnostics.executors.ssh import SSHConfig, SSHExecutor
-            from diagnostics.inventory import load_inventory
+            from diagnostics.executors.ssh import SSHConfig
 
-            inventory = load_inventory(args.inventory)
             config = SSHConfig(connect_timeout_s=args.connect_timeout, accept_new_host_keys=args.accept_new_host_keys)
-            executor = SSHExecutor(inventory, config)
-            hosts_all = inventory.names
-            scheduler, gpus_per_node = inventory.scheduler, inventory.gpus_per_node
+            opened = open_cluster("inventory", args.inventory, ssh_config=config)
+        executor = opened.executor
+        hosts_all = list(opened.hosts)
+        scheduler, gpus_per_node = opened.scheduler, opened.gpus_per_node
         hosts = _split(args.hosts) or hosts_all
         unknown = [h for h in hosts if h not in hosts_all]
         if unknown:
@@ -163,7 +95,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     except ClusterdocError as exc:
         return _fail("check", str(exc))
     finally:
-        executor.close()
+        opened.close()
     if args.json:
         json.dump(report.to_dict(), sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")

@@ -11,6 +11,11 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any, Literal, Protocol, runtime_checkable
 
+# Findings are produced by checks here and by perf's detectors below; the type lives in the bottom
+# leaf (perf) so both share it without perf importing diagnostics. Re-exported for every layer.
+from perf.findings import Finding as Finding
+from perf.findings import Severity as Severity
+
 # Raw tool output kept in a result is capped so one chatty node cannot flood memory or chat.
 RAW_OUTPUT_CAP = 64 * 1024
 
@@ -57,23 +62,6 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-Severity = Literal["info", "warning", "critical"]
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One fact a check established. ``kind`` uses the fault-kind names of formats/scenario.md
-    (``gpu_clock_throttle``, ``ib_port_down`` …) whenever the finding is evidence of one."""
-
-    kind: str
-    host: str
-    message: str
-    gpu: int | None = None
-    severity: Severity = "warning"
-    data: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass

@@ -8,7 +8,7 @@ splits, origins, the fault -> category table) are defined here.
 from __future__ import annotations
 
 from diagnostics.checks import CHECKS
-from diagnostics.scenario import REMEDIATIONS
+from diagnostics.faults import REMEDIATIONS, builtin_catalog
 
 CATEGORIES: tuple[str, ...] = (
     "network",
@@ -19,6 +19,7 @@ CATEGORIES: tuple[str, ...] = (
     "software_version",
     "configuration",
     "scheduler",
+    "other",
 )
 
 ORIGINS: tuple[str, ...] = ("seed", "incident")
@@ -31,29 +32,9 @@ ACTION_TOOLS: tuple[str, ...] = REMEDIATIONS
 
 TOOL_NAMES: frozenset[str] = frozenset(CHECK_TOOLS + ACTION_TOOLS)
 
-# fault kind -> (category, components, checks that show it)
+# fault kind -> (category, components, checks that show it), from the fault catalog (one source).
 FAULTS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
-    "gpu_clock_throttle": ("thermal_power", ("gpu", "nvidia-driver"), ("gpu_clocks", "job_step_times")),
-    "gpu_power_cap": ("thermal_power", ("gpu",), ("gpu_power", "gpu_clocks")),
-    "gpu_thermal": ("thermal_power", ("gpu", "cooling"), ("gpu_temperature", "gpu_clocks")),
-    "gpu_ecc_uncorrectable": ("gpu_hardware", ("gpu", "hbm"), ("gpu_ecc", "gpu_xid")),
-    "gpu_row_remap_pending": ("gpu_hardware", ("gpu", "hbm"), ("gpu_row_remap", "gpu_ecc")),
-    "gpu_xid": ("gpu_hardware", ("gpu", "nvidia-driver"), ("gpu_xid",)),
-    "gpu_fallen_off_bus": ("gpu_hardware", ("gpu", "pcie"), ("gpu_count", "gpu_xid")),
-    "nvlink_down": ("gpu_hardware", ("gpu", "nvlink"), ("gpu_nvlink", "nccl_allreduce")),
-    "pcie_downgrade": ("gpu_hardware", ("gpu", "pcie"), ("gpu_pcie",)),
-    "ib_port_down": ("network", ("infiniband", "nccl"), ("ib_ports", "ib_devinfo")),
-    "ib_link_degraded": ("network", ("infiniband", "nccl"), ("ib_ports", "nccl_allreduce")),
-    "nccl_env_misconfig": ("configuration", ("nccl",), ("nccl_env", "nccl_allreduce")),
-    "disk_full": ("storage", ("filesystem", "checkpointing"), ("disk_usage",)),
-    "shm_too_small": ("memory", ("shm", "dataloader", "nccl"), ("shm_size",)),
-    "host_oom": ("memory", ("host-memory", "oom-killer"), ("memory_oom",)),
-    "cpu_overload": ("configuration", ("cpu",), ("cpu_load",)),
-    "cpu_governor_powersave": ("configuration", ("cpu",), ("cpu_governor",)),
-    "driver_mismatch": ("software_version", ("nvidia-driver", "cuda"), ("versions",)),
-    "clock_skew": ("configuration", ("ntp",), ("clock_sync",)),
-    "network_latency": ("network", ("ethernet", "nccl"), ("net_latency", "nccl_allreduce")),
-    "node_unreachable": ("network", ("ssh",), ("reachability",)),
+    k.name: (k.category.replace("-", "_"), k.components, k.kb_checks) for k in builtin_catalog().kinds
 }
 
 FAULT_KINDS: frozenset[str] = frozenset(FAULTS)

@@ -1,5 +1,5 @@
 """Performance models: hardware catalog, task and workload models, detectors, DoT rendering.
 
-A leaf package: it imports only ``diagnostics.types`` (and, lazily inside ``perf.check``, the
-diagnostics toolkit and simulator). See docs/perf.md.
+The bottom leaf: it imports nothing of ours (perf check, which opens clusters, lives in
+pipelines.perfcheck). See docs/perf.md.
 """

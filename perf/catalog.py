@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from diagnostics.types import ValidationError
-from perf.errors import UnknownPrecisionError
+from perf.errors import PerfError, UnknownPrecisionError
 
 PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8")
 
 
-class UnknownHardwareError(ValidationError, ValueError):
+class UnknownHardwareError(PerfError, ValueError):
     """A GPU or NIC name that is not in the catalog (the message lists the known names)."""
 
 

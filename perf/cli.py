@@ -13,12 +13,14 @@ import json
 import sys
 from typing import Any
 
-from diagnostics.types import ClusterdocError, Finding
 from perf.catalog import PRECISIONS, get_gpu, get_nic, gpu_names, interconnect_kinds, nic_names
+from perf.errors import PerfError
+from perf.findings import Finding
 from perf.workload import StepPrediction, predict_training_step
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: Any) -> Any:
+    """Add `perf predict|gpus`; returns the `perf` sub-command group so a layer above can add more."""
     perf = subparsers.add_parser("perf", help="performance models: expected step time, stragglers, early warning")
     sub = perf.add_subparsers(dest="perf_command", metavar="PERF_COMMAND")
     perf.set_defaults(handler=lambda args: _usage(perf))
@@ -35,25 +37,9 @@ def register(subparsers: Any) -> None:
     predict.add_argument("--format", choices=("text", "json", "dot"), default="text")
     predict.set_defaults(handler=_predict)
 
-    check = sub.add_parser("check", help="compare a live or simulated cluster with the model")
-    src = check.add_mutually_exclusive_group(required=True)
-    src.add_argument("--inventory", help="inventory YAML of real nodes (checked over SSH)")
-    src.add_argument("--scenario", help="scenario YAML (checked in the simulator)")
-    _model_args(check, required=False)
-    check.add_argument("--format", choices=("text", "json", "dot"), default="text")
-    check.set_defaults(handler=_check)
-
-    watch = sub.add_parser("watch", help="poll telemetry and raise early warnings before the job slows")
-    src = watch.add_mutually_exclusive_group(required=True)
-    src.add_argument("--inventory", help="inventory YAML of real nodes (polled over SSH)")
-    src.add_argument("--scenario", help="scenario YAML (simulated time advances between polls)")
-    watch.add_argument("--samples", type=int, default=30, help="number of polls (default 30)")
-    watch.add_argument("--interval-s", type=float, default=10.0, help="seconds between polls (default 10)")
-    watch.add_argument("--gpu", help="GPU model, for its slowdown temperature (default: from the file)")
-    watch.set_defaults(handler=_watch)
-
     gpus = sub.add_parser("gpus", help="list the hardware catalog")
     gpus.set_defaults(handler=_list)
+    return sub
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -83,14 +69,14 @@ def _parse_clocks(items: list[str], n: int, max_mhz: float) -> list[float] | Non
     for item in items:
         gpu, sep, mhz = item.partition("=")
         if not sep or not gpu.strip().isdigit():
-            raise ClusterdocError(f"--sm-clock {item!r}: expected GPU=MHZ, e.g. 35=200")
+            raise PerfError(f"--sm-clock {item!r}: expected GPU=MHZ, e.g. 35=200")
         index = int(gpu)
         if index >= n:
-            raise ClusterdocError(f"--sm-clock {item!r}: GPU index {index} is not below --gpus {n}")
+            raise PerfError(f"--sm-clock {item!r}: GPU index {index} is not below --gpus {n}")
         try:
             clocks[index] = float(mhz)
         except ValueError:
-            raise ClusterdocError(f"--sm-clock {item!r}: {mhz!r} is not a number") from None
+            raise PerfError(f"--sm-clock {item!r}: {mhz!r} is not a number") from None
     return clocks
 
 
@@ -110,7 +96,7 @@ def _predict(args: argparse.Namespace) -> int:
 
             findings = expected_vs_observed(pred, args.observed_step_s, sm_clocks_mhz=clocks,
                                             max_sm_clock_mhz=spec.max_sm_clock_mhz)
-    except ClusterdocError as exc:
+    except PerfError as exc:
         return _fail(str(exc))
     _emit(args.format, pred, findings, [], args.observed_step_s)
     return 0
@@ -185,40 +171,3 @@ def _list(args: argparse.Namespace) -> int:
         n = get_nic(name)
         print(f"{n.name:14s} {n.kind:10s} {n.rate_gbps:5g} Gb/s  ~{n.effective_gbs:g} GB/s effective")
     return 0
-
-
-def _check(args: argparse.Namespace) -> int:
-    from perf.check import CheckInputs, run_check
-
-    try:
-        result = run_check(CheckInputs(
-            inventory=args.inventory, scenario=args.scenario, gpu=args.gpu, n_gpus=args.gpus,
-            model_params=args.model_params, tokens_per_step=args.tokens_per_step,
-            precision=args.precision, interconnect=args.interconnect,
-        ))
-    except ClusterdocError as exc:
-        return _fail(str(exc))
-    except OSError as exc:
-        return _fail(f"cannot read {args.inventory or args.scenario}: {exc}")
-    _emit(args.format, result.prediction, result.findings, result.notes, result.observed_step_s)
-    return 1 if any(f.severity != "info" for f in result.findings) else 0
-
-
-def _watch(args: argparse.Namespace) -> int:
-    from perf.check import CheckInputs, watch
-
-    def show(sample: int, f: Finding) -> None:
-        where = f.host if f.gpu is None else f"{f.host} GPU {f.gpu}"
-        print(f"[sample {sample}] {f.kind} {where}: {f.message}", flush=True)
-
-    try:
-        fired, notes = watch(CheckInputs(inventory=args.inventory, scenario=args.scenario, gpu=args.gpu),
-                             samples=args.samples, interval_s=args.interval_s, on_warning=show)
-    except ClusterdocError as exc:
-        return _fail(str(exc))
-    except OSError as exc:
-        return _fail(f"cannot read {args.inventory or args.scenario}: {exc}")
-    print(f"{len(fired)} early warning(s) in {args.samples} samples")
-    for note in notes:
-        print(f"note: {note}")
-    return 1 if fired else 0

@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from diagnostics.types import Finding
 from perf.errors import PerfInputError, require_positive
+from perf.findings import Finding
 from perf.workload import StepPrediction
 
 

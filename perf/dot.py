@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
-from diagnostics.types import Finding
 from perf.errors import PerfInputError
+from perf.findings import Finding
 from perf.workload import StepPrediction
 
 TRAINING_FORMULAS: dict[str, str] = {

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from diagnostics.types import ValidationError
+
+class PerfError(Exception):
+    """Base of perf's errors (perf is the bottom leaf: it defines its own)."""
 
 
-class PerfInputError(ValidationError, ValueError):
+class PerfInputError(PerfError, ValueError):
     """An argument to a perf model is invalid (zero/negative size, NaN, wrong length …)."""
 
     def __init__(self, argument: str, problem: str) -> None:

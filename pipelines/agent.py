@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from diagnostics.faults import catalog
 from diagnostics.types import Finding, ToolResult, cap_text
 from pipelines.api import AgentEvent, Cause, Diagnosis, DiagnosisRequest, Proposal
 from pipelines.components import CheckRunner, EntityExtractor, KBLookup, MergeModelEntities, ModelStep
@@ -30,8 +31,11 @@ from pipelines.faults import (
     GPU_LEVEL_FAULTS,
     RUNBOOK_OF_FAULT,
     RUNBOOKS,
+    SYMPTOM_KINDS,
     UNREACHABLE_AFTER,
+    is_fault,
 )
+from pipelines.hypotheses import Hypothesis, expansion_terms, from_kb_hits, from_signatures, signature_catalog
 from pipelines.llm.base import LLM, LLMReply, NoLLM
 from pipelines.planner import ClusterInfo, ToolPlan, fill_params, ordered_hypotheses, plan_for_fault
 from pipelines.prompts import (
@@ -44,8 +48,17 @@ from pipelines.prompts import (
     hypothesis_messages,
     hypothesis_schema,
 )
-from pipelines.proposals import attach_script, build_proposals
+from pipelines.proposals import attach_script, build_fleet_proposals, build_proposals, cap_drains
 from pipelines.telemetry import GPU_TELEMETRY_TOOLS, detector_findings, perf_model_block
+from pipelines.verdict import (
+    Anomaly,
+    check_category,
+    checks_for_symptom,
+    collect_anomalies,
+    is_cluster_wide,
+    localize,
+    spread,
+)
 
 KB_PRIOR = 0.6  # prior weight a retrieved record's fault adds (rank 1; less further down)
 MODEL_PRIOR = 0.5  # prior weight a model hypothesis adds
@@ -69,6 +82,7 @@ class _Run:
         self.silent: dict[str, int] = {}  # host -> timeouts/refusals seen
         self.answered: set[str] = set()  # hosts that answered at least once
         self.unreachable: set[str] = set()
+        self.hypotheses: list[Hypothesis] = []  # signature and KB leads (typed, never evidence)
 
 
 class Agent:
@@ -96,6 +110,7 @@ class Agent:
         self.runner = CheckRunner(toolkit)
         self._warm = False
         self._warm_error = ""
+        self._signatures: Any = None
 
     # ----- life cycle ---------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -104,6 +119,7 @@ class Agent:
             return
         if self.config.mode in ("rag", "rag-dot-selfplay"):
             self.kb_lookup.warm_up()
+        self._signatures = signature_catalog(self.config.signature_files)
         try:
             self.llm.warm_up()
         except Exception as exc:  # a missing model is reported per diagnosis, never fatal here
@@ -157,10 +173,16 @@ class Agent:
         root = run.graph.add("proposition", f"Incident: {text[:160] or 'diagnose ' + str(target)}", round=1,
                              attachments=[Attachment("log", text[:800])] if text else [])
         priors: dict[str, float] = dict(ent.hypotheses)
+        sig_hyps = from_signatures(text, self._signatures)
+        run.hypotheses.extend(sig_hyps)
+        for sh in sig_hyps:
+            if sh.fault_kind:
+                priors[sh.fault_kind] = priors.get(sh.fault_kind, 0.0) + sh.weight
         hits: list[Any] = []
         if use_kb:
             t = time.monotonic()
-            out = self.kb_lookup.run(query=" ".join([*ent.keywords, text[:600]]) or str(target))
+            query = " ".join([*expansion_terms(sig_hyps), *ent.keywords, text[:600]]) or str(target)
+            out = self.kb_lookup.run(query=query)
             run.timings["kb_s"] = round(time.monotonic() - t, 3)
             hits = out["hits"]
             if out["error"]:
@@ -169,6 +191,7 @@ class Agent:
                 fault = getattr(hit.record, "fault", None)
                 if fault:
                     priors[fault] = priors.get(fault, 0.0) + KB_PRIOR / (1 + i)
+            run.hypotheses.extend(from_kb_hits(hits[:3]))
         if use_model:
             snippets = [f"{h.record.result} ({', '.join(h.record.problemkey[:5])})" for h in hits]
             reply = self._ask(run, hypothesis_messages(text or str(target), snippets, min(cfg.prompt_data_cap_chars, 1200)),
@@ -189,6 +212,13 @@ class Agent:
                 why.append("KB " + ", ".join(kb_ids[:2]))
             run.graph.add("proposition", f"hypothesis: {h} (prior {priors[h]:.2f}; {'; '.join(why) or 'model'})",
                           [root.id], round=1)
+        for sh in sig_hyps[:3]:
+            run.graph.add("proposition", f"signature {sh.id}: {sh.title} -> {sh.category}: {sh.cause[:160]}",
+                          [root.id], round=1, source="signature",
+                          attachments=[Attachment("log", sh.line[:300]), Attachment("link", sh.url)])
+        for kh in [h for h in run.hypotheses if h.source == "kb"][:3]:
+            run.graph.add("proposition", f"past incident {kh.id} ({kh.category}): {kh.cause[:160]}", [root.id],
+                          round=1, source="kb", attachments=[Attachment("link", kh.url)])
         yield AgentEvent("graph", {"graph": run.graph.to_json(), "round": 1, "entities": ent.to_dict(),
                                    "kb": [h.record.id for h in hits]})
 
@@ -229,6 +259,7 @@ class Agent:
         if cfg.mode == "preplan":
             yield from self._preplan(run, hyps, scope)
         else:
+            yield from self._hypothesis_checks(run, scope)
             yield from self._targeted(run, hyps, scope, ent, max_hyps=3 if selfplay else 2, refine=selfplay or cfg.mode == "rag")
 
         # ---- round 3: attribute, verify; more rounds while unverified ----
@@ -238,6 +269,9 @@ class Agent:
         steps: list[tuple[str, Any]] = []
         if cfg.mode != "preplan":
             steps.append(("the next hypotheses", lambda: self._targeted(run, hyps[3:], scope, ent, max_hyps=3, refine=True)))
+            if any(h.source == "kb" for h in run.hypotheses):
+                steps.append(("the checks similar past incidents name",
+                              lambda: self._hypothesis_checks(run, scope, source="kb")))
         steps.append(("a quick sweep of every check", lambda: self._sweep(run, scope)))
         if set(scope) != set(all_hosts) and not target:
             # hosts named only in the text (an alert, a paste) may be wrong or planted: widen
@@ -252,45 +286,174 @@ class Agent:
             best, ranked = self._attribute(run, priors, ent, text, use_model and selfplay and rounds == 4, rounds)
         # ---- outcome ----
         if best is None:
-            unresolved = [c for c in ranked if not c.explained_by]
-            if unresolved:
-                lead = unresolved[0]
-                summary = (f"no verified root cause; strongest lead: {lead.label()} "
-                           f"({'; '.join(f.message for f in lead.findings[:2])})")
-                conf = 0.2
-            else:
-                errors = [r for r in run.results if r.status.value in ("error", "timeout", "unreachable")]
-                summary = "nothing wrong found: every check came back clean" + (
-                    f" ({len(errors)} check(s) could not run)" if errors else "")
-                conf = 0.8 if not errors else 0.5
-            node = run.graph.add("summary", summary, [run.graph.nodes[-1].id], round=rounds)
-            del node
-            yield self._final(run, Cause(None), summary, [], conf, [], started, verified=False, request=request)
+            yield self._unverified(run, ranked, scope, rounds, started, request)
             return
+        yield from self._verified(run, best, ranked, use_model, rounds, started, request)
+
+    # ----- outcome ------------------------------------------------------------------------------
+    def _verified(self, run: _Run, best: Candidate, ranked: list[Candidate], use_model: bool, rounds: int,
+                  started: float, request: DiagnosisRequest) -> Iterator[AgentEvent]:
+        """A check shows a catalog fault: localize it (one GPU, one node, or the whole cluster) and
+        propose the fix that matches its scope."""
+        cfg = self.config
         verdict = verify_claim(best.cause, run.findings)
+        kind = catalog().get(best.fault)
+        category = kind.category if kind else None
+        all_hosts = list(self.cluster.hosts)
+        hosts_with = spread(best.fault, run.findings, all_hosts)
         props: list[Proposal] = []
         prop_notes: list[str] = []
-        props.extend(build_proposals(best.cause, self.toolkit, gpu_model=self.cluster.gpu_model,
-                                     rationale="; ".join(f.message for f in verdict.support[:3]), notes=prop_notes))
+        if is_cluster_wide(hosts_with, all_hosts):
+            scope = "job" if kind is not None and kind.scope == "job" else "cluster"
+            cause = Cause(best.fault, None, None, category, scope, kind.description if kind else "")
+            affected = sorted({(f.host, f.gpu) for f in run.findings if f.kind == best.fault
+                               and f.severity in ("warning", "critical")}, key=lambda x: (x[0], x[1] if x[1] is not None else -1))
+            origin = self._setting_origin(best.fault, run.findings)
+            run.graph.add("critique", f"{best.fault} shows on {len(hosts_with)} of {len(all_hosts)} nodes: a {scope}-wide "
+                          f"cause ({origin}); draining nodes would not fix it", [run.graph.nodes[-1].id], round=rounds)
+            props.extend(build_fleet_proposals(cause, affected, self.toolkit, gpu_model=self.cluster.gpu_model,
+                                               rationale=f"{best.fault} on {len(hosts_with)}/{len(all_hosts)} nodes; {origin}",
+                                               notes=prop_notes))
+            where = f"{scope}-wide ({len(hosts_with)}/{len(all_hosts)} nodes)"
+        else:
+            cause = Cause(best.fault, best.node, best.gpu, category, kind.scope if kind else "node",
+                          kind.description if kind else "")
+            props.extend(build_proposals(cause, self.toolkit, gpu_model=self.cluster.gpu_model,
+                                         rationale="; ".join(f.message for f in verdict.support[:3]), notes=prop_notes))
+            where = (best.node or "the cluster") + (f" GPU {best.gpu}" if best.gpu is not None else "")
         others = [c for c in ranked if c is not best and not c.explained_by and not c.is_symptom
-                  and verify_claim(c.cause, run.findings).verified]
+                  and verify_claim(c.cause, run.findings).verified and c.fault != best.fault]
         for other in others[:2]:
-            extra_props = build_proposals(other.cause, self.toolkit, gpu_model=self.cluster.gpu_model, notes=prop_notes)
-            props.extend(extra_props[:1])
+            okind = catalog().get(other.fault)
+            ocause = Cause(other.fault, other.node, other.gpu, okind.category if okind else None,
+                           okind.scope if okind else "node")
+            props.extend(build_proposals(ocause, self.toolkit, gpu_model=self.cluster.gpu_model, notes=prop_notes)[:1])
+        props = cap_drains(props, len(all_hosts) or 1, cfg.max_drain_fraction, prop_notes)
         if cfg.model_scripts and use_model and props:
             props[0] = self._model_script(run, props[0], prop_notes)
         run.graph.notes.extend(prop_notes)
         for p in props:
             yield AgentEvent("proposal", {"proposal": p.to_dict()})
-        where = (best.node or "the cluster") + (f" GPU {best.gpu}" if best.gpu is not None else "")
         summary = f"{best.fault} on {where}: " + "; ".join(f.message for f in verdict.support[:2])
         if others:
             summary += " | also found: " + ", ".join(c.label() for c in others[:3])
-        last = run.graph.nodes[-1].id
-        run.graph.add("summary", summary, [last], round=rounds)
+        run.graph.add("summary", f"[verified] {summary}", [run.graph.nodes[-1].id], round=rounds)
         evidence = [f.to_dict() for f in verdict.support + best.explains]
-        yield self._final(run, best.cause, summary, evidence, confidence(best, ranked), props, started,
-                          verified=True, request=request)
+        yield self._final(run, cause, summary, evidence, confidence(best, ranked), props, started,
+                          verified=True, request=request, verdict="verified")
+
+    def _unverified(self, run: _Run, ranked: list[Candidate], scope: list[str], rounds: int, started: float,
+                    request: DiagnosisRequest) -> AgentEvent:
+        """No catalog fault verified. Anomalies -> unexplained (named, with nodes); a signature or
+        KB lead no check confirmed -> suspected (with the checks that would); clean only when the
+        checks that could show the symptom ran and passed."""
+        anomalies = collect_anomalies(run.results, run.findings, answered=run.answered, is_fault=is_fault,
+                                      symptom_kinds=SYMPTOM_KINDS, unreachable=run.unreachable)
+        leads = [c for c in ranked if not c.explained_by]
+        for lead in leads[:3]:  # an unverified catalog lead (a symptom, a finding the verifier refused)
+            for f in lead.findings[:1]:
+                anomalies.append(Anomaly(f.host, str(f.data.get("check") or lead.fault), f.message,
+                                         catalog().category_of(lead.fault) or check_category(lead.fault),
+                                         f.severity, lead.fault, f.gpu))
+        anomaly_dicts = [a.to_dict() for a in anomalies[:30]]
+        all_hosts = list(self.cluster.hosts) or list(scope)
+        if anomalies:
+            loc = localize(anomalies, all_hosts)
+            lead_a = loc.lead
+            known = [a for a in anomalies if a.cause and (loc.node is None or a.host == loc.node)]
+            where = loc.node or f"the cluster ({len(loc.hosts)}/{len(all_hosts)} nodes)"
+            if known and known[0].severity == "critical":
+                top = known[0]
+                verdict = "verified"
+                description = top.cause
+                summary = f"{top.category} fault on {where}: {top.message}"
+                if top.source:
+                    summary += f" (known cause: {top.cause[:160]}; {top.source})"
+            else:
+                verdict = "unexplained"
+                description = lead_a.message if lead_a else ""
+                summary = (f"unexplained anomalies on {where} ({loc.category}): "
+                           + "; ".join(a.message for a in anomalies[:3])
+                           + ". No check proves the cause yet; these need a closer look.")
+            cause = Cause(None, loc.node, lead_a.gpu if (lead_a and loc.node) else None, loc.category,
+                          loc.scope if loc.node is None else ("gpu" if lead_a and lead_a.gpu is not None else "node"),
+                          description)
+            run.graph.add("summary", f"[{verdict}] {summary}", [run.graph.nodes[-1].id], round=rounds)
+            conf = 0.5 if verdict == "verified" else 0.3
+            return self._final(run, cause, summary, [], conf, [], started, verified=verdict == "verified",
+                               request=request, verdict=verdict, anomalies=anomaly_dicts)
+        sig = [h for h in run.hypotheses if h.source == "signature"]
+        kb = [h for h in run.hypotheses if h.source == "kb"]
+        lead_h = sig[0] if sig else None
+        if lead_h is not None:
+            node = self._named_node(request, scope)
+            confirm = [c for c in lead_h.checks if c in self._read_only_names()]
+            summary = (f"suspected {lead_h.category} fault: {lead_h.title} ({lead_h.cause[:200]}). "
+                       f"No check on the cluster confirmed it" + (f"; confirm with {', '.join(confirm)}" if confirm
+                                                                   else "") + f". Source: {lead_h.url}")
+            cause = Cause(lead_h.fault_kind, node, None, lead_h.category, lead_h.scope if node is None else "node",
+                          lead_h.cause)
+            run.graph.add("summary", f"[suspected] {summary}", [run.graph.nodes[-1].id], round=rounds)
+            return self._final(run, cause, summary, [], 0.35, [], started, verified=False, request=request,
+                               verdict="suspected", confirm_with=confirm)
+        relevant_checks = checks_for_symptom([h.category for h in kb], [c for h in kb for c in h.checks])
+        ran_ok = {r.tool for r in run.results if r.status.value in ("ok", "problem")}
+        failed = {r.tool for r in run.results if r.status.value not in ("ok", "problem", "no_data")}
+        try:
+            sweepable = {spec.name for spec in self.toolkit.registry.up_to_level(self.config.broaden_level)}
+        except Exception:
+            sweepable = self._read_only_names()
+        # Longer checks (a bus-bandwidth test) are named, not required: the sweep level decides.
+        missing = [c for c in relevant_checks if c in sweepable and c not in ran_ok]
+        if missing or failed:
+            why = ", ".join(sorted(set(missing) | failed)[:8])
+            summary = f"no fault found, but not every check that could show it ran and passed ({why})"
+            run.graph.add("summary", f"[unexplained] {summary}", [run.graph.nodes[-1].id], round=rounds)
+            return self._final(run, Cause(None, None, None, kb[0].category if kb else "other", "cluster"), summary,
+                               [], 0.3, [], started, verified=False, request=request, verdict="unexplained",
+                               anomalies=[{"host": "-", "check": c, "message": f"{c} did not run or did not pass",
+                                           "category": check_category(c)} for c in sorted(set(missing) | failed)[:10]])
+        passed = sorted(ran_ok)
+        summary = f"nothing wrong found: {len(passed)} checks ran on {len(scope)} host(s) and passed ({', '.join(passed[:12])}"
+        summary += ", …)" if len(passed) > 12 else ")"
+        run.graph.add("summary", f"[clean] {summary}", [run.graph.nodes[-1].id], round=rounds)
+        return self._final(run, Cause(None), summary, [], 0.8, [], started, verified=False, request=request,
+                           verdict="clean", checks_passed=passed)
+
+    def _named_node(self, request: DiagnosisRequest, scope: list[str]) -> str | None:
+        if request.target and request.target in self.cluster.hosts:
+            return request.target
+        return scope[0] if len(scope) == 1 and scope != list(self.cluster.hosts) else None
+
+    def _read_only_names(self) -> set[str]:
+        return {s.name for s in self._read_only_specs()}
+
+    @staticmethod
+    def _setting_origin(fault: str, findings: Sequence[Finding]) -> str:
+        """Where a shared setting came from, as far as the findings say (the job's environment,
+        the GPU power limit, the CPU governor...)."""
+        for f in findings:
+            if f.kind != fault:
+                continue
+            env = f.data.get("env") or f.data.get("bad") or f.data.get("settings")
+            if env:
+                return f"set in the job's environment: {env}"
+            return f"the same setting on every node, e.g. {f.host}: {f.message[:120]}"
+        return "the same setting on every node"
+
+    def _hypothesis_checks(self, run: _Run, scope: list[str], source: str = "signature") -> Iterator[AgentEvent]:
+        """The checks the signature matches (or, later, the top past incidents) say would confirm them."""
+        known = self._read_only_names()
+        wanted: list[str] = []
+        for h in [h for h in run.hypotheses if h.source == source][:3]:
+            wanted.extend(c for c in h.checks[:2] if c in known and c not in wanted)
+        for tool in wanted[:4]:
+            spec = self.toolkit.registry.get(tool)
+            filled = fill_params(spec, self.cluster, scope)
+            if filled is None:
+                continue
+            yield from self._run_plan(run, ToolPlan(tool, list(scope), filled[0], filled[1], "a matched signature or "
+                                                    "past incident names this check"), 2)
 
     # ----- helpers --------------------------------------------------------------------------
     def _ask(self, run: _Run, messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int | None = None) -> LLMReply | None:
@@ -346,6 +509,7 @@ class Agent:
         results: list[ToolResult] = out["results"]
         run.results.extend(results)
         run.findings.extend(out["findings"])
+        run.findings.extend(promote_known_kinds(out["findings"]))
         run.findings.extend(self._silence(run, results))
         perf_block = ""
         if plan.tool in GPU_TELEMETRY_TOOLS and len(plan.hosts) > 1:
@@ -515,7 +679,9 @@ class Agent:
         return (best if verdict.verified else None), ranked
 
     def _final(self, run: _Run, cause: Cause, summary: str, evidence: list[dict[str, Any]], conf: float,
-               proposals: list[Proposal], started: float, *, verified: bool, request: DiagnosisRequest) -> AgentEvent:
+               proposals: list[Proposal], started: float, *, verified: bool, request: DiagnosisRequest,
+               verdict: str = "unexplained", anomalies: list[dict[str, Any]] | None = None,
+               checks_passed: list[str] | None = None, confirm_with: list[str] | None = None) -> AgentEvent:
         degraded = ""
         if isinstance(self.llm, NoLLM):
             degraded = "no model configured: diagnosis from the checks' evidence only"
@@ -544,8 +710,27 @@ class Agent:
             llm=getattr(self.llm, "name", "none"),
             degraded=degraded,
             verified=verified,
+            verdict=verdict,
+            anomalies=list(anomalies or []),
+            checks_passed=list(checks_passed or []),
+            confirm_with=list(confirm_with or []),
+            hypotheses=[h.to_dict() for h in run.hypotheses[:8]],
+            similar=[{"id": h.id, "title": h.title, "cause": h.cause, "fix": h.fix, "url": h.url,
+                      "category": h.category} for h in run.hypotheses if h.source == "kb"][:3],
         )
         return AgentEvent("diagnosis", {"diagnosis": diagnosis})
+
+
+def promote_known_kinds(findings: Sequence[Finding]) -> list[Finding]:
+    """A generic anomaly whose signature names a catalog fault kind (a kernel line with Xid 79) is
+    evidence of that kind too: the kernel log is a check's output, so the verifier may use it."""
+    out: list[Finding] = []
+    for f in findings:
+        kind = (f.data or {}).get("fault_kind")
+        if not kind or kind == f.kind or not is_fault(kind) or f.severity not in ("warning", "critical"):
+            continue
+        out.append(Finding(kind, f.host, f.message, f.gpu, f.severity, {**f.data, "promoted_from": f.kind}))
+    return out
 
 
 def graph_of(diagnosis: Diagnosis) -> DotGraph:

@@ -14,6 +14,15 @@ from typing import Any, Literal
 RequestSource = Literal["command", "mention", "alert", "schedule", "cli", "benchmark"]
 EventKind = Literal["status", "graph", "tool_call", "tool_result", "diagnosis", "proposal", "error"]
 Risk = Literal["low", "medium", "high"]
+# How sure a diagnosis is (formats/scenario.md `expect.verdict`):
+#   verified    a check's finding shows the cause
+#   suspected   a signature or KB match that no check has confirmed (``confirm_with`` names the checks)
+#   unexplained anomalies were seen but their cause is not proven (``anomalies`` lists them, with nodes)
+#   clean       only when the checks that could show the symptom all ran and passed (``checks_passed``)
+Verdict = Literal["verified", "suspected", "unexplained", "clean"]
+VERDICTS: tuple[str, ...] = ("verified", "suspected", "unexplained", "clean")
+# Where a cause lives: one GPU, one node, one job's settings, or the whole cluster.
+Scope = Literal["gpu", "node", "job", "cluster"]
 
 
 @dataclass(frozen=True)
@@ -33,9 +42,23 @@ class AgentEvent:
 
 @dataclass(frozen=True)
 class Cause:
-    fault: str | None  # a fault kind of formats/scenario.md, or None for "nothing wrong"
-    node: str | None = None
+    fault: str | None  # a fault kind of the fault catalog, or None (nothing wrong, or a fault with no kind)
+    node: str | None = None  # None when the cause is cluster- or job-wide
     gpu: int | None = None
+    category: str | None = None  # one of diagnostics.faults.CATEGORIES; set for every verdict but clean
+    scope: str | None = None  # gpu | node | job | cluster
+    description: str = ""  # the cause in plain words (a signature's or record's cause, a kind's description)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Cause:
+        data = data or {}
+        gpu = data.get("gpu")
+        return cls(fault=data.get("fault"), node=data.get("node"), gpu=int(gpu) if gpu is not None else None,
+                   category=data.get("category"), scope=data.get("scope"),
+                   description=str(data.get("description") or ""))
 
 
 @dataclass(frozen=True)
@@ -73,6 +96,18 @@ class Proposal:
         d["hash"] = self.hash
         return d
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Proposal:
+        """Rebuild a stored proposal (``to_dict``); the caller compares the hash."""
+        steps = tuple(
+            ProposalStep(tool=str(s["tool"]), host=str(s["host"]), params=dict(s.get("params") or {}),
+                         commands=tuple(str(c) for c in s.get("commands") or ()))
+            for s in data.get("steps") or ()
+        )
+        return cls(id=str(data["id"]), title=str(data.get("title", "")), risk=data.get("risk", "medium"),
+                   steps=steps, cause=Cause.from_dict(data.get("cause")), script=str(data.get("script", "")),
+                   rationale=str(data.get("rationale", "")))
+
 
 @dataclass
 class Diagnosis:
@@ -87,12 +122,41 @@ class Diagnosis:
     timings: dict[str, float] = field(default_factory=dict)
     llm: str = "none"  # backend actually used
     degraded: str = ""  # why the evidence-only path was taken, when it was
-    verified: bool = False  # the cause is backed by a check result
+    verified: bool = False  # the cause is backed by a check result (verdict == "verified")
+    verdict: str = "unexplained"  # one of VERDICTS; never "clean" unless the relevant checks passed
+    anomalies: list[dict[str, Any]] = field(default_factory=list)  # {host, check, message, category}
+    checks_passed: list[str] = field(default_factory=list)  # for clean: the checks that ran and passed
+    confirm_with: list[str] = field(default_factory=list)  # for suspected: checks that would confirm it
+    hypotheses: list[dict[str, Any]] = field(default_factory=list)  # signature / KB matches (typed)
+    similar: list[dict[str, Any]] = field(default_factory=list)  # top past incidents from the KB
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["proposals"] = [p.to_dict() for p in self.proposals]
         return d
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Diagnosis:
+        return cls(
+            summary=str(data.get("summary", "")),
+            cause=Cause.from_dict(data.get("cause")),
+            evidence=list(data.get("evidence") or []),
+            confidence=float(data.get("confidence", 0.0)),
+            graph=dict(data.get("graph") or {}),
+            proposals=[p if isinstance(p, Proposal) else Proposal.from_dict(p) for p in data.get("proposals") or []],
+            tool_calls=list(data.get("tool_calls") or []),
+            tokens=dict(data.get("tokens") or {"prompt": 0, "completion": 0}),
+            timings=dict(data.get("timings") or {}),
+            llm=str(data.get("llm", "none")),
+            degraded=str(data.get("degraded", "")),
+            verified=bool(data.get("verified", False)),
+            verdict=str(data.get("verdict") or ("verified" if data.get("verified") else "unexplained")),
+            anomalies=list(data.get("anomalies") or []),
+            checks_passed=list(data.get("checks_passed") or []),
+            confirm_with=list(data.get("confirm_with") or []),
+            hypotheses=list(data.get("hypotheses") or []),
+            similar=list(data.get("similar") or []),
+        )
 
 
 @dataclass

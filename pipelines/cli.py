@@ -5,8 +5,8 @@
         [--mode plain|rag|rag-dot-selfplay|preplan] [--png OUT] [--json] [--no-kb]
 
 Prints the reasoning outline, the evidence and the proposals (nothing is executed: approving and
-running a proposal is the chat bot's job). Exit 0: nothing wrong; 1: a cause was found or the
-diagnosis is unverified; 2: bad input.
+running a proposal is the chat bot's job). Exit 0: verdict `clean` (the checks that could show the
+symptom ran and passed); 1: `verified`, `suspected` or `unexplained`; 2: bad input.
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
         print(render_text(diagnosis))
         if args.png:
             print(f"graph: {args.png}")
-    return EXIT_CLEAN if diagnosis.cause.fault is None and "nothing wrong" in diagnosis.summary else EXIT_FOUND
+    # Exit 0 only for a clean verdict (the checks that could show the symptom ran and passed).
+    return EXIT_CLEAN if diagnosis.verdict == "clean" else EXIT_FOUND
 
 
 def render_text(diagnosis: Any) -> str:
@@ -110,8 +111,18 @@ def render_text(diagnosis: Any) -> str:
     lines = ["== reasoning (Diagram of Thought) ==", outline(DotGraph.from_json(diagnosis.graph)), "", "== diagnosis =="]
     c = diagnosis.cause
     where = f" on {c.node}" + (f" GPU {c.gpu}" if c.gpu is not None else "") if c.node else ""
-    lines.append(f"cause: {c.fault or 'none'}{where}  (verified: {diagnosis.verified}, confidence {diagnosis.confidence:.2f})")
+    scope = f" [{c.scope}-wide]" if c.scope in ("cluster", "job") and c.node is None and diagnosis.verdict != "clean" else ""
+    lines.append(f"verdict: {diagnosis.verdict}  category: {c.category or '-'}{scope}")
+    lines.append(f"cause: {c.fault or c.description[:120] or 'none'}{where}  (confidence {diagnosis.confidence:.2f})")
     lines.append(f"summary: {diagnosis.summary}")
+    for a in diagnosis.anomalies[:8]:
+        lines.append(f"anomaly: {a.get('host')} {a.get('check')}: {a.get('message')} ({a.get('category')})")
+    if diagnosis.confirm_with:
+        lines.append("confirm with: " + ", ".join(diagnosis.confirm_with))
+    if diagnosis.checks_passed:
+        lines.append("checks that ran and passed: " + ", ".join(diagnosis.checks_passed))
+    for sim in diagnosis.similar[:3]:
+        lines.append(f"similar past incident: {sim.get('title')}: {str(sim.get('cause'))[:140]} ({sim.get('url')})")
     if diagnosis.degraded:
         lines.append(f"note: {diagnosis.degraded}")
     lines.append("")

@@ -65,7 +65,7 @@ class LLMConfig:
 class AgentConfig:
     mode: str = "rag-dot-selfplay"  # one of MODES
     max_rounds: int = 3  # self-play rounds (the method's three; fixed), see max_extra_rounds
-    max_extra_rounds: int = 4  # escalation rounds while unverified: next hypotheses, sweep, then every host
+    max_extra_rounds: int = 5  # escalation rounds while unverified: next hypotheses, past incidents, sweep, every host
     max_tool_calls: int = 60  # tool invocations per diagnosis (a fanned-out check counts once)
     kb_top_k: int = 5
     kb_splits: tuple[str, ...] = ("perceivable",)  # never "benchmark" in a fair run
@@ -73,6 +73,8 @@ class AgentConfig:
     prompt_data_cap_chars: int = 2400  # per tagged data block inside a prompt
     broaden_level: str = "quick"  # sweep level when targeted checks find nothing
     llm_failures_before_degraded: int = 2  # garbage/no answers before the evidence-only path
+    max_drain_fraction: float = 0.1  # no incident proposes draining more of the cluster than this
+    signature_files: tuple[str, ...] = ()  # operator signature catalogs (YAML), on top of the built-in one
     model_scripts: bool = False  # ask the model for a fix script (shown for review only, deny rules applied)
     llm: LLMConfig = field(default_factory=LLMConfig)
 

@@ -120,3 +120,66 @@ def attach_script(proposal: Proposal, script: str, *, gpu_model: str | None = No
                  cause=proposal.cause, script=script, rationale=proposal.rationale),
         [],
     )
+
+
+# Actions that take capacity away: never proposed for a cause every node shares.
+CAPACITY_ACTIONS = frozenset({"drain_node", "reset_gpu"})
+MAX_FLEET_STEPS = 64  # one proposal repairing a setting on many nodes/GPUs stays reviewable
+
+
+def build_fleet_proposals(
+    cause: Cause,
+    affected: Sequence[tuple[str, int | None]],
+    toolkit: Any,
+    *,
+    gpu_model: str | None = None,
+    rationale: str = "",
+    notes: list[str] | None = None,
+) -> list[Proposal]:
+    """One proposal that repairs a cluster- or job-wide cause where it shows (``affected``: (node,
+    gpu) pairs), using only the cause's plans that restore a setting; draining or resetting every
+    node is never the fix for a setting every node shares."""
+    notes = notes if notes is not None else []
+    for plan in REMEDIATIONS.get(cause.fault or "", ()):
+        if any(action in CAPACITY_ACTIONS for action, _ in plan):
+            continue
+        steps: list[ProposalStep] = []
+        risk = "low"
+        for node, gpu in list(affected)[:MAX_FLEET_STEPS]:
+            local = Cause(cause.fault, node, gpu, cause.category, cause.scope, cause.description)
+            for p in build_proposals(local, toolkit, gpu_model=gpu_model, notes=notes)[:1]:
+                if any(s.tool in CAPACITY_ACTIONS for s in p.steps):
+                    continue
+                steps.extend(p.steps)
+                risk = max(risk, p.risk, key=lambda r: _RISK_ORDER.get(r, 1))
+        if not steps:
+            continue
+        unique = tuple(dict.fromkeys(steps))
+        title = f"{' + '.join(dict.fromkeys(s.tool for s in unique))} on {len({s.host for s in unique})} node(s)"
+        draft = Proposal(id="", title=title, risk=risk, steps=unique, cause=cause, rationale=rationale)  # type: ignore[arg-type]
+        if len(affected) > MAX_FLEET_STEPS:
+            notes.append(f"fleet proposal covers the first {MAX_FLEET_STEPS} of {len(affected)} affected places")
+        return [Proposal(id=f"prop-{draft.hash[:10]}", title=title, risk=draft.risk, steps=unique, cause=cause,
+                         rationale=rationale)]
+    notes.append(f"no setting-level fix in the registry for {cause.fault}: fix it where it is configured "
+                 "(job launch script, environment module, node image) and restart the job")
+    return []
+
+
+def cap_drains(proposals: Sequence[Proposal], cluster_size: int, max_fraction: float,
+               notes: list[str] | None = None) -> list[Proposal]:
+    """Keep proposals, in order, while the nodes they would drain stay within ``max_fraction`` of the
+    cluster (at least one node may always be drained); the rest are dropped with a note."""
+    notes = notes if notes is not None else []
+    allowed = max(1, int(max_fraction * max(cluster_size, 1)))
+    drained: set[str] = set()
+    kept: list[Proposal] = []
+    for p in proposals:
+        hosts = {s.host for s in p.steps if s.tool == "drain_node"}
+        if hosts and len(drained | hosts) > allowed:
+            notes.append(f"not proposed: {p.title} (would drain more than {allowed} of {cluster_size} nodes; "
+                         f"max_drain_fraction {max_fraction:g})")
+            continue
+        drained |= hosts
+        kept.append(p)
+    return kept

@@ -7,7 +7,7 @@ the cluster facts and the knowledge base the same way.
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from pipelines.agent import Agent
@@ -19,47 +19,51 @@ from pipelines.planner import ClusterInfo
 
 @dataclass
 class Target:
+    """A cluster opened for the agent: its toolkit, the facts it plans with, and what to close."""
+
     toolkit: Any
     cluster: ClusterInfo
     executor: Any
-    sim: Any = None  # the SimCluster when the target is a scenario
+    sim: Any = None  # the simulated cluster when the target is a scenario
     scenario: Any = None
+    notes: list[str] = field(default_factory=list)
+    backend: Any = None  # the diagnostics.backends.Cluster it was opened from
 
     def close(self) -> None:
+        if self.backend is not None:
+            self.backend.close()
+            return
         with contextlib.suppress(Exception):  # closing a dead connection must not hide the result
             self.executor.close()
 
 
-def scenario_target(scenario: Any) -> Target:
-    """A simulated cluster from a Scenario (or a path to one) with an in-process executor."""
+def open_target(kind: str, source: Any, **options: Any) -> Target:
+    """The one place a target is assembled: a backend (``inventory``; ``scenario`` once the root has
+    plugged the simulator in) opened, a toolkit over its executor, the cluster facts for planning."""
+    from diagnostics.backends import open_cluster
     from diagnostics.registry import default_registry
-    from diagnostics.scenario import load_scenario
-    from diagnostics.sim import SimCluster
     from diagnostics.toolkit import Toolkit
 
-    if isinstance(scenario, str) or hasattr(scenario, "read_text"):
-        scenario = load_scenario(scenario)
-    sim = SimCluster(scenario)
-    executor = sim.executor()
-    spec = scenario.cluster
-    toolkit = Toolkit(default_registry(), executor, scheduler=spec.scheduler)
-    info = ClusterInfo(hosts=list(sim.hosts), gpus_per_node=spec.gpus_per_node, gpu_model=spec.gpu, scheduler=spec.scheduler)
-    return Target(toolkit, info, executor, sim, scenario)
+    opened = open_cluster(kind, source, **options)
+    try:
+        toolkit = Toolkit(default_registry(), opened.executor, scheduler=opened.scheduler)
+    except BaseException:
+        opened.close()
+        raise
+    info = ClusterInfo(hosts=list(opened.hosts), gpus_per_node=opened.gpus_per_node, gpu_model=opened.gpu_model,
+                       scheduler=opened.scheduler)
+    return Target(toolkit, info, opened.executor, opened.handle if opened.kind == "scenario" else None,
+                  opened.scenario, list(opened.notes), opened)
+
+
+def scenario_target(scenario: Any, **options: Any) -> Target:
+    """A simulated cluster from a Scenario (or a path to one); needs the simulator plugged in."""
+    return open_target("scenario", scenario, **options)
 
 
 def inventory_target(path: str, ssh_config: Any = None) -> Target:
     """Real nodes over SSH (paramiko), from an inventory YAML."""
-    from diagnostics.executors.ssh import SSHConfig, SSHExecutor
-    from diagnostics.inventory import load_inventory
-    from diagnostics.registry import default_registry
-    from diagnostics.toolkit import Toolkit
-
-    inventory = load_inventory(path)
-    executor = SSHExecutor(inventory, ssh_config or SSHConfig())
-    toolkit = Toolkit(default_registry(), executor, scheduler=inventory.scheduler)
-    info = ClusterInfo(hosts=inventory.names, gpus_per_node=inventory.gpus_per_node, gpu_model=inventory.gpu,
-                       scheduler=inventory.scheduler)
-    return Target(toolkit, info, executor)
+    return open_target("inventory", path, ssh_config=ssh_config)
 
 
 def open_kb(kb_config: Any = None) -> tuple[Any, str]:
@@ -79,4 +83,4 @@ def build_agent(target: Target, config: AgentConfig, *, llm: LLM | None = None, 
     return Agent(config, target.toolkit, kb, llm if llm is not None else make_llm(config.llm), cluster=target.cluster)
 
 
-__all__ = ["LLMConfig", "Target", "build_agent", "inventory_target", "open_kb", "scenario_target"]
+__all__ = ["LLMConfig", "Target", "build_agent", "inventory_target", "open_kb", "open_target", "scenario_target"]

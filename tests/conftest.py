@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+import simulator
+
+# Tests are a composition root: they plug the simulated cluster in as an executor backend.
+simulator.plug()
+
 REPO = Path(__file__).resolve().parent.parent
 SCENARIOS = REPO / "scenarios"
 

@@ -114,7 +114,7 @@ def _counting_toolkit(registry: Any, executor: Any, scheduler: str) -> Any:
 
 
 def load(case: SCase) -> Any:
-    from diagnostics.scenario import load_scenario, parse_scenario
+    from simulator.scenario import load_scenario, parse_scenario
 
     if case.scenario_path:
         return load_scenario(case.scenario_path)
@@ -200,7 +200,7 @@ def node_executor(sim: Any, ssh: bool) -> Iterator[Any]:
     if not ssh:
         yield sim.executor()
         return
-    from diagnostics.sim.sshserver import serve
+    from simulator.sshserver import serve
 
     with serve(sim) as server:
         yield server.executor()
@@ -215,8 +215,8 @@ def score(case: SCase, ctx: RunContext, *, ssh: bool = False) -> CaseResult:
 def _score(case: SCase, ctx: RunContext, ssh: bool, stack: contextlib.ExitStack, started: float) -> CaseResult:
     try:
         from diagnostics.registry import default_registry
-        from diagnostics.sim import SimCluster
         from pipelines.api import DiagnosisRequest
+        from simulator import SimCluster
 
         scenario = load(case)
         if scenario.expect is None:

@@ -65,12 +65,12 @@ def main(argv: list[str] | None = None) -> int:
     from bot.store import Store
     from bot.testing import SlackStandIn, signed_post, slash_command_body
     from diagnostics.registry import default_registry
-    from diagnostics.sim import SimCluster
     from diagnostics.toolkit import Toolkit
     from kb.config import KBConfig
     from kb.knowledge import KnowledgeBase
     from pipelines.agent import Agent
     from pipelines.config import AgentConfig
+    from simulator import SimCluster
 
     tmp = Path(tempfile.mkdtemp(prefix="bot-ack-"))
     sim = SimCluster(args.scenario)

@@ -22,10 +22,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from diagnostics.scenario import Fault, Scenario, load_scenario
-from diagnostics.sim import NodeState, SimCluster
 from perf.detectors import EarlyWarning, EarlyWarningConfig, GpuSample
 from perf.workload import predict_training_step
+from simulator import NodeState, SimCluster
+from simulator.scenario import Fault, Scenario, load_scenario
 
 KINDS = ("gpu_clock_throttle", "gpu_power_cap", "gpu_thermal")
 REPO = Path(__file__).resolve().parents[2]

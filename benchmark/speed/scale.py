@@ -3,11 +3,11 @@
     python -m benchmark.speed.scale [--sizes 64,128,256,512] [--no-prometheus] [--concurrency 64]
 
 Part 1, SSH: a quick-level sweep of every node (the simulated nodes served over SSH on 127.0.0.1
-by a separate process, ``python -m diagnostics.sim.sshserver``; paramiko on this side, one
+by a separate process, ``python -m simulator.sshserver``; paramiko on this side, one
 reused connection per node). Per size: wall time, commands/s, peak RSS of this process during the
 sweep and of the server, and whether the injected throttled GPU is among the findings.
 
-Part 2, telemetry: the same cluster's dcgm-exporter endpoints (``diagnostics.sim.metrics_server``,
+Part 2, telemetry: the same cluster's dcgm-exporter endpoints (``simulator.metrics_server``,
 bodies rendered once and served from memory, as a native exporter would answer) scraped by a real Prometheus (if the binary is installed); time until every GPU is in the TSDB,
 time of one fleet ``samples()`` query and of the early-warning PromQL set, Prometheus RSS, and
 whether the early warning names the throttled GPU.
@@ -152,9 +152,9 @@ def ssh_sweep(nodes: int, concurrency: int, tmp: Path) -> SSHRow:
 
 
 def prometheus_detection(nodes: int, scrape_interval_s: int, tmp: Path) -> PromRow:
-    from diagnostics.sim import SimCluster
-    from diagnostics.sim.metrics_server import MetricsServer
     from diagnostics.telemetry.local import LocalPrometheus
+    from simulator import SimCluster
+    from simulator.metrics_server import MetricsServer
 
     row = PromRow(nodes)
     scenario = tmp / f"scale-{nodes}.yaml"

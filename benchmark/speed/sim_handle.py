@@ -17,8 +17,8 @@ import tracemalloc
 
 from diagnostics.checks import CHECKS
 from diagnostics.registry import render_commands, validate_params
-from diagnostics.scenario import parse_scenario
-from diagnostics.sim import SimCluster
+from simulator import SimCluster
+from simulator.scenario import parse_scenario
 
 TARGET_MS = 1.0
 

@@ -2,7 +2,7 @@
 
 Compares, in one run: all nodes in parallel vs one node at a time, and one reused connection per
 node vs a new connection per check. The simulated nodes are served by a separate process
-(``python -m diagnostics.sim.sshserver``) so server and client do not share a GIL.
+(``python -m simulator.sshserver``) so server and client do not share a GIL.
 
     python -m benchmark.speed.sweep [--nodes 64] [--latency-ms 0,50] [--echo]
 
@@ -75,7 +75,7 @@ def bench_scenario(path: Path, nodes: int) -> None:
 def real_checks_available() -> bool:
     try:
         checks = importlib.import_module("diagnostics.checks")
-        sim = importlib.import_module("diagnostics.sim")
+        sim = importlib.import_module("simulator")
     except ImportError:
         return False
     return bool(getattr(checks, "CHECKS", None)) and hasattr(sim, "SimCluster")
@@ -83,7 +83,7 @@ def real_checks_available() -> bool:
 
 class ServerProcess:
     def __init__(self, workdir: Path, nodes: int, latency_ms: float, scenario: Path | None) -> None:
-        cmd = [sys.executable, "-m", "diagnostics.sim.sshserver", "--workdir", str(workdir),
+        cmd = [sys.executable, "-m", "simulator.sshserver", "--workdir", str(workdir),
                "--latency-ms", str(latency_ms)]
         cmd += [str(scenario)] if scenario else ["--echo-nodes", str(nodes)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

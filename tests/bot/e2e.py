@@ -49,15 +49,15 @@ def shared_kb() -> Any:
 
 def make_services(tmp_path: Path, *, over_ssh: bool = False, scenario: Path = CASE_STUDY) -> Services:
     from diagnostics.registry import default_registry
-    from diagnostics.sim import SimCluster
     from diagnostics.toolkit import Toolkit
     from pipelines.agent import Agent
     from pipelines.config import AgentConfig
+    from simulator import SimCluster
 
     stack = contextlib.ExitStack()
     sim = SimCluster(str(scenario))
     if over_ssh:
-        from diagnostics.sim.sshserver import serve
+        from simulator.sshserver import serve
 
         executor: Any = stack.enter_context(serve(sim, workdir=tmp_path / "ssh")).executor()
     else:

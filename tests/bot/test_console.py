@@ -72,8 +72,8 @@ def test_demo_missing_scenario_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_model_that_cannot_load_falls_back_to_evidence_only(tmp_path: Path) -> None:
-    from bot.runtime import _llm
     from clusterdoc.config import Config
+    from clusterdoc.runtime import _llm
     from pipelines.config import LLMConfig
 
     cfg = Config(llm=LLMConfig(backend="llamacpp", model_path=str(tmp_path / "missing.gguf")))

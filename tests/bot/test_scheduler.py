@@ -22,8 +22,8 @@ faults:
 
 def _toolkit(scenario: str):  # type: ignore[no-untyped-def]
     from diagnostics.registry import default_registry
-    from diagnostics.sim import SimCluster
     from diagnostics.toolkit import Toolkit
+    from simulator import SimCluster
 
     sim = SimCluster(scenario)
     return sim, Toolkit(default_registry(), sim.executor(), scheduler="slurm")

@@ -103,11 +103,14 @@ def test_slash_command_flow_with_approval(slack: Env) -> None:
     # a reaction on some other message does nothing
     slack.event({"type": "reaction_added", "user": "U_APPROVER", "reaction": "white_check_mark",
                  "item": {"type": "message", "channel": "C_OPS", "ts": "1.999"}, "event_ts": "1.2"})
-    # the user-group member approves; a second approval at once does not run it again
-    for user in ("U_GROUPIE", "U_APPROVER"):
-        slack.event({"type": "reaction_added", "user": user, "reaction": "white_check_mark",
-                     "item": {"type": "message", "channel": "C_OPS", "ts": ts}, "event_ts": "1.3"})
+    # the user-group member approves (its membership is looked up, so it is answered a moment
+    # later than a direct approver's would be: wait for it); a second approval does not run it again
+    slack.event({"type": "reaction_added", "user": "U_GROUPIE", "reaction": "white_check_mark",
+                 "item": {"type": "message", "channel": "C_OPS", "ts": ts}, "event_ts": "1.3"})
     slack.wait_for(lambda: any("Verification" in str(p.get("text", "")) for p in slack.posts()))
+    slack.bot.wait_idle(30)
+    slack.event({"type": "reaction_added", "user": "U_APPROVER", "reaction": "white_check_mark",
+                 "item": {"type": "message", "channel": "C_OPS", "ts": ts}, "event_ts": "1.4"})
     slack.bot.wait_idle(30)
     assert len(slack.bot.store.executions()) == 1
     assert slack.bot.store.executions()[0]["approver"] == "U_GROUPIE"

@@ -3,7 +3,7 @@
 - ``sim_ssh``: factory fixture. ``sim_ssh(sim_or_scenario_path, **kwargs)`` serves a SimCluster
   (or any object with ``hosts`` and ``handle(host, command)``) over real SSH on 127.0.0.1 and
   returns the running ``SimSSHServer`` (``.inventory``, ``.executor()``, ``.set_behaviour()``);
-  everything is closed after the test. Outside pytest use ``diagnostics.sim.sshserver.serve``.
+  everything is closed after the test. Outside pytest use ``simulator.sshserver.serve``.
 - ``FakeSim``: a tiny stand-in cluster that echoes commands (for transport tests).
 """
 
@@ -39,16 +39,16 @@ class FakeSim:
 
 def _make_sim(target: Any) -> Any:
     if isinstance(target, str | Path):
-        from diagnostics.scenario import load_scenario
+        from simulator.scenario import load_scenario
 
-        sim_module = pytest.importorskip("diagnostics.sim")
+        sim_module = pytest.importorskip("simulator")
         return sim_module.SimCluster(load_scenario(target))
     return target
 
 
 @pytest.fixture
 def sim_ssh(tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    from diagnostics.sim.sshserver import SimSSHServer
+    from simulator.sshserver import SimSSHServer
 
     servers: list[SimSSHServer] = []
 

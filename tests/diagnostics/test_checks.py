@@ -12,8 +12,8 @@ from diagnostics.actions import ACTIONS
 from diagnostics.checks import CHECKS, CHECKS_BY_NAME
 from diagnostics.fleet import fleet_findings
 from diagnostics.registry import ParseInput, Registry, default_registry, render_commands, validate_params
-from diagnostics.scenario import FAULT_KINDS, REMEDIATIONS
 from diagnostics.types import CommandResult, Status, ToolResult, ValidationError
+from simulator.scenario import FAULT_KINDS, REMEDIATIONS
 
 FIX = Path(__file__).parent / "fixtures"
 

@@ -82,9 +82,9 @@ def test_check_reports_unreachable_nodes(sim_ssh: Any, monkeypatch: pytest.Monke
 
 def _scenario(scenarios_dir: Path) -> Path:
     pytest.importorskip("diagnostics.checks")
-    sim = pytest.importorskip("diagnostics.sim")
+    sim = pytest.importorskip("simulator")
     if not hasattr(sim, "SimCluster"):
-        pytest.skip("diagnostics.sim.SimCluster not available yet")
+        pytest.skip("simulator.SimCluster not available yet")
     path = scenarios_dir / "a800-throttle.yaml"
     if not path.exists():
         pytest.skip("case-study scenario not shipped yet")
@@ -140,7 +140,7 @@ def test_sim_up_serves_until_interrupted(scenarios_dir: Path, tmp_path: Path) ->
 
 
 def test_sim_up_bad_scenario_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("diagnostics.sim")
+    pytest.importorskip("simulator")
     bad = tmp_path / "bad.yaml"
     bad.write_text("id: x\ncluster:\n  nodes: 2\n  gpus_per_node: 8\n  gpu: Z9000\n")
     assert main(["sim", "up", str(bad)]) == 2

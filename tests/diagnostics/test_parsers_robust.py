@@ -316,8 +316,8 @@ def test_every_check_on_a_simulated_faulty_node_ignores_a_stray_line(name: str, 
     """What the benchmark's `tool_output` injection does (the same line appended to every command),
     and a line printed first (a login banner, a driver warning)."""
     from diagnostics.registry import default_registry
-    from diagnostics.scenario import load_scenario
-    from diagnostics.sim import SimCluster
+    from simulator import SimCluster
+    from simulator.scenario import load_scenario
 
     scenario = load_scenario(Path(__file__).parents[2] / "scenarios" / f"{name}.yaml")
     sim = SimCluster(scenario)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from diagnostics.scenario import (
+from diagnostics.types import ValidationError
+from simulator.scenario import (
     FAULT_KINDS,
     REMEDIATIONS,
     ScenarioError,
@@ -15,7 +16,6 @@ from diagnostics.scenario import (
     parse_scenario,
     parse_scenario_text,
 )
-from diagnostics.types import ValidationError
 
 SCENARIOS = sorted((Path(__file__).resolve().parents[2] / "scenarios").glob("*.yaml"))
 

@@ -13,10 +13,10 @@ import pytest
 from diagnostics.approval import Approval, command_digest
 from diagnostics.parsers import infiniband, nccl, nvidia_smi, system
 from diagnostics.registry import default_registry
-from diagnostics.scenario import Scenario, load_scenario, parse_scenario
-from diagnostics.sim import SimCluster
 from diagnostics.toolkit import Toolkit
 from diagnostics.types import Status
+from simulator import SimCluster
+from simulator.scenario import Scenario, load_scenario, parse_scenario
 
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = sorted((ROOT / "scenarios").glob("*.yaml"))

@@ -197,7 +197,7 @@ def test_executor_closed_refuses(sim_ssh: Any) -> None:
 
 @pytest.mark.slow
 def test_512_nodes_with_every_failure_behaviour(sim_ssh: Any) -> None:
-    from diagnostics.sim.sshserver import EchoCluster
+    from simulator.sshserver import EchoCluster
 
     sim = EchoCluster(512)
     bad = {"node-007": "hang", "node-100": "stall", "node-200": "drop", "node-300": "refuse"}
@@ -216,10 +216,10 @@ def test_512_nodes_with_every_failure_behaviour(sim_ssh: Any) -> None:
 
 
 def test_simulated_unreachable_node_times_out_over_ssh(sim_ssh: Any) -> None:
-    sim_module = pytest.importorskip("diagnostics.sim")
+    sim_module = pytest.importorskip("simulator")
     pytest.importorskip("diagnostics.checks")
     from diagnostics.registry import default_registry
-    from diagnostics.scenario import parse_scenario_text
+    from simulator.scenario import parse_scenario_text
 
     scenario = parse_scenario_text(
         "id: t\ncluster: {nodes: 3, gpus_per_node: 2, gpu: A800-SXM4-80GB}\n"

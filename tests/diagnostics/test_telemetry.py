@@ -20,8 +20,6 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from diagnostics.sim import SimCluster
-from diagnostics.sim.metrics_server import MetricsServer
 from diagnostics.telemetry import (
     PrometheusClient,
     PrometheusError,
@@ -34,6 +32,8 @@ from diagnostics.telemetry import (
     decode_reasons,
     rules,
 )
+from simulator import SimCluster
+from simulator.metrics_server import MetricsServer
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "scenarios"
 OPENER = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -271,11 +271,11 @@ def test_run_never_raises_whatever_the_model_asks(tool: str, params: object) -> 
 
 
 def test_sweep_adds_fleet_findings_from_the_simulator() -> None:
-    sim_module = pytest.importorskip("diagnostics.sim")
+    sim_module = pytest.importorskip("simulator")
     pytest.importorskip("diagnostics.fleet")
     pytest.importorskip("diagnostics.checks")
     from diagnostics.registry import default_registry
-    from diagnostics.scenario import parse_scenario_text
+    from simulator.scenario import parse_scenario_text
 
     scenario = parse_scenario_text(
         "id: t\ncluster: {nodes: 4, gpus_per_node: 2, gpu: A800-SXM4-80GB}\n"

@@ -19,8 +19,8 @@ CASE_STUDY = REPO / "scenarios" / "a800-throttle.yaml"
 
 def sim_toolkit() -> tuple[Any, Any]:
     from diagnostics.registry import default_registry
-    from diagnostics.sim import SimCluster
     from diagnostics.toolkit import Toolkit
+    from simulator import SimCluster
 
     sim = SimCluster(str(CASE_STUDY))
     return sim, Toolkit(default_registry(), sim.executor(), scheduler="slurm")

@@ -66,13 +66,13 @@ def main(argv: list[str]) -> int:
     from bot.services import ToolkitRemediator
     from bot.store import Store
     from diagnostics.registry import default_registry
-    from diagnostics.sim import SimCluster
     from diagnostics.toolkit import Toolkit
     from kb.config import KBConfig
     from kb.knowledge import KnowledgeBase
     from pipelines.agent import Agent
     from pipelines.api import ExecutionResult, Proposal
     from pipelines.config import AgentConfig
+    from simulator import SimCluster
 
     repo = Path(__file__).resolve().parents[2]
     sim = SimCluster(str(repo / "scenarios" / "a800-throttle.yaml"))

@@ -258,11 +258,11 @@ def run_attempt(attempt: Attempt, llm: Any, kb: Any, workdir: Path) -> Outcome:
     from bot.services import proposal_from_dict
     from bot.store import Store
     from diagnostics.registry import default_registry
-    from diagnostics.sim import SimCluster
     from diagnostics.toolkit import Toolkit
     from pipelines.agent import Agent
     from pipelines.config import AgentConfig
     from pipelines.safety import check_commands, check_script
+    from simulator import SimCluster
 
     started = time.monotonic()
     out = Outcome(attempt.id)

@@ -2,7 +2,7 @@
 
 ``python -m tests.hardening.sim_server_child SCENARIO --workdir DIR [--behaviours FILE.json]``
 prints ``READY <inventory path>`` once listening and serves until stdin closes. Like
-``python -m diagnostics.sim.sshserver`` but it also takes behaviours (hang/drop/refuse/stall per
+``python -m simulator.sshserver`` but it also takes behaviours (hang/drop/refuse/stall per
 node), so a 512-node sweep's client does not share a GIL with 512 simulated sshd endpoints.
 """
 
@@ -21,9 +21,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--behaviours", help="JSON file {host: behaviour}")
     args = parser.parse_args(argv)
-    from diagnostics.scenario import load_scenario
-    from diagnostics.sim import SimCluster
-    from diagnostics.sim.sshserver import serve
+    from simulator import SimCluster
+    from simulator.scenario import load_scenario
+    from simulator.sshserver import serve
 
     behaviours = json.loads(Path(args.behaviours).read_text()) if args.behaviours else {}
     sim = SimCluster(load_scenario(args.scenario))

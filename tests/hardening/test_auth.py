@@ -202,9 +202,9 @@ class CountingCluster:
 @pytest.mark.ssh
 def test_ssh_host_key_mismatch_and_unknown_keys_are_refused(tmp_path: Path) -> None:
     from diagnostics.registry import Registry
-    from diagnostics.sim.sshserver import serve
     from diagnostics.toolkit import Toolkit
     from diagnostics.types import Status
+    from simulator.sshserver import serve
     from tests.diagnostics.test_ssh import echo_registry
 
     cluster = CountingCluster(3)

@@ -46,8 +46,8 @@ REQUIRED_PARAMS: dict[str, dict[str, Any]] = {"service_status": {"service": "slu
 @functools.cache
 def tool_outputs() -> dict[str, list[list[CommandResult]]]:
     """Real output of every read-only check on the faulty node of several simulated scenarios."""
-    from diagnostics.scenario import load_scenario
-    from diagnostics.sim import SimCluster
+    from simulator import SimCluster
+    from simulator.scenario import load_scenario
 
     registry = default_registry()
     out: dict[str, list[list[CommandResult]]] = {}
@@ -161,7 +161,7 @@ SCENARIO_TEXTS = [p.read_text(encoding="utf-8") for p in sorted((REPO / "scenari
 
 
 def test_scenario_loader_text() -> None:
-    from diagnostics.scenario import ScenarioError, parse_scenario_text
+    from simulator.scenario import ScenarioError, parse_scenario_text
 
     @FUZZ
     @given(text=text_from(SCENARIO_TEXTS))
@@ -177,7 +177,7 @@ def test_scenario_loader_text() -> None:
 
 
 def test_scenario_loader_tree() -> None:
-    from diagnostics.scenario import ScenarioError, parse_scenario
+    from simulator.scenario import ScenarioError, parse_scenario
 
     trees = [yaml.safe_load(t) for t in SCENARIO_TEXTS]
 
@@ -196,7 +196,7 @@ def test_scenario_loader_tree() -> None:
 
 
 def test_scenario_loader_files(tmp_path_factory: pytest.TempPathFactory) -> None:
-    from diagnostics.scenario import ScenarioError, load_scenario
+    from simulator.scenario import ScenarioError, load_scenario
 
     folder = tmp_path_factory.mktemp("scen")
 

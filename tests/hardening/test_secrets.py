@@ -48,10 +48,10 @@ def test_no_secret_anywhere_after_a_full_incident(tmp_path: Path, monkeypatch: p
                                                    capfd: pytest.CaptureFixture[str]) -> None:
     from bot.adapters.slack import SlackAdapter
     from bot.core import Bot
-    from bot.runtime import build_runtime
     from bot.store import Store
     from bot.testing import SlackStandIn, event_body, signed_post, slash_command_body
     from clusterdoc.config import load_config
+    from clusterdoc.runtime import build_runtime
 
     for k, v in SECRETS.items():
         monkeypatch.setenv(k, v)

@@ -19,8 +19,6 @@ from bot.core import Bot
 from bot.events import Reply
 from bot.store import Store
 from diagnostics.registry import default_registry
-from diagnostics.sim import SimCluster
-from diagnostics.sim.metrics_server import MetricsServer
 from diagnostics.telemetry import QueryParams, alert_rules_yaml
 from diagnostics.telemetry.local import (
     ALERTMANAGER_BINARIES,
@@ -30,6 +28,8 @@ from diagnostics.telemetry.local import (
     find_binary,
 )
 from diagnostics.toolkit import Toolkit
+from simulator import SimCluster
+from simulator.metrics_server import MetricsServer
 
 pytestmark = [
     pytest.mark.prometheus,

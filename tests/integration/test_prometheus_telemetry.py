@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from diagnostics.sim import SimCluster
-from diagnostics.sim.metrics_server import MetricsServer
 from diagnostics.telemetry import PrometheusClient, PrometheusError, PrometheusTelemetrySource, QueryParams
 from diagnostics.telemetry.local import PROMETHEUS_BINARIES, LocalPrometheus, find_binary
 from perf.detectors import detect_stragglers
+from simulator import SimCluster
+from simulator.metrics_server import MetricsServer
 
 pytestmark = [
     pytest.mark.prometheus,
@@ -109,7 +109,7 @@ def test_bad_promql_is_a_clear_error(stack: Stack) -> None:
 
 
 def test_bot_runtime_reads_fleet_telemetry_from_prometheus(stack: Stack) -> None:
-    from bot.runtime import Runtime
+    from clusterdoc.runtime import Runtime
     from diagnostics.telemetry.local import free_port
 
     def runtime(telemetry: object) -> Runtime:

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from diagnostics.registry import default_registry
-from diagnostics.scenario import FAULT_KINDS as SCENARIO_FAULT_KINDS
+from simulator.scenario import FAULT_KINDS as SCENARIO_FAULT_KINDS
 
 SEED_PATH = Path(__file__).resolve().parents[2] / "kb" / "data" / "seed.jsonl"
 

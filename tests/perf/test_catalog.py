@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import pytest
 
-from diagnostics.types import ValidationError
 from perf.catalog import (
     PRECISIONS,
     GPUSpec,
@@ -13,7 +12,7 @@ from perf.catalog import (
     nic_for,
     nic_names,
 )
-from perf.errors import UnknownPrecisionError
+from perf.errors import PerfError, UnknownPrecisionError
 
 REQUIRED_GPUS = ["A800-SXM4-80GB", "A100-SXM4-40GB", "A100-SXM4-80GB", "H100-SXM5-80GB", "H100-PCIe",
                  "H800-SXM5-80GB", "H200-SXM-141GB", "B200", "L40S", "MI300X"]
@@ -56,7 +55,7 @@ def test_unknown_gpu_lists_known_names() -> None:
     with pytest.raises(UnknownHardwareError) as err:
         get_gpu("RTX-9090")
     assert "RTX-9090" in str(err.value) and "H100-SXM5-80GB" in str(err.value)
-    assert isinstance(err.value, ValidationError) and isinstance(err.value, ValueError)
+    assert isinstance(err.value, PerfError) and isinstance(err.value, ValueError)
 
 
 def test_unknown_nic_lists_known_names() -> None:

@@ -71,8 +71,8 @@ def run_bot(args: argparse.Namespace) -> int:
         print(f"{cfg.source}: ok")
         return 0
     from bot.core import Bot
-    from bot.runtime import build_runtime
     from bot.store import Store
+    from clusterdoc.runtime import build_runtime
 
     runtime = build_runtime(cfg, say=lambda line: print(line, file=sys.stderr))
     for note in runtime.notes:
@@ -149,8 +149,8 @@ def run_chat(args: argparse.Namespace) -> int:
     scenario = args.scenario or (None if (cfg.cluster.inventory or cfg.cluster.scenario) else str(DEFAULT_SCENARIO))
     from bot.adapters.console import ConsoleAdapter
     from bot.core import Bot
-    from bot.runtime import build_runtime
     from bot.store import Store
+    from clusterdoc.runtime import build_runtime
 
     runtime = build_runtime(cfg, scenario=scenario, llm_backend=args.llm, say=print)
     if args.user not in cfg.bot.approvals.approvers:
@@ -175,9 +175,9 @@ def run_demo(args: argparse.Namespace) -> int:
     from bot.config import BotConfig
     from bot.core import Bot
     from bot.events import Alert
-    from bot.runtime import build_runtime
     from bot.store import Store
     from clusterdoc.config import Config
+    from clusterdoc.runtime import build_runtime
 
     scenario_path = Path(args.scenario)
     if not scenario_path.is_file():

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from diagnostics.sim.state import NodeState
+from simulator.state import NodeState
 
 if TYPE_CHECKING:
-    from diagnostics.sim.cluster import SimCluster
+    from simulator.cluster import SimCluster
 
 # (field, type, help) in the order and wording of dcgm-exporter's etc/default-counters.csv
 METRICS: tuple[tuple[str, str, str], ...] = (

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from diagnostics.sim.state import NodeState, stable_uniform
+from simulator.state import NodeState, stable_uniform
 
 if TYPE_CHECKING:
-    from diagnostics.sim.cluster import SimCluster
+    from simulator.cluster import SimCluster
 
 Out = tuple[int, str, str]
 Handler = Callable[["SimCluster", NodeState, list[str]], Out]

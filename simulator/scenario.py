@@ -21,6 +21,7 @@ from typing import Any, Literal
 
 import yaml
 
+from diagnostics.faults import REMEDIATIONS, builtin_catalog
 from diagnostics.types import ValidationError
 
 FieldType = Literal["int", "float", "str", "map", "choice"]
@@ -29,16 +30,6 @@ INTERCONNECTS = ("infiniband", "roce", "ethernet")
 SCHEDULERS = ("slurm", "kubernetes", "none")
 WORKLOAD_KINDS = ("llm_training", "llm_inference", "none")
 THROTTLE_REASONS = ("hw_slowdown", "hw_thermal_slowdown", "sw_power_cap", "sw_thermal_slowdown")
-REMEDIATIONS = (
-    "reset_gpu_clocks",
-    "restore_power_limit",
-    "enable_persistence_mode",
-    "reset_gpu",
-    "drain_node",
-    "resume_node",
-    "clean_shm",
-    "restart_service",
-)
 
 
 @dataclass(frozen=True)
@@ -52,60 +43,19 @@ class FieldSpec:
     max: float | None = None
 
 
-_GPU = FieldSpec("gpu", "int", min=0)
+def _field(spec: Any) -> FieldSpec:
+    return FieldSpec(spec.name, spec.type, spec.required, spec.default, spec.choices, spec.min, spec.max)
 
-# kind -> its fields besides `node`. Defaults exist where the table's meaning is unambiguous
-# without the field, so hand-written scenarios stay short.
+
+# kind -> its fields besides `node`, read from the fault catalog (diagnostics/data/faults.yaml):
+# the kinds the simulator can plant are the catalog's `simulated` kinds.
 FAULT_FIELDS: dict[str, tuple[FieldSpec, ...]] = {
-    "gpu_clock_throttle": (
-        _GPU,
-        FieldSpec("sm_clock_mhz", "float", min=1),
-        FieldSpec("reason", "choice", required=False, default="hw_slowdown", choices=THROTTLE_REASONS),
-    ),
-    "gpu_power_cap": (_GPU, FieldSpec("power_limit_w", "float", min=1)),
-    "gpu_thermal": (_GPU, FieldSpec("temp_c", "float", min=0, max=150)),
-    "gpu_ecc_uncorrectable": (_GPU, FieldSpec("count", "int", required=False, default=1, min=1)),
-    "gpu_row_remap_pending": (_GPU,),
-    "gpu_xid": (_GPU, FieldSpec("xid", "int", min=1)),
-    "gpu_fallen_off_bus": (_GPU,),
-    "nvlink_down": (_GPU, FieldSpec("link", "int", required=False, default=0, min=0)),
-    "pcie_downgrade": (
-        _GPU,
-        FieldSpec("width", "int", required=False, default=None, min=1, max=32),
-        FieldSpec("gen", "int", required=False, default=None, min=1, max=6),
-    ),
-    "ib_port_down": (FieldSpec("hca", "str", required=False, default="mlx5_0"),),
-    "ib_link_degraded": (
-        FieldSpec("hca", "str", required=False, default="mlx5_0"),
-        FieldSpec("rate_gbps", "float", min=1),
-    ),
-    "nccl_env_misconfig": (FieldSpec("env", "map"),),
-    "disk_full": (
-        FieldSpec("mount", "str", required=False, default="/"),
-        FieldSpec("used_pct", "float", required=False, default=98.0, min=0, max=100),
-    ),
-    "shm_too_small": (FieldSpec("size_mb", "float", required=False, default=64.0, min=0),),
-    "host_oom": (FieldSpec("process", "str", required=False, default="python"),),
-    "cpu_overload": (FieldSpec("load", "float", required=False, default=None, min=0),),
-    "cpu_governor_powersave": (),
-    "driver_mismatch": (FieldSpec("driver_version", "str"),),
-    "clock_skew": (FieldSpec("offset_s", "float"),),
-    "network_latency": (FieldSpec("added_ms", "float", min=0),),
-    "node_unreachable": (),
+    k.name: tuple(_field(f) for f in k.fields) for k in builtin_catalog().kinds if k.simulated
 }
 FAULT_KINDS: tuple[str, ...] = tuple(FAULT_FIELDS)
 
 # Kinds that may omit `node` (or set it null): they then apply to every node of the cluster.
-CLUSTER_WIDE_KINDS = frozenset(
-    {
-        "nccl_env_misconfig",
-        "disk_full",
-        "shm_too_small",
-        "cpu_governor_powersave",
-        "clock_skew",
-        "network_latency",
-    }
-)
+CLUSTER_WIDE_KINDS = frozenset(k.name for k in builtin_catalog().kinds if k.simulated and k.cluster_wide_ok)
 
 
 class ScenarioError(ValidationError):

@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from diagnostics.sim.state import REASON_BITS, GpuState, NodeState
-from diagnostics.sim.telemetry import GpuReading
+from simulator.state import REASON_BITS, GpuState, NodeState
+from simulator.telemetry import GpuReading
 
 Out = tuple[int, str, str]  # exit code, stdout, stderr
 

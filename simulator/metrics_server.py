@@ -230,22 +230,22 @@ def serve_metrics(sim: Any, **kwargs: Any) -> Iterator[MetricsServer]:
 
 
 def _main(argv: list[str] | None = None) -> int:
-    """``python -m diagnostics.sim.metrics_server SCENARIO [--port 9400] [--file-sd targets.json]``:
+    """``python -m simulator.metrics_server SCENARIO [--port 9400] [--file-sd targets.json]``:
     serve a scenario's dcgm-exporter endpoints and print the Prometheus scrape config for them."""
     import argparse
     import sys
 
     import yaml
 
-    parser = argparse.ArgumentParser(prog="python -m diagnostics.sim.metrics_server", description=_main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m simulator.metrics_server", description=_main.__doc__)
     parser.add_argument("scenario", help="scenario YAML")
     parser.add_argument("--port", type=int, default=0, help="listening port (default: a free one)")
     parser.add_argument("--per-node-ports", action="store_true", help="one port per node, /metrics on each")
     parser.add_argument("--interval", default="15s", help="scrape interval written into the printed config")
     parser.add_argument("--file-sd", help="also write the targets as a file_sd JSON file here")
     args = parser.parse_args(argv)
-    from diagnostics.scenario import ScenarioError
-    from diagnostics.sim import SimCluster
+    from simulator import SimCluster
+    from simulator.scenario import ScenarioError
 
     try:
         sim = SimCluster(args.scenario)

@@ -1,8 +1,8 @@
-"""`perf check`: collect telemetry from a live or simulated cluster and run the perf detectors.
+"""`perf check` (moved up from perf: it opens clusters and runs tools): collect telemetry from a live or simulated cluster and run the perf detectors.
 
 Telemetry comes through ``diagnostics.toolkit.Toolkit`` (the read-only checks ``gpu_clocks``,
 ``gpu_power``, ``gpu_temperature`` and ``job_step_times``) so the same code path serves real nodes
-over SSH and the simulator. diagnostics is imported lazily: perf stays a leaf package.
+over SSH and the simulator, through pipelines.runtime.open_target.
 """
 
 from __future__ import annotations
@@ -123,53 +123,39 @@ def _observed_step(results: Iterable[ToolResult], step_times: Mapping[str, float
     return max(step_times.values()) if step_times else None  # synchronous: the slowest rank sets the pace
 
 
-class TelemetrySource:
+class PerfProbe:
     """A live (inventory, over SSH) or simulated (scenario) cluster, polled through the Toolkit."""
 
     def __init__(self, inputs: CheckInputs) -> None:
-        from diagnostics.registry import default_registry
-        from diagnostics.toolkit import Toolkit
+        from pipelines.runtime import open_target
 
         self.model: dict[str, Any] = {
             "gpu": inputs.gpu, "n_gpus": inputs.n_gpus, "model_params": inputs.model_params,
             "tokens_per_step": inputs.tokens_per_step, "precision": inputs.precision,
             "interconnect": inputs.interconnect,
         }
-        self.sim: Any = None
-        scheduler = "slurm"
         if inputs.scenario:
-            from diagnostics.scenario import load_scenario
-            from diagnostics.sim import SimCluster
-
-            scenario = load_scenario(inputs.scenario)
-            self.sim = SimCluster(scenario)
-            executor: Any = self.sim.executor()
-            self.hosts = list(self.sim.hosts)
-            cluster = scenario.cluster
-            _default(self.model, "gpu", cluster.gpu)
-            _default(self.model, "n_gpus", len(self.hosts) * cluster.gpus_per_node)
-            _default(self.model, "interconnect", cluster.interconnect)
-            scheduler = cluster.scheduler
-            workload = cluster.workload
+            target = open_target("scenario", inputs.scenario)
+        elif inputs.inventory:
+            target = open_target("inventory", inputs.inventory)
+        else:
+            raise ClusterdocError("perf check needs --inventory FILE or --scenario FILE")
+        self.target = target
+        self.sim: Any = target.sim
+        self.hosts = list(target.cluster.hosts)
+        _default(self.model, "gpu", target.cluster.gpu_model)
+        if target.cluster.gpus_per_node:
+            _default(self.model, "n_gpus", len(self.hosts) * target.cluster.gpus_per_node)
+        scenario = target.scenario
+        if scenario is not None:
+            _default(self.model, "interconnect", scenario.cluster.interconnect)
+            workload = scenario.cluster.workload
             if workload is not None and workload.kind == "llm_training":
                 _default(self.model, "model_params", workload.model_params)
                 _default(self.model, "tokens_per_step", workload.tokens_per_step)
                 _default(self.model, "precision", workload.precision)
-        elif inputs.inventory:
-            from diagnostics.executors.ssh import SSHConfig, SSHExecutor
-            from diagnostics.inventory import load_inventory
-
-            inventory = load_inventory(inputs.inventory)
-            executor = SSHExecutor(inventory, SSHConfig())
-            self.hosts = [n.name for n in inventory.nodes]
-            scheduler = inventory.scheduler
-            _default(self.model, "gpu", inventory.gpu)
-            if inventory.gpus_per_node:
-                _default(self.model, "n_gpus", len(self.hosts) * inventory.gpus_per_node)
-        else:
-            raise ClusterdocError("perf check needs --inventory FILE or --scenario FILE")
-        self.executor = executor
-        self.toolkit = Toolkit(default_registry(), executor, scheduler=scheduler)
+        self.executor = target.executor
+        self.toolkit = target.toolkit
 
     def now(self) -> float:
         return float(self.sim.time_s) if self.sim is not None else time.time()
@@ -213,12 +199,12 @@ class TelemetrySource:
         return 87.0
 
     def close(self) -> None:
-        self.executor.close()
+        self.target.close()
 
 
 def run_check(inputs: CheckInputs) -> CheckResult:
     """One pass: stragglers among the GPUs and ranks, and the job's step time against the model."""
-    source = TelemetrySource(inputs)
+    source = PerfProbe(inputs)
     try:
         samples, step_results, notes = source.poll()
         observed_sim = source.sim.step_time_s() if source.sim is not None else None
@@ -262,7 +248,7 @@ def watch(
         raise ClusterdocError(f"--samples must be >= 1, got {samples}")
     if not interval_s > 0:
         raise ClusterdocError(f"--interval-s must be > 0, got {interval_s}")
-    source = TelemetrySource(inputs)
+    source = PerfProbe(inputs)
     early = EarlyWarning(EarlyWarningConfig(slowdown_temp_c=source.slowdown_temp_c()))
     fired: list[Finding] = []
     poll_notes: dict[str, None] = {}

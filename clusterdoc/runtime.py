@@ -62,8 +62,7 @@ def build_runtime(
     workdir: str | Path | None = None,
     say: Callable[[str], None] = log.info,
 ) -> Runtime:
-    from diagnostics.registry import default_registry
-    from diagnostics.toolkit import Toolkit
+    from pipelines.runtime import open_target
 
     stack = contextlib.ExitStack()
     notes: list[str] = []
@@ -72,49 +71,29 @@ def build_runtime(
     ssh_used = False
     try:
         if scenario:
-            from diagnostics.sim import SimCluster
-
-            sim = SimCluster(str(scenario))
-            known = list(sim.hosts)
-            scheduler = str(getattr(sim.scenario.cluster, "scheduler", "slurm"))
-            gpus_per_node: int | None = sim.scenario.cluster.gpus_per_node
-            gpu_model: str | None = sim.scenario.cluster.gpu
-            executor: Any = None
-            if cfg.cluster.simulate_over_ssh if over_ssh is None else over_ssh:
-                try:
-                    from diagnostics.sim.sshserver import serve
-
-                    server = stack.enter_context(serve(sim, workdir=workdir))
-                    executor = server.executor()
-                    ssh_used = True
-                except Exception as exc:  # asyncssh missing or no loopback sockets: stay in-process
-                    notes.append(f"simulated nodes run in-process (SSH server unavailable: {exc})")
-            if executor is None:
-                executor = sim.executor()
+            want_ssh = cfg.cluster.simulate_over_ssh if over_ssh is None else over_ssh
+            target = open_target("scenario", str(scenario), over_ssh=bool(want_ssh), workdir=workdir)
+            stack.callback(target.close)
+            sim = target.sim
+            ssh_used = bool(want_ssh) and not target.notes
+            notes += target.notes
         elif cfg.cluster.inventory:
-            from diagnostics.executors.ssh import SSHExecutor
-            from diagnostics.inventory import load_inventory
-
-            inventory = load_inventory(cfg.cluster.inventory)
-            executor = SSHExecutor(inventory, cfg.ssh)
-            known = list(inventory.names)
-            scheduler = inventory.scheduler or cfg.cluster.scheduler
-            gpus_per_node, gpu_model = inventory.gpus_per_node, inventory.gpu
+            target = open_target("inventory", cfg.cluster.inventory, ssh_config=cfg.ssh,
+                                 default_scheduler=cfg.cluster.scheduler)
+            stack.callback(target.close)
         else:
             raise ValueError("config: set cluster.inventory (real nodes) or cluster.scenario (simulated cluster)")
-        stack.callback(executor.close)
-        toolkit = Toolkit(default_registry(), executor, scheduler=scheduler)
+        toolkit = target.toolkit
+        known = list(target.cluster.hosts)
 
         kb = _knowledge_base(cfg, notes)
         llm, llm_name = _llm(cfg, llm_backend, notes, say)
         from pipelines.agent import Agent
         from pipelines.config import AgentConfig
-        from pipelines.planner import ClusterInfo
 
         agent_cfg = cfg.agent if isinstance(cfg.agent, AgentConfig) else AgentConfig()
         # GPU count and model let the agent check for missing GPUs and cap power limits at the default.
-        cluster = ClusterInfo(hosts=known, gpus_per_node=gpus_per_node, gpu_model=gpu_model, scheduler=scheduler)
-        agent = Agent(agent_cfg, toolkit, kb, llm, hosts=known, cluster=cluster)
+        agent = Agent(agent_cfg, toolkit, kb, llm, hosts=known, cluster=target.cluster)
         agent.warm_up()
     except BaseException:
         stack.close()

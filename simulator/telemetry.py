@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from diagnostics.sim.state import REASON_BITS, GpuState, NodeState, stable_uniform
+from simulator.state import REASON_BITS, GpuState, NodeState, stable_uniform
 
 IDLE_SM_MHZ = 210.0  # what an idle NVIDIA datacenter GPU drops to (P8 state)
 CLOCK_STEP_MHZ = 15.0  # NVIDIA SM clocks move in 15 MHz bins

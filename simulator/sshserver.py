@@ -21,7 +21,7 @@ Usage::
         executor = server.executor()     # SSHExecutor over server.inventory
         executor.run("node-01", "nvidia-smi -q -d CLOCK")
 
-``python -m diagnostics.sim.sshserver SCENARIO --workdir DIR`` serves a scenario from a separate
+``python -m simulator.sshserver SCENARIO --workdir DIR`` serves a scenario from a separate
 process (used by the benchmark so server and client do not share a GIL); it prints
 ``READY <inventory path>`` once listening and serves until stdin closes or it is terminated.
 """
@@ -441,7 +441,7 @@ def serve(
 def _main(argv: list[str]) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m diagnostics.sim.sshserver")
+    parser = argparse.ArgumentParser(prog="python -m simulator.sshserver")
     parser.add_argument("scenario", nargs="?", help="scenario YAML (omit with --echo-nodes)")
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--port-base", type=int, default=0)
@@ -452,8 +452,8 @@ def _main(argv: list[str]) -> int:
     if args.echo_nodes:
         sim = EchoCluster(args.echo_nodes)
     elif args.scenario:
-        from diagnostics.scenario import load_scenario
-        from diagnostics.sim import SimCluster  # type: ignore[attr-defined,unused-ignore]
+        from simulator import SimCluster  # type: ignore[attr-defined,unused-ignore]
+        from simulator.scenario import load_scenario
 
         sim = SimCluster(load_scenario(args.scenario))
     else:

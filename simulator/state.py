@@ -10,8 +10,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from diagnostics.scenario import Fault, Scenario, hca_count
 from perf.catalog import GPUSpec, get_gpu, nic_for
+from simulator.scenario import Fault, Scenario, hca_count
 
 # PCI bus numbers of the 8 GPUs of an HGX/DGX baseboard, in nvidia-smi index order.
 _HGX_BUSES = (0x07, 0x0B, 0x48, 0x4C, 0x88, 0x8B, 0xC8, 0xCB)

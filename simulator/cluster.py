@@ -21,17 +21,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from diagnostics.scenario import Scenario, load_scenario
-from diagnostics.sim import hosttools, nvsmi
-from diagnostics.sim.state import (
+from diagnostics.types import CommandResult
+from simulator import hosttools, nvsmi
+from simulator.scenario import Scenario, load_scenario
+from simulator.state import (
     GpuState,
     NodeState,
     apply_fault,
     build_nodes,
     stable_uniform,
 )
-from diagnostics.sim.telemetry import GpuReading, gpu_reading
-from diagnostics.types import CommandResult
+from simulator.telemetry import GpuReading, gpu_reading
 
 EPOCH = datetime(2026, 11, 28, 9, 40, 0, tzinfo=UTC)  # simulated wall clock at time 0
 _SUBST = re.compile(r"\$\(([^()]*)\)|`([^`]*)`")
@@ -183,7 +183,7 @@ class SimCluster:
 
     def dcgm_metrics(self, host: str) -> str:
         """The node's metrics as dcgm-exporter's /metrics endpoint prints them."""
-        from diagnostics.sim.dcgm import render_metrics
+        from simulator.dcgm import render_metrics
 
         node = self.node(host)
         with self._lock:

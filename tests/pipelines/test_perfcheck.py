@@ -3,9 +3,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from pipelines.perfcheck import samples_from_results, step_times_from_results
 
 from diagnostics.types import Status, ToolResult
-from perf.check import samples_from_results, step_times_from_results
 from perf.detectors import GpuSample, detect_stragglers
 
 
@@ -42,7 +42,7 @@ def test_warm_but_not_hot_slow_gpu_is_a_clock_throttle_first() -> None:
 
 
 def test_perf_check_on_the_a800_scenario_names_the_gpu_and_the_gap(repo_root) -> None:  # type: ignore[no-untyped-def]
-    from perf.check import CheckInputs, run_check
+    from pipelines.perfcheck import CheckInputs, run_check
 
     result = run_check(CheckInputs(scenario=str(repo_root / "scenarios" / "a800-throttle.yaml")))
     primary = [f for f in result.findings if f.data.get("primary")]
@@ -55,9 +55,10 @@ def test_perf_check_on_the_a800_scenario_names_the_gpu_and_the_gap(repo_root) ->
 
 @pytest.mark.ssh
 def test_perf_check_over_ssh_against_the_simulated_cluster(repo_root) -> None:  # type: ignore[no-untyped-def]
-    from diagnostics.sim import SimCluster
-    from diagnostics.sim.sshserver import serve
-    from perf.check import CheckInputs, run_check
+    from pipelines.perfcheck import CheckInputs, run_check
+
+    from simulator import SimCluster
+    from simulator.sshserver import serve
 
     sim = SimCluster(str(repo_root / "scenarios" / "a800-throttle.yaml"))
     with serve(sim) as server:
@@ -77,7 +78,7 @@ def test_step_times_prefer_each_ranks_own_work_and_name_host_gpu() -> None:
 
 
 def test_watch_flags_the_throttled_gpu_and_stays_quiet_on_the_control(repo_root) -> None:  # type: ignore[no-untyped-def]
-    from perf.check import CheckInputs, watch
+    from pipelines.perfcheck import CheckInputs, watch
 
     seen: list[tuple[int, str]] = []
     fired, _notes = watch(CheckInputs(scenario=str(repo_root / "scenarios" / "a800-throttle.yaml")),
@@ -90,8 +91,9 @@ def test_watch_flags_the_throttled_gpu_and_stays_quiet_on_the_control(repo_root)
 
 
 def test_watch_rejects_bad_counts(repo_root) -> None:  # type: ignore[no-untyped-def]
+    from pipelines.perfcheck import CheckInputs, watch
+
     from diagnostics.types import ClusterdocError
-    from perf.check import CheckInputs, watch
 
     with pytest.raises(ClusterdocError, match="--samples"):
         watch(CheckInputs(scenario=str(repo_root / "scenarios" / "no-fault-control.yaml")), samples=0, interval_s=1)

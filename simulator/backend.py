@@ -1,0 +1,43 @@
+"""The simulator as an executor backend: ``plug()`` registers it under the kind "scenario".
+
+Only the composition root (``clusterdoc``), the benchmark and tests call ``plug()``; everything
+below them opens a scenario through ``diagnostics.backends.open_cluster("scenario", ...)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from diagnostics.backends import Cluster, register_backend
+from simulator.cluster import SimCluster
+from simulator.scenario import Scenario, load_scenario
+
+
+def open_scenario(source: Any, *, over_ssh: bool = False, workdir: str | Path | None = None, **_: Any) -> Cluster:
+    """A simulated cluster from a Scenario or a path: in-process, or served over real SSH on
+    127.0.0.1 (falls back to in-process, with a note, when no SSH server can start)."""
+    scenario = source if isinstance(source, Scenario) else load_scenario(source)
+    sim = SimCluster(scenario)
+    spec = scenario.cluster
+    cluster = Cluster(executor=None, hosts=list(sim.hosts), scheduler=spec.scheduler,
+                      gpus_per_node=spec.gpus_per_node, gpu_model=spec.gpu, kind="scenario", handle=sim,
+                      scenario=scenario)
+    if over_ssh:
+        try:
+            from simulator.sshserver import serve
+
+            ctx = serve(sim, workdir=workdir)
+            server = ctx.__enter__()
+            cluster.closers.append(lambda: ctx.__exit__(None, None, None))
+            cluster.executor = server.executor()
+        except Exception as exc:  # asyncssh missing or no loopback sockets: stay in-process
+            cluster.notes.append(f"simulated nodes run in-process (SSH server unavailable: {exc})")
+    if cluster.executor is None:
+        cluster.executor = sim.executor()
+    cluster.closers.append(cluster.executor.close)
+    return cluster
+
+
+def plug() -> None:
+    register_backend("scenario", open_scenario)
