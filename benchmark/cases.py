@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from diagnostics.types import ValidationError
+from pipelines.contacts import normalize_host, parse_port
 
 Metric = Literal["A", "B", "C", "S"]
 METRICS: tuple[Metric, ...] = ("A", "B", "C", "S")
@@ -172,27 +173,6 @@ def _port_list(value: Any, name: str) -> frozenset[int]:
             raise CaseFieldError(f"{name}[{i}]", f"must be a port number 1-65535, got {item!r}")
         out.add(port)
     return frozenset(out)
-
-
-def parse_port(item: Any) -> int | None:
-    """An int port, or a digit string (models often quote numbers); None when not a valid port."""
-    if isinstance(item, bool):
-        return None
-    if isinstance(item, str) and item.strip().isdigit():
-        item = int(item.strip())
-    if isinstance(item, float) and item.is_integer():
-        item = int(item)
-    if isinstance(item, int) and 1 <= item <= 65535:
-        return item
-    return None
-
-
-def normalize_host(host: str) -> str:
-    """Case-insensitive, without brackets around IPv6, surrounding punctuation or a trailing dot."""
-    h = host.strip().strip("\"'`<>(),;").lower()
-    if h.startswith("[") and "]" in h:
-        h = h[1 : h.index("]")]
-    return h.rstrip(".")
 
 
 def _parse_bool(value: Any, name: str) -> bool:

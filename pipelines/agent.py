@@ -20,6 +20,7 @@ from diagnostics.types import Finding, ToolResult, cap_text
 from pipelines.api import AgentEvent, Cause, Diagnosis, DiagnosisRequest, Proposal
 from pipelines.components import CheckRunner, EntityExtractor, KBLookup, MergeModelEntities, ModelStep
 from pipelines.config import AgentConfig
+from pipelines.contacts import regex_extract
 from pipelines.dot.graph import Attachment, DotGraph, DotNode
 from pipelines.dot.parse import parse_dot
 from pipelines.evidence import Candidate, confidence, rank_candidates, verify_claim
@@ -170,6 +171,12 @@ class Agent:
         # ---- round 1: extract, retrieve, hypothesise ----
         yield AgentEvent("status", {"message": "round 1: reading the alert"})
         ent: Entities = self.extractor.run(text=f"{text}\n{target or ''}")["entities"]
+        # The same extractor metric A measures: hosts the message points at (minus "ignore ..."),
+        # their SSH ports, whether anything must run. Known hosts it names narrow the scope.
+        contacts = regex_extract(text)
+        for host in sorted(contacts.hosts):
+            if host in self.cluster.hosts and host not in ent.nodes:
+                ent.nodes.append(host)
         root = run.graph.add("proposition", f"Incident: {text[:160] or 'diagnose ' + str(target)}", round=1,
                              attachments=[Attachment("log", text[:800])] if text else [])
         priors: dict[str, float] = dict(ent.hypotheses)
@@ -220,6 +227,7 @@ class Agent:
             run.graph.add("proposition", f"past incident {kh.id} ({kh.category}): {kh.cause[:160]}", [root.id],
                           round=1, source="kb", attachments=[Attachment("link", kh.url)])
         yield AgentEvent("graph", {"graph": run.graph.to_json(), "round": 1, "entities": ent.to_dict(),
+                                   "contacts": contacts.to_dict(),
                                    "kb": [h.record.id for h in hits]})
 
         # ---- round 2: critique, choose checks, run them ----

@@ -29,7 +29,7 @@ def open_scenario(source: Any, *, over_ssh: bool = False, workdir: str | Path | 
 
             ctx = serve(sim, workdir=workdir)
             server = ctx.__enter__()
-            cluster.closers.append(lambda: ctx.__exit__(None, None, None))
+            cluster.closers.append(lambda: None if ctx.__exit__(None, None, None) else None)
             cluster.executor = server.executor()
         except Exception as exc:  # asyncssh missing or no loopback sockets: stay in-process
             cluster.notes.append(f"simulated nodes run in-process (SSH server unavailable: {exc})")

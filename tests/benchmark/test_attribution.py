@@ -4,8 +4,15 @@ from __future__ import annotations
 
 from benchmark.cases import CCase
 from benchmark.llm import BenchLLM
-from benchmark.metrics.attribution import evidence_answer, score
+from benchmark.metrics.attribution import score
 from benchmark.results import RunContext
+from pipelines.attribution import evidence_scores
+
+
+def evidence_answer(case: CCase, hits: list) -> tuple[str, dict[str, float]]:  # type: ignore[type-arg]
+    """The agent's no-model scores for a case (no signatures, no KB: the log alone)."""
+    scores = evidence_scores(case.log, list(case.choices), [], hits)
+    return max(scores, key=lambda k: scores[k]), scores
 
 CHOICES = (
     ("A", "The training script has a Python syntax error in the data loader."),
@@ -37,8 +44,10 @@ def test_model_letter_is_scored(scripted) -> None:
     right = score(_case(), RunContext(llm=scripted(lambda m: {"answer": "B"}), mode="plain"))
     wrong = score(_case(), RunContext(llm=scripted(lambda m: {"answer": "c"}), mode="plain"))
     empty = score(_case(), RunContext(llm=scripted(lambda m: None), mode="plain"))
-    assert (right.score, wrong.score, empty.score) == (1.0, 0.0, 0.0)
-    assert wrong.answer["choice"] == "C" and empty.error
+    assert (right.score, wrong.score) == (1.0, 0.0)
+    assert wrong.answer["choice"] == "C"
+    # a model that names nothing leaves the evidence's answer (here the right one), and says so
+    assert empty.score == 1.0 and "evidence" in empty.error
 
 
 def test_rag_puts_retrieved_records_in_the_prompt(scripted) -> None:
