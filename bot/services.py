@@ -80,7 +80,7 @@ class KBLearner:
 
     def learn(self, incident_text: str, diagnosis: Diagnosis | None, proposal: Proposal, result: ExecutionResult) -> None:
         cause = proposal.cause
-        if not result.verified or not cause.fault:
+        if not result.verified or not (cause.fault or cause.category):
             return
         evidence = [f"{e.get('host', '')} {e.get('kind', '')}: {e.get('message', '')}".strip()
                     for e in (diagnosis.evidence if diagnosis else [])]
@@ -92,7 +92,7 @@ class KBLearner:
             summary, cause.fault, cause.node, cause.gpu, evidence, [s.tool for s in proposal.steps], True,
             # proposal ids restart with each state file: add a random suffix so two incidents never
             # collapse into one KB record
-            incident_id=f"{proposal.id}-{uuid.uuid4().hex[:8]}",
+            incident_id=f"{proposal.id}-{uuid.uuid4().hex[:8]}", category=cause.category,
         )
 
 

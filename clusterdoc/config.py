@@ -49,6 +49,14 @@ class ClusterConfig:
 
 
 @dataclass
+class FaultsConfig:
+    """Operator additions to the knowledge of faults (YAML files, same schema as the built-in ones)."""
+
+    catalog_files: list[str] = field(default_factory=list)  # fault kinds (diagnostics/data/faults.yaml schema)
+    signature_files: list[str] = field(default_factory=list)  # log signatures (diagnostics/data/signatures/)
+
+
+@dataclass
 class Config:
     source: str = "<defaults>"
     bot: BotConfig = field(default_factory=BotConfig)
@@ -58,6 +66,7 @@ class Config:
     kb: Any = None  # kb.config.KBConfig
     ssh: Any = None  # diagnostics.executors.ssh.SSHConfig
     telemetry: Any = None  # diagnostics.telemetry.config.TelemetryConfig
+    faults: FaultsConfig = field(default_factory=FaultsConfig)
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
@@ -80,7 +89,7 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
 
 
 def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Config:
-    known = {"bot", "cluster", "llm", "agent", "kb", "ssh", "telemetry"}
+    known = {"bot", "cluster", "llm", "agent", "kb", "ssh", "telemetry", "faults"}
     for key in data:
         if key not in known:
             raise ConfigError(f"{source}: unknown section [{key}]; known: {', '.join(sorted(known))}")
@@ -102,6 +111,7 @@ def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, 
     cfg.ssh = _optional("diagnostics.executors.ssh", "SSHConfig", data.get("ssh", {}), "ssh", source)
     cfg.telemetry = _optional("diagnostics.telemetry.config", "TelemetryConfig", data.get("telemetry", {}),
                               "telemetry", source)
+    cfg.faults = build_dataclass(FaultsConfig, data.get("faults", {}), "faults", source)
     return cfg
 
 

@@ -65,7 +65,7 @@ def build_runtime(
     from pipelines.runtime import open_target
 
     stack = contextlib.ExitStack()
-    notes: list[str] = []
+    notes: list[str] = install_fault_knowledge(cfg)
     sim = None
     scenario = scenario or cfg.cluster.scenario or None
     ssh_used = False
@@ -101,6 +101,34 @@ def build_runtime(
     return Runtime(agent=agent, toolkit=toolkit, kb=kb, remediator=ToolkitRemediator(toolkit),
                    learner=KBLearner(kb) if kb is not None else None, known_nodes=known, llm_name=llm_name,
                    sim=sim, over_ssh=ssh_used, notes=notes, stack=stack, telemetry=_telemetry(cfg))
+
+
+def install_fault_knowledge(cfg: Any) -> list[str]:
+    """Operator fault kinds and signatures from [faults]: valid entries are used, each bad one is
+    reported as ``file:line: ...`` and skipped; the built-in catalogs always keep working."""
+    from diagnostics.faults import load_catalog, use_catalog
+    from diagnostics.registry import default_registry
+
+    faults = getattr(cfg, "faults", None)
+    notes: list[str] = []
+    if faults is None:
+        return notes
+    if faults.catalog_files:
+        fault_catalog = load_catalog(faults.catalog_files, known_checks=default_registry().names())
+        use_catalog(fault_catalog)
+        notes += [f"fault catalog: {e}" for e in fault_catalog.errors]
+    if faults.signature_files:
+        from pipelines.hypotheses import signature_catalog
+
+        sigs = signature_catalog(faults.signature_files)
+        notes += [f"signature catalog: {e}" for e in getattr(sigs, "errors", ())]
+        from pipelines.config import AgentConfig
+
+        agent_cfg = cfg.agent if isinstance(cfg.agent, AgentConfig) else AgentConfig()
+        cfg.agent = dataclasses.replace(agent_cfg, signature_files=tuple(faults.signature_files))
+    for note in notes:
+        log.warning(note)
+    return notes
 
 
 def _telemetry(cfg: Any) -> Any:

@@ -14,12 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from diagnostics.faults import catalog
 from kb.config import KBConfig
 from kb.errors import IngestError, KBError, QueryError, RecordError
 from kb.ingest import FileIssue, IngestReport, collect_files, dedupe, read_file, read_jsonl
 from kb.records import Record
 from kb.stores import Store, WriteCounts, make_store, normalize_filters
-from kb.taxonomy import FAULTS, SPLITS, TOOL_NAMES
+from kb.taxonomy import SPLITS, TOOL_NAMES
 
 MAX_TOP_K = 100
 # A pasted log can be huge; BM25 gains nothing from the middle of it.
@@ -174,7 +175,7 @@ class KnowledgeBase:
     def learn_from_incident(
         self,
         summary: str,
-        cause_fault: str,
+        cause_fault: str | None,
         node: str | None,
         gpu: int | None,
         evidence_lines: Sequence[str],
@@ -182,41 +183,50 @@ class KnowledgeBase:
         verified: bool,
         *,
         incident_id: str | None = None,
+        category: str | None = None,
     ) -> Record:
-        """Turn a resolved, verified incident into a record the very next search can find."""
+        """Turn a resolved, verified incident into a record the very next search can find. A cause
+        with no fault kind (an open-world fault) is learnt too, under the ``category`` it was given."""
         if verified is not True:
             raise KBError("refusing to learn from an incident whose fix was not verified")
         if not isinstance(summary, str) or not summary.strip():
             raise RecordError("incident summary must not be empty", field="summary")
-        if cause_fault not in FAULTS:
+        kind = catalog().get(cause_fault) if cause_fault else None
+        if kind is None and not category:
             raise RecordError(
-                f"cause_fault {cause_fault!r} is not a fault kind; known: {', '.join(sorted(FAULTS))}",
+                f"cause_fault {cause_fault!r} is not a fault kind and no category was given; known kinds: "
+                f"{', '.join(sorted(catalog().names))}",
                 field="cause_fault",
             )
         bad = [a for a in actions if a not in TOOL_NAMES]
         if bad:
             raise RecordError(f"unknown action(s) {', '.join(bad)}", field="actions")
-        category, components, checks = FAULTS[cause_fault]
+        if kind is not None:
+            category, components, checks = kind.category, kind.components, kind.kb_checks
+        else:
+            components, checks = (), ()
+        category = str(category).replace("-", "_")
+        label = cause_fault or f"{category} incident"
         parts = ([f"on {node}"] if node else []) + ([f"GPU {gpu}"] if gpu is not None else [])
         where = (" " + " ".join(parts)) if parts else ""
         evidence = [line.rstrip() for line in evidence_lines if line and line.strip()]
         rawtext = "\n".join([f"Incident{where}: {summary.strip()}", "Evidence:", *evidence])
         digest = hashlib.sha256(
-            "\x1f".join([cause_fault, node or "", str(gpu), summary.strip(), *evidence]).encode("utf-8")
+            "\x1f".join([label, node or "", str(gpu), summary.strip(), *evidence]).encode("utf-8")
         ).hexdigest()[:12]
         ident = incident_id or digest
         record = Record.from_dict(
             {
-                "problemkey": [cause_fault, cause_fault.replace("_", " ")],
+                "problemkey": [label, label.replace("_", " ")],
                 "rawtext": rawtext,
                 "function": dedupe([*checks, *actions]),
-                "result": f"{cause_fault.replace('_', ' ')}{where}: {summary.strip()}",
+                "result": f"{label.replace('_', ' ')}{where}: {summary.strip()}",
                 "source": f"clusterdoc:incident/{ident}",
                 "category": category,
                 "components": list(components),
                 "origin": "incident",
                 "split": "perceivable",
-                "fault": cause_fault,
+                "fault": cause_fault if kind is not None else None,
             },
             where=f"incident {ident}",
             rawtext_cap=self.config.rawtext_cap,

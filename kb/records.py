@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from diagnostics.faults import catalog
 from kb.errors import RecordError
 from kb.taxonomy import CATEGORIES, FAULT_KINDS, ORIGINS, SPLITS, TOOL_NAMES
 
@@ -98,7 +99,7 @@ class Record:
         fault = data.get("fault")
         if fault in ("", None):
             fault = None
-        elif not isinstance(fault, str) or fault not in FAULT_KINDS:
+        elif not isinstance(fault, str) or (fault not in FAULT_KINDS and catalog().get(fault) is None):
             raise RecordError(
                 f"field 'fault': {fault!r} is not a fault kind; known: {', '.join(sorted(FAULT_KINDS))}",
                 where=where,
