@@ -1,6 +1,6 @@
 """Parsing what people type: ``/diagnose <node|job> [words]``, ``!diagnose``, free-text mentions.
 
-Target resolution is against the inventory's node names: an exact name is a node; ``job 4412``,
+What a command is about (its subject) is resolved against the inventory's node names: an exact name is a node; ``job 4412``,
 ``job-4412`` or a bare number is a job; anything else that is close to a node name (difflib)
 is an unknown node, answered with the closest known names.
 """
@@ -24,7 +24,7 @@ _TARGET_OK = re.compile(r"^[A-Za-z0-9][\w.:-]{0,127}$")
 
 
 @dataclass(frozen=True)
-class Target:
+class Subject:
     kind: Literal["node", "job", "none"]
     name: str | None
 
@@ -32,7 +32,7 @@ class Target:
 @dataclass(frozen=True)
 class Parsed:
     name: str  # one of COMMANDS
-    target: Target
+    target: Subject
     text: str  # the free text after the target
 
 
@@ -58,7 +58,7 @@ def parse_command(name: str, text: str, known_nodes: Sequence[str]) -> Parsed:
         hint = f" (did you mean `{close[0]}`?)" if close else ""
         raise CommandError(f"unknown command `{name}`{hint}\n{USAGE}")
     if name != "diagnose":
-        return Parsed(name, Target("none", None), text.strip())
+        return Parsed(name, Subject("none", None), text.strip())
     words = text.split()
     if not words:
         raise CommandError(f"`diagnose` needs a node or a job\n{USAGE}")
@@ -74,7 +74,7 @@ def parse_command(name: str, text: str, known_nodes: Sequence[str]) -> Parsed:
 
 def resolve_target(
     word: str, known_nodes: Sequence[str], forced: Literal["node", "job"] | None = None
-) -> Target:
+) -> Subject:
     word = word.strip().rstrip(",.;:?")
     if len(word) > 2 and word[0] == word[-1] and word[0] in "`'\"":  # `node-05` or "node-05"
         word = word[1:-1]
@@ -82,22 +82,22 @@ def resolve_target(
         raise CommandError(f"`{word[:40]}` is not a node name or job id\n{USAGE}")
     known = list(known_nodes)
     if forced != "job" and (word in known or (not known and forced == "node")):
-        return Target("node", word)
+        return Subject("node", word)
     if forced == "job":
-        return Target("job", _strip_job(word))
+        return Subject("job", _strip_job(word))
     lowered = {n.lower(): n for n in known}
     if word.lower() in lowered:
-        return Target("node", lowered[word.lower()])
+        return Subject("node", lowered[word.lower()])
     if word.isdigit() or word.lower().startswith("job"):
-        return Target("job", _strip_job(word))
+        return Subject("job", _strip_job(word))
     if not known:
-        return Target("node", word)  # no inventory to check against: let the agent find out
+        return Subject("node", word)  # no inventory to check against: let the agent find out
     suggestions = closest_nodes(word, known)
     looks_like_node = forced == "node" or bool(suggestions) or _same_shape(word, known)
     if looks_like_node:
         hint = ", ".join(f"`{s}`" for s in suggestions) if suggestions else ", ".join(f"`{n}`" for n in known[:5])
         raise CommandError(f"unknown node `{word}`; closest known: {hint}")
-    return Target("job", word)  # a job name such as llama-7b-pretrain
+    return Subject("job", word)  # a job name such as llama-7b-pretrain
 
 
 def closest_nodes(word: str, known: Sequence[str], n: int = 3) -> list[str]:
@@ -123,13 +123,13 @@ def _strip_job(word: str) -> str:
     return m.group(1) if m else word
 
 
-def target_from_text(text: str, known_nodes: Sequence[str]) -> Target:
+def target_from_text(text: str, known_nodes: Sequence[str]) -> Subject:
     """Pick the node or job a free-text mention is about (first known node name, else ``job N``)."""
     known = {n.lower(): n for n in known_nodes}
     for token in re.findall(r"[A-Za-z0-9][\w.-]*[A-Za-z0-9]", text):
         if token.lower() in known:
-            return Target("node", known[token.lower()])
+            return Subject("node", known[token.lower()])
     m = _JOB_WORD_RE.search(text)
     if m:
-        return Target("job", m.group(1))
-    return Target("none", None)
+        return Subject("job", m.group(1))
+    return Subject("none", None)

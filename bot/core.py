@@ -19,7 +19,7 @@ from dataclasses import asdict
 from typing import Any
 
 from bot.alerts import alert_request_text, parse_alert_text
-from bot.commands import USAGE, CommandError, Target, parse_command, split_command, target_from_text
+from bot.commands import USAGE, CommandError, Subject, parse_command, split_command, target_from_text
 from bot.config import BotConfig
 from bot.events import (
     APPROVE_EMOJI,
@@ -322,7 +322,7 @@ class Bot:
             return [Reply("text", event.channel, USAGE, thread=event.thread or event.message_id or None)]
         return self._open(event, target_from_text(event.text, self.known_nodes), event.text, "mention")
 
-    def _open(self, event: Command | Mention, target: Target, text: str, source: str) -> list[Reply]:
+    def _open(self, event: Command | Mention, target: Subject, text: str, source: str) -> list[Reply]:
         if self.store.count_open_incidents() >= self.config.max_open_incidents:
             return [Reply("error", event.channel, f"Too many open incidents ({self.config.max_open_incidents}); "
                           "close some first.", thread=event.thread, ephemeral_to=event.user)]

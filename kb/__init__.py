@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from kb.config import KBConfig
 from kb.errors import (
-    ConfigError,
     IngestError,
+    KBConfigError,
     KBError,
     QueryError,
     RecordError,
@@ -27,10 +27,10 @@ if TYPE_CHECKING:
     from kb.knowledge import Hit, KnowledgeBase
 
 __all__ = [
-    "ConfigError",
     "Hit",
     "IngestError",
     "KBConfig",
+    "KBConfigError",
     "KBError",
     "KBRetriever",
     "KnowledgeBase",

@@ -13,7 +13,7 @@ from typing import Any
 
 from diagnostics.types import ClusterdocError
 from kb.config import STORES, KBConfig
-from kb.errors import ConfigError, IngestError
+from kb.errors import IngestError, KBConfigError
 from kb.taxonomy import CATEGORIES
 
 
@@ -81,12 +81,12 @@ def config_from_args(args: argparse.Namespace) -> KBConfig:
         try:
             data = tomllib.loads(args.config.read_text(encoding="utf-8"))
         except OSError as exc:
-            raise ConfigError(f"{args.config}: cannot read: {exc.strerror or exc}") from exc
+            raise KBConfigError(f"{args.config}: cannot read: {exc.strerror or exc}") from exc
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{args.config}: invalid TOML: {exc}") from exc
+            raise KBConfigError(f"{args.config}: invalid TOML: {exc}") from exc
         table = data.get("kb", {})
         if not isinstance(table, dict):
-            raise ConfigError(f"{args.config}: [kb] must be a table")
+            raise KBConfigError(f"{args.config}: [kb] must be a table")
         config = KBConfig.from_mapping(table, source=str(args.config))
     else:
         config = KBConfig.from_env()

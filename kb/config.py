@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from kb.errors import ConfigError
+from kb.errors import KBConfigError
 
 STORES = ("memory", "index", "elasticsearch")
 ES_URL_ENV = "CLUSTERDOC_ES_URL"
@@ -61,11 +61,11 @@ class KBConfig:
 
     def __post_init__(self) -> None:
         if self.store not in STORES:
-            raise ConfigError(f"kb.store: {self.store!r} is not one of: {', '.join(STORES)}")
+            raise KBConfigError(f"kb.store: {self.store!r} is not one of: {', '.join(STORES)}")
         if self.rawtext_cap < 1024:
-            raise ConfigError(f"kb.rawtext_cap: {self.rawtext_cap} is below the minimum of 1024")
+            raise KBConfigError(f"kb.rawtext_cap: {self.rawtext_cap} is below the minimum of 1024")
         if self.es_timeout_s <= 0:
-            raise ConfigError(f"kb.es_timeout_s: {self.es_timeout_s} must be positive")
+            raise KBConfigError(f"kb.es_timeout_s: {self.es_timeout_s} must be positive")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> KBConfig:
@@ -80,24 +80,24 @@ class KBConfig:
         values: dict[str, Any] = {"data_dir": default_data_dir()}
         for key, value in data.items():
             if key not in known:
-                raise ConfigError(f"{source}: unknown key kb.{key}; known: {', '.join(sorted(known))}")
+                raise KBConfigError(f"{source}: unknown key kb.{key}; known: {', '.join(sorted(known))}")
             expected = _TYPES.get(key)
             if key in ("data_dir", "seed_path"):
                 if value is not None and not isinstance(value, str):
-                    raise ConfigError(f"{source}: kb.{key} must be a path string, got {value!r}")
+                    raise KBConfigError(f"{source}: kb.{key} must be a path string, got {value!r}")
                 value = None if value in (None, "") else Path(value).expanduser()
             elif expected is not None and (
                 not isinstance(value, expected) or isinstance(value, bool) != (expected is bool)
             ):
-                raise ConfigError(f"{source}: kb.{key} must be {_TYPE_NAMES[expected]}, got {value!r}")
+                raise KBConfigError(f"{source}: kb.{key} must be {_TYPE_NAMES[expected]}, got {value!r}")
             values[key] = value
         try:
             return cls(**values)
-        except ConfigError as exc:
-            raise ConfigError(f"{source}: {exc}") from None
+        except KBConfigError as exc:
+            raise KBConfigError(f"{source}: {exc}") from None
 
     def es_url(self) -> str:
         url = os.environ.get(ES_URL_ENV, "").strip()
         if not url:
-            raise ConfigError(f"kb.store = 'elasticsearch' needs the Elasticsearch URL in ${ES_URL_ENV}")
+            raise KBConfigError(f"kb.store = 'elasticsearch' needs the Elasticsearch URL in ${ES_URL_ENV}")
         return url

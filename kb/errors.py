@@ -40,5 +40,5 @@ class StoreUnavailableError(KBError):
     """The configured store cannot be reached or read (Elasticsearch down, corrupt store file)."""
 
 
-class ConfigError(ValidationError, KBError):
+class KBConfigError(ValidationError, KBError):
     """A kb config value is invalid."""

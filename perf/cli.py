@@ -137,7 +137,7 @@ def _emit(fmt: str, pred: StepPrediction | None, findings: list[Finding], notes:
         print(json.dumps(out, indent=2, default=str))
         return
     if fmt == "dot":
-        from perf.dot import PerfReport, render_prediction, render_report
+        from perf.xmlreport import PerfReport, render_prediction, render_report
 
         if pred is not None:
             print(render_prediction(pred, observed_step_s=observed, findings=findings, notes=notes))

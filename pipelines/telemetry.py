@@ -13,33 +13,21 @@ from typing import Any
 from diagnostics.types import Finding, Status, ToolResult
 
 GPU_TELEMETRY_TOOLS = frozenset({"gpu_clocks", "gpu_power", "gpu_temperature"})
-_FIELDS = ("sm_clock_mhz", "max_sm_clock_mhz", "power_w", "power_limit_w", "temp_c", "util_pct")
 MIN_GPUS = 8  # fewer GPUs than this give the median/MAD comparison too little to stand on
 
 
-def samples_from_results(results: Iterable[ToolResult]) -> list[Any]:
-    """GpuSamples built from the ``data["gpus"]`` rows of GPU checks (one per host and GPU)."""
-    try:
-        from perf.detectors import GpuSample
-    except ImportError:
-        return []
-    rows: dict[tuple[str, int], dict[str, Any]] = {}
-    for r in results:
-        if r.tool not in GPU_TELEMETRY_TOOLS or r.status not in (Status.OK, Status.PROBLEM):
-            continue
-        for g in r.data.get("gpus", []) or []:
-            if not isinstance(g, dict) or not isinstance(g.get("gpu"), int):
-                continue
-            row = rows.setdefault((r.host, g["gpu"]), {})
-            for f in _FIELDS:
-                if isinstance(g.get(f), (int, float)) and not isinstance(g.get(f), bool):
-                    row[f] = float(g[f])
-    return [GpuSample(host=h, gpu=i, t=0.0, **vals) for (h, i), vals in sorted(rows.items())]
+def gpu_samples(results: Iterable[ToolResult]) -> list[Any]:
+    """GpuSamples from the GPU telemetry checks that ran and parsed (one per host and GPU); the
+    merging itself is ``pipelines.perfcheck.samples_from_results`` (one implementation)."""
+    from pipelines.perfcheck import samples_from_results
+
+    usable = [r for r in results if r.tool in GPU_TELEMETRY_TOOLS and r.status in (Status.OK, Status.PROBLEM)]
+    return list(samples_from_results(usable))
 
 
 def detector_findings(results: Iterable[ToolResult], slowdown_temp_c: float = 87.0) -> tuple[list[Finding], list[str]]:
     """Straggler findings (tagged ``data["source"] = "perf.detectors"``) and the detector's notes."""
-    samples = samples_from_results(results)
+    samples = gpu_samples(results)
     if len(samples) < MIN_GPUS:
         return [], []
     try:
@@ -56,9 +44,9 @@ def detector_findings(results: Iterable[ToolResult], slowdown_temp_c: float = 87
 
 
 def perf_model_block(findings: list[Finding], notes: list[str]) -> str:
-    """The detectors' findings as perf.dot's ``<perf_model>`` block (a DoT attachment)."""
+    """The detectors' findings as perf.xmlreport's ``<perf_model>`` block (a DoT attachment)."""
     try:
-        from perf.dot import render_findings
+        from perf.xmlreport import render_findings
     except ImportError:
         return ""
     try:

@@ -6,6 +6,7 @@ below them opens a scenario through ``diagnostics.backends.open_cluster("scenari
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,9 @@ def open_scenario(source: Any, *, over_ssh: bool = False, workdir: str | Path | 
         try:
             from simulator.sshserver import serve
 
-            ctx = serve(sim, workdir=workdir)
-            server = ctx.__enter__()
-            cluster.closers.append(lambda: None if ctx.__exit__(None, None, None) else None)
+            stack = contextlib.ExitStack()
+            server = stack.enter_context(serve(sim, workdir=workdir))
+            cluster.closers.append(stack.close)
             cluster.executor = server.executor()
         except Exception as exc:  # asyncssh missing or no loopback sockets: stay in-process
             cluster.notes.append(f"simulated nodes run in-process (SSH server unavailable: {exc})")

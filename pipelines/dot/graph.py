@@ -28,7 +28,7 @@ ATTACHMENT_TAGS: tuple[str, ...] = (
     "inputs",
     "result",
     "evidence",
-    "perf_model",  # perf.dot's block: inputs, formulas, expected/observed, gap, findings
+    "perf_model",  # perf.xmlreport's block: inputs, formulas, expected/observed, gap, findings
 )
 _PREFIX = {"proposition": "P", "critique": "C", "refinement": "R", "verification": "V", "summary": "S"}
 
@@ -39,7 +39,7 @@ class DotGraphError(ValueError):
 
 @dataclass
 class Attachment:
-    tag: str  # table, formula, code, log, or a perf.dot tag
+    tag: str  # table, formula, code, log, or a perf.xmlreport tag
     content: str
 
     def to_dict(self) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from kb.config import KBConfig
-from kb.errors import ConfigError
+from kb.errors import KBConfigError
 
 
 @pytest.mark.parametrize(
@@ -22,7 +22,7 @@ from kb.errors import ConfigError
     ],
 )
 def test_bad_values_name_the_file_and_key(table: dict[str, object], message: str) -> None:
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(KBConfigError) as err:
         KBConfig.from_mapping(table, "clusterdoc.toml")
     assert str(err.value).startswith("clusterdoc.toml: ") and message in str(err.value)
 
@@ -37,7 +37,7 @@ def test_mapping_and_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 def test_es_url_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CLUSTERDOC_ES_URL", raising=False)
-    with pytest.raises(ConfigError, match="CLUSTERDOC_ES_URL"):
+    with pytest.raises(KBConfigError, match="CLUSTERDOC_ES_URL"):
         KBConfig(store="elasticsearch").es_url()
     monkeypatch.setenv("CLUSTERDOC_ES_URL", " http://127.0.0.1:9200 ")
     assert KBConfig(store="elasticsearch").es_url() == "http://127.0.0.1:9200"

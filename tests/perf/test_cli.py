@@ -5,8 +5,8 @@ import json
 import pytest
 
 from clusterdoc.cli import main
-from perf.dot import parse_reports
 from perf.workload import predict_training_step
+from perf.xmlreport import parse_reports
 
 PREDICT = ["perf", "predict", "--gpu", "H100-SXM5-80GB", "--gpus", "64", "--model-params", "7e9",
            "--tokens-per-step", "4194304"]

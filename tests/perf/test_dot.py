@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from diagnostics.types import Finding
-from perf.dot import (
+from perf.workload import predict_training_step
+from perf.xmlreport import (
     DotParseError,
     PerfReport,
     parse_reports,
@@ -11,7 +12,6 @@ from perf.dot import (
     render_report,
     report_from_prediction,
 )
-from perf.workload import predict_training_step
 
 
 def test_prediction_round_trips_through_tagged_text() -> None:
@@ -56,7 +56,7 @@ def test_malformed_blocks_raise_a_clear_error() -> None:
 
 
 def test_detector_findings_alone_round_trip() -> None:
-    from perf.dot import render_findings
+    from perf.xmlreport import render_findings
 
     f = Finding("gpu_power_cap", "node-02", "limit 200 W < 400 W", gpu=1)
     [report] = parse_reports(render_findings([f], ["temp_c [N/A] on node-01 GPU 0"]))

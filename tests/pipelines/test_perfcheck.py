@@ -3,10 +3,10 @@ from __future__ import annotations
 import math
 
 import pytest
-from pipelines.perfcheck import samples_from_results, step_times_from_results
 
 from diagnostics.types import Status, ToolResult
 from perf.detectors import GpuSample, detect_stragglers
+from pipelines.perfcheck import samples_from_results, step_times_from_results
 
 
 def test_telemetry_rows_merge_into_one_sample_per_gpu() -> None:
@@ -56,7 +56,6 @@ def test_perf_check_on_the_a800_scenario_names_the_gpu_and_the_gap(repo_root) ->
 @pytest.mark.ssh
 def test_perf_check_over_ssh_against_the_simulated_cluster(repo_root) -> None:  # type: ignore[no-untyped-def]
     from pipelines.perfcheck import CheckInputs, run_check
-
     from simulator import SimCluster
     from simulator.sshserver import serve
 
@@ -91,9 +90,8 @@ def test_watch_flags_the_throttled_gpu_and_stays_quiet_on_the_control(repo_root)
 
 
 def test_watch_rejects_bad_counts(repo_root) -> None:  # type: ignore[no-untyped-def]
-    from pipelines.perfcheck import CheckInputs, watch
-
     from diagnostics.types import ClusterdocError
+    from pipelines.perfcheck import CheckInputs, watch
 
     with pytest.raises(ClusterdocError, match="--samples"):
         watch(CheckInputs(scenario=str(repo_root / "scenarios" / "no-fault-control.yaml")), samples=0, interval_s=1)
