@@ -12,7 +12,8 @@ the same loop runs on evidence alone and ``Diagnosis.degraded`` says so.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from diagnostics.faults import catalog
@@ -84,6 +85,19 @@ class _Run:
         self.answered: set[str] = set()  # hosts that answered at least once
         self.unreachable: set[str] = set()
         self.hypotheses: list[Hypothesis] = []  # signature and KB leads (typed, never evidence)
+
+
+@dataclass
+class _State:
+    """What round 1 established, carried through the later rounds."""
+
+    ent: Entities
+    priors: dict[str, float]
+    hits: list[Any]
+    hyps: list[str]
+    scope: list[str]
+    root_id: str
+    text: str
 
 
 class Agent:
@@ -168,7 +182,20 @@ class Agent:
             yield self._final(run, Cause(None), msg, [], 0.0, [], started, verified=False, request=request)
             return
 
-        # ---- round 1: extract, retrieve, hypothesise ----
+        state = yield from self._read_and_hypothesise(run, text, target, use_kb, use_model)
+        yield from self._choose_and_run_checks(run, state, use_model, selfplay)
+        best, ranked, rounds = yield from self._attribute_and_escalate(run, state, target, use_model, selfplay)
+        # ---- outcome ----
+        if best is None:
+            yield self._unverified(run, ranked, state.scope, rounds, started, request)
+            return
+        yield from self._verified(run, best, ranked, use_model, rounds, started, request)
+
+    # ----- the rounds, as named steps ---------------------------------------------------------------
+    def _read_and_hypothesise(self, run: _Run, text: str, target: str | None, use_kb: bool,
+                              use_model: bool) -> Generator[AgentEvent, None, _State]:
+        """Round 1: extract entities, match signatures, retrieve past incidents, form hypotheses."""
+        cfg = self.config
         yield AgentEvent("status", {"message": "round 1: reading the alert"})
         ent: Entities = self.extractor.run(text=f"{text}\n{target or ''}")["entities"]
         # The same extractor metric A measures: hosts the message points at (minus "ignore ..."),
@@ -230,11 +257,16 @@ class Agent:
                                    "contacts": contacts.to_dict(),
                                    "kb": [h.record.id for h in hits]})
 
-        # ---- round 2: critique, choose checks, run them ----
+        return _State(ent, priors, hits, hyps, scope, root.id, text)
+
+    def _choose_and_run_checks(self, run: _Run, state: _State, use_model: bool, selfplay: bool) -> Iterator[AgentEvent]:
+        """Round 2: critique the hypotheses, choose registry checks, run them."""
+        cfg = self.config
+        ent, priors, hyps, scope = state.ent, state.priors, state.hyps, state.scope
         yield AgentEvent("status", {"message": "round 2: choosing checks"})
         scope_text = (f"the request names {', '.join(scope)}" if scope != self.cluster.hosts
                       else f"no node named: one check fans out over all {len(scope)} hosts and counts once")
-        critique_of = [n.id for n in run.graph.nodes if n.kind == "proposition" and n.id != root.id][:1] or [root.id]
+        critique_of = [n.id for n in run.graph.nodes if n.kind == "proposition" and n.id != state.root_id][:1] or [state.root_id]
         if selfplay:
             run.graph.add("critique", f"scope: {scope_text}; keywords are priors, not evidence: a check must show it",
                           critique_of, round=2)
@@ -270,7 +302,14 @@ class Agent:
             yield from self._hypothesis_checks(run, scope)
             yield from self._targeted(run, hyps, scope, ent, max_hyps=3 if selfplay else 2, refine=selfplay or cfg.mode == "rag")
 
-        # ---- round 3: attribute, verify; more rounds while unverified ----
+        state.hyps = hyps
+
+    def _attribute_and_escalate(self, run: _Run, state: _State, target: str | None, use_model: bool,
+                                selfplay: bool) -> Generator[AgentEvent, None, tuple[Candidate | None, list[Candidate], int]]:
+        """Round 3: attribute and verify; further rounds (next hypotheses, past incidents' checks,
+        a quick sweep, every host) while nothing is verified, within the budgets."""
+        cfg = self.config
+        ent, priors, hyps, scope, text = state.ent, state.priors, state.hyps, state.scope, state.text
         rounds = 3
         best, ranked = self._attribute(run, priors, ent, text, use_model and selfplay, rounds)
         all_hosts = list(self.cluster.hosts)
@@ -292,11 +331,7 @@ class Agent:
             yield AgentEvent("status", {"message": f"round {rounds}: no verified cause yet; trying {step_why}"})
             yield from step()
             best, ranked = self._attribute(run, priors, ent, text, use_model and selfplay and rounds == 4, rounds)
-        # ---- outcome ----
-        if best is None:
-            yield self._unverified(run, ranked, scope, rounds, started, request)
-            return
-        yield from self._verified(run, best, ranked, use_model, rounds, started, request)
+        return best, ranked, rounds
 
     # ----- outcome ------------------------------------------------------------------------------
     def _verified(self, run: _Run, best: Candidate, ranked: list[Candidate], use_model: bool, rounds: int,
