@@ -12,18 +12,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import defaultdict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any
 
 from bot.alerts import alert_request_text, parse_alert_text
+from bot.approvals import ApprovalsMixin
 from bot.commands import USAGE, CommandError, Subject, parse_command, split_command, target_from_text
 from bot.config import BotConfig
+from bot.delivery import DeliveryMixin, Outbox, _no_outbox, _safe_png
 from bot.events import (
-    APPROVE_EMOJI,
-    REJECT_EMOJI,
     Alert,
     Command,
     Event,
@@ -31,74 +30,28 @@ from bot.events import (
     Message,
     Reaction,
     Reply,
-    normalize_emoji,
 )
-from bot.render import diagnosis_text, graph_outline, graph_png, proposal_code, proposal_text, result_text
+from bot.middleware import ApprovalPolicy, Middleware, MiddlewareMixin, RateLimiter
+from bot.render import diagnosis_text, graph_outline
 from bot.services import (
     AgentService,
     Directory,
     Learner,
     NoDirectory,
     Remediator,
-    diagnosis_from_dict,
-    proposal_from_dict,
     run_agent,
 )
-from bot.store import ProposalRow, Store
-from pipelines.api import AgentEvent, DiagnosisRequest, Proposal
+from bot.store import Store
+from pipelines.api import AgentEvent, DiagnosisRequest
 
 log = logging.getLogger("clusterdoc.bot")
 
-Outbox = Callable[[Reply], str | None]
-Handler = Callable[[Event], list[Reply]]
-Middleware = Callable[[Event, Handler], list[Reply]]
 
 
-class RateLimiter:
-    """Sliding window per key: at most ``limit`` hits per ``window_s``."""
+class Bot(MiddlewareMixin, ApprovalsMixin, DeliveryMixin):
+    """The dispatch core: middleware (bot.middleware), routing and background work here, approvals
+    (bot.approvals), delivery through the outbox (bot.delivery)."""
 
-    def __init__(self, limit: int, window_s: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit, self.window_s, self.clock = limit, window_s, clock
-        self._hits: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
-
-    def allow(self, key: str) -> bool:
-        now = self.clock()
-        with self._lock:
-            hits = self._hits[key]
-            while hits and now - hits[0] >= self.window_s:
-                hits.popleft()
-            if len(hits) >= self.limit:
-                return False
-            hits.append(now)
-            return True
-
-
-class ApprovalPolicy:
-    """Who may approve (user ids, Slack user groups, Matrix power level) and who may diagnose."""
-
-    def __init__(self, config: BotConfig, directory: Directory) -> None:
-        self.cfg = config.approvals
-        self.directory = directory
-
-    def may_diagnose(self, user: str) -> bool:
-        return not self.cfg.diagnose_users or user in self.cfg.diagnose_users
-
-    def is_approver(self, user: str, channel: str) -> bool:
-        if user in self.cfg.approvers:
-            return True
-        if self.cfg.approver_groups and self.directory.groups_of(user) & set(self.cfg.approver_groups):
-            return True
-        if self.cfg.min_power_level > 0:
-            level = self.directory.power_level(user, channel)
-            return level is not None and level >= self.cfg.min_power_level
-        return False
-
-    def self_approval_forbidden(self, risk: str) -> bool:
-        return risk in self.cfg.no_self_approval
-
-
-class Bot:
     def __init__(
         self,
         config: BotConfig,
@@ -224,55 +177,7 @@ class Bot:
     def close(self, wait: bool = True) -> None:
         self._pool.shutdown(wait=wait, cancel_futures=not wait)
 
-    def flush_outbox(self) -> int:
-        """Re-send replies that failed earlier; returns how many went out."""
-        sent = 0
-        for item_id, data in self.store.outbox_items():
-            reply = Reply(**{**data, "image_png": bytes.fromhex(data["image_png"]) if data.get("image_png") else None})
-            try:
-                message_id = self.outbox(reply)
-            except Exception as exc:
-                self.store.outbox_failed(item_id, repr(exc))
-                continue
-            self.store.outbox_done(item_id)
-            self._bind(reply, message_id)
-            sent += 1
-        return sent
-
     # -- middleware --------------------------------------------------------------------------
-    def _ignore_own(self, event: Event, nxt: Handler) -> list[Reply]:
-        user = getattr(event, "user", None)
-        if user is not None and user in self.identity:
-            return []
-        return nxt(event)
-
-    def _audit_in(self, event: Event, nxt: Handler) -> list[Reply]:
-        if isinstance(event, Message) and event.channel not in self.alert_channels:
-            return nxt(event)  # chatter is not audited, only what the bot acts on
-        detail = {k: v for k, v in asdict(event).items() if k not in ("labels",)}
-        if isinstance(detail.get("text"), str):
-            detail["text"] = detail["text"][:500]
-        self.store.audit(getattr(event, "user", event.platform), f"in_{type(event).__name__.lower()}",
-                         getattr(event, "channel", ""), detail)
-        return nxt(event)
-
-    def _authorize(self, event: Event, nxt: Handler) -> list[Reply]:
-        if isinstance(event, Command | Mention) and not self.policy.may_diagnose(event.user):
-            self.store.audit(event.user, "denied_diagnose", event.channel)
-            return [Reply("error", event.channel, "You are not allowed to run diagnoses here.",
-                          thread=event.thread, ephemeral_to=event.user)]
-        return nxt(event)
-
-    def _rate_limit(self, event: Event, nxt: Handler) -> list[Reply]:
-        if isinstance(event, Command | Mention) and not self.rate.allow(event.user):
-            self.store.audit(event.user, "rate_limited", event.channel)
-            window = self.config.rate_limit.window_s
-            return [Reply("error", event.channel, f"Rate limit: at most {self.config.rate_limit.per_user} "
-                          f"requests per {window:g} s. Try again shortly.", thread=event.thread,
-                          ephemeral_to=event.user)]
-        return nxt(event)
-
-    # -- routing -----------------------------------------------------------------------------
     def _route(self, event: Event) -> list[Reply]:
         if isinstance(event, Reaction):
             return self._on_reaction(event)
@@ -377,62 +282,6 @@ class Bot:
         self._submit(self._diagnose, incident_id, request)
         return []
 
-    def _on_reaction(self, event: Reaction) -> list[Reply]:
-        emoji = normalize_emoji(event.emoji)
-        approve, reject = emoji in APPROVE_EMOJI, emoji in REJECT_EMOJI
-        if not (approve or reject):
-            return []
-        row = self.store.proposal_by_message(event.platform, event.channel, event.message_id)
-        if row is None:
-            return []  # a reaction on some unrelated message
-        decision = "approve" if approve else "reject"
-        if not self.policy.is_approver(event.user, event.channel):
-            self.store.record_decision(row.id, row.hash, event.user, decision, "not_approver")
-            self.store.audit(event.user, "approval_refused", row.id, "not an approver")
-            return [Reply("error", event.channel, f"{event.user} is not an approver; reaction ignored.",
-                          thread=row.thread, ephemeral_to=event.user, proposal_id=row.id)]
-        if row.state != "pending":
-            self.store.record_decision(row.id, row.hash, event.user, decision, f"already_{row.state}")
-            if row.state in ("executing", "executed") and row.decided_by != event.user:
-                return []  # a second approver of a fix already running: nothing to add
-            return [Reply("text", event.channel, f"Proposal `{row.id}` is already {row.state}; nothing runs.",
-                          thread=row.thread, ephemeral_to=event.user, proposal_id=row.id)]
-        now = self.clock()
-        if now >= row.expires_at:
-            self.store.expire_due(now)
-            self.store.record_decision(row.id, row.hash, event.user, decision, "expired")
-            self.store.audit(event.user, "approval_expired", row.id)
-            return [Reply("error", event.channel, f"Proposal `{row.id}` has expired; run /diagnose again.",
-                          thread=row.thread, proposal_id=row.id)]
-        if reject:
-            if self.store.reject(row.id, event.user):
-                self.store.record_decision(row.id, row.hash, event.user, "reject", "rejected")
-                self.store.audit(event.user, "proposal_rejected", row.id)
-                return [Reply("text", event.channel, f"Proposal `{row.id}` rejected by {event.user}.",
-                              thread=row.thread, proposal_id=row.id)]
-            return []
-        if event.user == row.requester and self.policy.self_approval_forbidden(row.risk):
-            self.store.record_decision(row.id, row.hash, event.user, "approve", "self_approval")
-            self.store.audit(event.user, "approval_refused", row.id, f"requester may not approve {row.risk}-risk")
-            return [Reply("error", event.channel, f"{row.risk}-risk proposals need an approver other than the "
-                          "requester.", thread=row.thread, proposal_id=row.id)]
-        proposal = proposal_from_dict(row.body)
-        if proposal.hash != row.hash:  # the stored body no longer matches what was shown
-            self.store.record_decision(row.id, row.hash, event.user, "approve", "hash_mismatch")
-            self.store.audit(event.user, "approval_refused", row.id, "hash mismatch")
-            return [Reply("error", event.channel, f"Proposal `{row.id}` changed since it was posted; not run.",
-                          thread=row.thread, proposal_id=row.id)]
-        if not self.store.claim_for_execution(row.id, row.hash, event.user, now):
-            self.store.record_decision(row.id, row.hash, event.user, "approve", "duplicate")
-            return []  # someone else's approval won the race, or it just expired
-        self.store.record_decision(row.id, row.hash, event.user, "approve", "executing")
-        self.store.audit(event.user, "proposal_approved", row.id, {"hash": row.hash, "commands": proposal.commands()})
-        self.store.set_incident(row.incident_id, status="executing")
-        self._submit(self._execute, row, proposal, event.user, now)
-        return [Reply("text", event.channel, f"Approved by {event.user}: executing proposal `{row.id}`…",
-                      thread=row.thread, proposal_id=row.id)]
-
-    # -- background work ---------------------------------------------------------------------
     def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
         def guarded() -> None:
             try:
@@ -492,88 +341,6 @@ class Bot:
             self._propose(incident_id, incident.platform, channel, thread, incident.requester, proposal)
         self.store.set_incident(incident_id, status="proposed" if diagnosis.proposals else "resolved")
 
-    def _propose(self, incident_id: int, platform: str, channel: str, thread: str | None, requester: str,
-                 proposal: Proposal) -> None:
-        pid = f"{incident_id}.{proposal.id}"
-        stored = proposal_from_dict({**proposal.to_dict(), "id": pid})
-        self.store.add_proposal(
-            proposal_id=pid, incident_id=incident_id, hash=stored.hash, risk=stored.risk, title=stored.title,
-            body=stored.to_dict(), platform=platform, channel=channel, thread=thread, requester=requester,
-            expires_at=self.clock() + self.config.approvals.expiry_s,
-        )
-        self.store.audit("agent", "proposal_posted", pid, {"hash": stored.hash, "commands": stored.commands()})
-        self._post(Reply("proposal", channel, proposal_text(stored, self.config.approvals.expiry_s),
-                         thread=thread, code=proposal_code(stored), incident_id=str(incident_id),
-                         proposal_id=pid, key=f"proposal:{pid}"))
-
-    def _execute(self, row: ProposalRow, proposal: Proposal, approver: str, approved_at: float) -> None:
-        if self.remediator is None:
-            self.store.finish_execution(row.id, False, False, {"message": "no remediator configured"})
-            self._post(Reply("error", row.channel, "This bot has no executor configured; nothing ran.", thread=row.thread))
-            return
-        try:
-            result = self.remediator.execute(proposal, approver, approved_at)
-        except Exception as exc:
-            log.exception("execution of %s failed", row.id)
-            self.store.finish_execution(row.id, False, False, {"error": repr(exc)[:1000]})
-            self.store.audit("bot", "execution_failed", row.id, repr(exc)[:500])
-            self.store.set_incident(row.incident_id, status="failed")
-            self._post(Reply("error", row.channel, f"Execution of `{row.id}` failed: {type(exc).__name__}: "
-                             f"{str(exc)[:200]}", thread=row.thread, proposal_id=row.id))
-            return
-        self.store.finish_execution(row.id, result.ok, result.verified, asdict(result))
-        self.store.audit(approver, "proposal_executed", row.id,
-                         {"ok": result.ok, "verified": result.verified, "steps": result.step_results,
-                          "verification": result.verification})
-        self.store.set_incident(row.incident_id, status="resolved" if result.verified else "failed")
-        self._post(Reply("result", row.channel, result_text(proposal, result), thread=row.thread,
-                         proposal_id=row.id, incident_id=str(row.incident_id)))
-        if result.verified and self.learner is not None:
-            incident = self.store.incident(row.incident_id)
-            data = self.store.diagnosis_json(row.incident_id)
-            try:
-                self.learner.learn(incident.text if incident else "", diagnosis_from_dict(data) if data else None,
-                                   proposal, result)
-                self.store.audit("bot", "learned", row.id)
-            except Exception as exc:  # learning is best effort; the fix itself is done
-                log.exception("learning from %s failed", row.id)
-                self.store.audit("bot", "learn_failed", row.id, repr(exc)[:500])
-
-    # -- delivery ----------------------------------------------------------------------------
-    def _post_async(self, reply: Reply) -> None:
-        self._submit(self._post, reply)
-
-    def _post(self, reply: Reply) -> str | None:
-        """Send with retries and backoff; on final failure keep it in the outbox table."""
-        error = ""
-        for attempt in range(self.send_retries):
-            try:
-                message_id = self.outbox(reply)
-            except Exception as exc:
-                error = repr(exc)
-                log.warning("sending a %s reply failed (attempt %d): %s", reply.kind, attempt + 1, exc)
-                time.sleep(self.send_backoff_s * (2**attempt))
-                continue
-            self._bind(reply, message_id)
-            return message_id if message_id is not None else reply.thread
-        data = asdict(reply)
-        data["image_png"] = reply.image_png.hex() if reply.image_png else None
-        self.store.outbox_put(data, error)
-        self.store.audit("bot", "delivery_deferred", reply.key or reply.kind, error[:300])
-        return reply.thread
-
-    def _bind(self, reply: Reply, message_id: str | None) -> None:
-        if not message_id:
-            return
-        if reply.key.startswith("proposal:"):
-            self.store.bind_proposal_message(reply.key.split(":", 1)[1], message_id)
-        elif reply.key.startswith("incident:"):
-            incident_id = int(reply.key.split(":", 1)[1])
-            self.store.set_incident(incident_id, thread=message_id)
-            for p in self.store.proposals(incident_id):
-                if p.thread is None:
-                    pass  # proposals are created after the root post; nothing to fix up
-
     def _status_text(self) -> str:
         rows = [r for r in self.store.incidents() if r.status in ("open", "diagnosing", "proposed", "executing")]
         if not rows:
@@ -581,14 +348,3 @@ class Bot:
         return "Open incidents:\n" + "\n".join(f"#{r.id} [{r.status}] {r.target or ''} {r.text[:80]}" for r in rows[-20:])
 
 
-def _no_outbox(reply: Reply) -> str | None:
-    log.info("[%s] %s", reply.kind, reply.text)
-    return None
-
-
-def _safe_png(graph: dict[str, Any], title: str) -> bytes | None:
-    try:
-        return graph_png(graph, title)
-    except Exception:  # a drawing problem never hides the diagnosis; the outline still goes out
-        log.exception("graph rendering failed")
-        return None
