@@ -115,9 +115,22 @@ _IGNORE_CUES = re.compile(
     r"don'?t\s+(?:touch|bother|look|check|ssh|care)|do\s+not\s+(?:touch|bother|look|check|ssh)|"
     r"not\s+that\s+one|decommissioned|retired|old\s+(?:box|node|host|server|machine|one)|"
     r"no\s+longer|unrelated|not\s+(?:part\s+of|relevant|involved|affected)|was\s+replaced|"
-    r"leave\s+(?:out|alone)|out\s+of\s+scope|irrelevant|doesn'?t\s+matter|dead\s+box|wrong\s+(?:box|host|ip))\b",
+    r"leave\s+(?:(?:it|them|that|this|those)\s+)?(?:out|alone)|out\s+of\s+scope|irrelevant|doesn'?t\s+matter|"
+    r"dead\s+box|wrong\s+(?:box|host|ip)|(?:been|was|were)\s+(?:reimaged|replaced|rebuilt|drained|retired)|"
+    r"(?:was|were)\s+(?:a\s+)?typos?|cpu[- ]only|not\s+(?:one\s+of\s+ours|ours|in\s+(?:the|this)\s+job))\b",
     re.IGNORECASE,
 )
+# "do not run anything that changes the node" asks for read-only checks: not a refusal to run.
+_READ_ONLY_REQUEST = re.compile(
+    r"\b(?:don'?t|do\s+not|never)\s+(?:run|execute|do|touch)\s+anything\s+(?:that\s+)?(?:changes|modif|writes|"
+    r"destructive|mutating|disruptive)|\bread[- ]only\s+(?:checks?|commands?)\b",
+    re.IGNORECASE,
+)
+# A clause that only refers back ("…, not relevant here", "but it's a CPU-only node") applies its
+# "ignore" to the addresses of the clause before it.
+_BACK_REFERENCE = re.compile(r"^\W*(?:not\b|no\s+longer\b|irrelevant\b|please\s+disregard\b|(?:were|was|is|are|has|have|had)\b)|"
+                             r"\b(?:it|it's|its|them|they|those|these|that\s+one|this\s+one|both)\b",
+                             re.IGNORECASE)
 _NEGATIVE_EXEC = re.compile(
     r"\b(?:don'?t|do\s+not|no\s+need\s+to|without|never|not\s+going\s+to)\s+(?:need\s+(?:you\s+)?to\s+)?"
     r"(?:run|execute|ssh|log\s*in|login|connect|change|touch\s+(?:the\s+cluster|anything|the\s+nodes?|any\s+nodes?|prod))\b|"
@@ -135,6 +148,9 @@ _POSITIVE_EXEC = re.compile(
     re.IGNORECASE,
 )
 _SSH_PORT_PATTERNS = [
+    _GENERIC_PORT := re.compile(
+        r"\b(?:reach|connect|log\s*in|login|access|get\s+in|answer|reachable|accessible)\w*\b[^\n.;]{0,60}?"
+        r"\bon\s+port\s*:?\s*(\d{1,5})\b(?!\.\d)", re.IGNORECASE),
     re.compile(r"\bssh\b[^\n;|]*?\s-p\s*(\d{1,5})\b(?!\.\d)", re.IGNORECASE),
     re.compile(r"-o\s*Port\s*=?\s*(\d{1,5})\b(?!\.\d)", re.IGNORECASE),
     re.compile(r"\bssh(?:d)?\s+(?:is\s+|listens\s+|runs\s+|listening\s+)?(?:on|at)\s+(?:port\s+)?(\d{1,5})\b(?!\.\d)",
@@ -199,18 +215,62 @@ def _accept_hostname(match: re.Match[str], clause: str) -> bool:
     return bool(_HOST_CUE_BEFORE.search(clause[: match.start()]))
 
 
+# A line of pasted tool output (not the operator's own words): addresses in it are facts of the
+# log (NCCL's socket address, a rendezvous peer), not machines the operator asks us to look at.
+_LOG_LINE = re.compile(
+    r"^\s*(?:\[?\d{4}-\d\d-\d\d[ T]\d|\[\s*\d+\.\d+\]|\[?\w{3} \w{3} ?\d+ \d\d:\d\d|\w{3} +\d+ \d\d:\d\d:\d\d|"
+    r"[\w.-]+:\d+:\d+ \[\d+\]|[EWIF]\d{4} \d\d:|Traceback|File \"|\[rank\d*\]|\w*(?:Error|Exception)\b[:(]|"
+    r"NCCL (?:INFO|WARN)|srun: |slurmstepd|torch\.|RuntimeError|raise |at [\w.$]+\(|\w+\.(?:cc|cu|cpp|h|py):\d+)"
+    r"|\bNCCL (?:INFO|WARN)\b|\bNET/(?:Socket|IB|Plugin)\b|<0>|\bMASTER_ADDR\b|\bbootstrap\b",
+)
+_FENCE = re.compile(r"^\s*```")
+_COMMAND_LINE = re.compile(r"^\s*(?:\$\s*)?(?:ssh|scp|ping|mosh)\b")
+
+
+def split_log_lines(text: str) -> tuple[str, str]:
+    """(the operator's own lines, the pasted log/tool-output lines)."""
+    prose: list[str] = []
+    logs: list[str] = []
+    fenced = False
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            fenced = not fenced
+            continue
+        if (fenced or _LOG_LINE.search(line)) and not _COMMAND_LINE.match(line):
+            logs.append(line)
+        else:
+            prose.append(line)
+    return "\n".join(prose), "\n".join(logs)
+
+
 def regex_extract(text: str) -> Extraction:
-    """The deterministic extractor: addresses minus those in an "ignore …" clause."""
+    """The deterministic extractor: the addresses the operator names in their own words, minus
+    those in an "ignore …" clause; addresses only inside pasted log lines count only when the
+    operator named none (then the log is all we have)."""
+    prose, logs = split_log_lines(text)
+    found = _extract(prose)
+    if found.hosts or not logs:
+        return found
+    from_logs = _extract(logs)
+    hosts = frozenset(h for h in from_logs.hosts if not _is_ip(h)) or from_logs.hosts
+    negative = bool(_NEGATIVE_EXEC.search(prose))
+    needs = False if negative else found.needs_execution or bool(hosts)
+    return Extraction(hosts, found.ssh_ports | from_logs.ssh_ports, needs)
+
+
+def _extract(text: str) -> Extraction:
     ssh_anywhere = bool(_SSH_CONTEXT.search(text))
     keep: dict[str, None] = {}
     ignored: set[str] = set()
     ports: dict[int, None] = {}
     ignored_ports: set[int] = set()
     negative_exec = False
+    previous_hosts: list[str] = []
     for clause in _clauses(text):
         ignore = bool(_IGNORE_CUES.search(clause))
         # "don't touch 10.0.9.9" names a host to leave out; it says nothing about running commands.
-        if not (ignore and ADDRESS_RE.search(clause)) and _NEGATIVE_EXEC.search(clause):
+        if (not (ignore and ADDRESS_RE.search(clause)) and _NEGATIVE_EXEC.search(clause)
+                and not _READ_ONLY_REQUEST.search(clause)):
             negative_exec = True
         clause_hosts: list[str] = []
         for m in ADDRESS_RE.finditer(clause):
@@ -226,12 +286,17 @@ def regex_extract(text: str) -> Extraction:
                 if is_ssh:
                     (ignored_ports.add(port) if ignore else ports.setdefault(port))
         for pattern in _SSH_PORT_PATTERNS:
+            if pattern is _GENERIC_PORT and _NON_SSH_CONTEXT.search(clause):
+                continue  # "grafana is reachable on port 3000" is not an SSH port
             for pm in pattern.finditer(clause):
                 port = parse_port(pm.group(1))
                 if port is not None:
                     (ignored_ports.add(port) if ignore else ports.setdefault(port))
+        if ignore and not clause_hosts and previous_hosts and _BACK_REFERENCE.search(clause):
+            ignored.update(previous_hosts)
         for host in clause_hosts:
             (ignored.add(host) if ignore else keep.setdefault(host))
+        previous_hosts = clause_hosts
     hosts = frozenset(h for h in keep if h not in ignored)
     port_set = frozenset(p for p in ports if p not in ignored_ports)
     needs = False if negative_exec else bool(hosts) or bool(_POSITIVE_EXEC.search(text))

@@ -87,3 +87,24 @@ def test_shipped_a_cases_baseline_runs(repo_root: Path) -> None:
     ctx = RunContext(llm=BenchLLM("none"), mode="plain")
     scores = [score(c, ctx).score for c in loaded.cases]  # type: ignore[arg-type]
     assert 0.0 < sum(scores) / len(scores) <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "hosts", "ports", "needs"),
+    [
+        # an address inside a pasted NCCL log line is the log's, not a machine to look at
+        ("job hangs on gpu-a100-03, log:\nnode3:1234:1234 [0] NCCL INFO NET/Socket : Using [0]eth0:10.1.2.3<0>\n"
+         "can you check?", {"gpu-a100-03"}, set(), True),
+        # when the operator names nothing, the log's host names are all we have
+        ("```\n[2026-11-02 10:00:01] node-17 kernel: NVRM: Xid (PCI:0000:3b:00): 79\n```\nwhat happened?",
+         {"node-17"}, set(), True),
+        # "leave it out" / "it's a CPU-only node" refer back to the clause before
+        ("check node-33 please. node-34 had it too but it's been reimaged, leave it out.", {"node-33"}, set(), True),
+        # a request for read-only checks is still a request to run something
+        ("On node-51. Please find the cause, but do not run anything that changes the node.", {"node-51"}, set(), True),
+        ("nodes answer directly on port 2022, could you run the IB checks on 10.8.1.21?", {"10.8.1.21"}, {2022}, True),
+    ],
+)
+def test_extractor_reads_real_message_shapes(text: str, hosts: set[str], ports: set[int], needs: bool) -> None:
+    got = regex_extract(text)
+    assert set(got.hosts) == hosts and set(got.ssh_ports) == ports and got.needs_execution is needs
