@@ -53,6 +53,7 @@ LOG_WEIGHT = 1.0
 SIGNATURE_WEIGHT = 1.6
 KB_WEIGHT = 1.2
 CATEGORY_WEIGHT = 0.35
+LOG_CATEGORY_WEIGHT = 0.25
 KB_TOP_K = 5
 
 
@@ -110,7 +111,16 @@ def evidence_scores(log: str, choices: Sequence[tuple[str, str]], hyps: Sequence
     for h in sig:
         if h.category:
             sig_cats[h.category] = sig_cats.get(h.category, 0.0) + h.weight / sig_weight_total
-    max_hit = max((float(getattr(h, "score", 0.0) or 0.0) for h in hits), default=0.0) or 1.0
+    # A record counts as much as it resembles this log (its symptoms, not just its rank): a
+    # retrieved record about a different incident must not vote for its own cause.
+    log_set = set(log_tok)
+    resemblance: list[float] = []
+    for hit in hits:
+        rec = hit.record
+        rtoks = {t for t in tokens(f"{' '.join(rec.problemkey)} {rec.rawtext[:3000]}") if t not in GENERIC_TERMS}
+        shared = log_set & rtoks
+        resemblance.append(len(shared) / max(1.0, min(len(log_set), 40)))
+    log_cats = categorize(log)
     scores: dict[str, float] = {}
     for key, text in choices:
         ctoks = choice_tokens[key]
@@ -121,11 +131,13 @@ def evidence_scores(log: str, choices: Sequence[tuple[str, str]], hyps: Sequence
         for rank, hit in enumerate(hits):
             rec = hit.record
             known = [t for t in tokens(f"{rec.result} {' '.join(rec.problemkey)}") if t not in GENERIC_TERMS]
-            weight = (float(getattr(hit, "score", 0.0) or 0.0) / max_hit) / (rank + 1)
+            weight = min(1.0, resemblance[rank]) / (1 + 0.5 * rank)
             total += KB_WEIGHT * weight * overlap(known, ctoks, idf)
+        cats = categorize(text)
         if sig_cats:
-            cats = categorize(text)
             total += CATEGORY_WEIGHT * sum(sig_cats.get(c, 0.0) * v for c, v in cats.items())
+        if log_cats:
+            total += LOG_CATEGORY_WEIGHT * sum(log_cats.get(c, 0.0) * v for c, v in cats.items())
         scores[key] = round(total, 4)
     return scores
 
