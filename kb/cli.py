@@ -58,15 +58,17 @@ def register(subparsers: Any) -> None:
         "--component", action="append", help="only records naming this component (repeatable)"
     )
     search.add_argument(
-        "--all-splits",
+        "--fair",
         action="store_true",
-        help="include the benchmark split (the whole dataset; not a fair evaluation)",
+        help="benchmark mode: search only the perceivable split (production searches every record)",
     )
+    search.add_argument("--all-splits", action="store_true", help="every record (the default; kept for old scripts)")
     search.add_argument("--json", action="store_true", help="print hits as JSON")
     search.set_defaults(handler=cmd_search)
 
     stats = sub.add_parser("stats", parents=[common], help="what the knowledge base holds")
-    stats.add_argument("--all-splits", action="store_true", help="count the benchmark split as retrievable")
+    stats.add_argument("--fair", action="store_true", help="benchmark mode: count only the perceivable split")
+    stats.add_argument("--all-splits", action="store_true", help="every record (the default; kept for old scripts)")
     stats.add_argument("--json", action="store_true", help="print as JSON")
     stats.set_defaults(handler=cmd_stats)
 
@@ -97,7 +99,9 @@ def config_from_args(args: argparse.Namespace) -> KBConfig:
         overrides["store"] = args.store
     if args.embeddings:
         overrides["embeddings"] = True
-    if getattr(args, "all_splits", False):
+    if getattr(args, "fair", False):
+        overrides["include_benchmark_split"] = False
+    elif getattr(args, "all_splits", False):
         overrides["include_benchmark_split"] = True
     return replace(config, **overrides) if overrides else config
 

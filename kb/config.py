@@ -53,7 +53,7 @@ class KBConfig:
     store: str = "memory"
     data_dir: Path | None = None
     seed_path: Path | None = SEED_PATH
-    include_benchmark_split: bool = False
+    include_benchmark_split: bool = True  # production searches every record; the benchmark turns it off (fair mode)
     embeddings: bool = False
     es_index: str = "clusterdoc-kb"
     es_timeout_s: float = 5.0

@@ -11,7 +11,8 @@ from .test_knowledge import sample_rows, write_jsonl
 
 
 def test_kb_retriever_in_a_pipeline(tmp_path: Path) -> None:
-    kb = KnowledgeBase(KBConfig(data_dir=None, seed_path=write_jsonl(tmp_path / "seed.jsonl", sample_rows())))
+    kb = KnowledgeBase(KBConfig(data_dir=None, seed_path=write_jsonl(tmp_path / "seed.jsonl", sample_rows()),
+                                include_benchmark_split=False))  # fair mode: only perceivable records
     pipeline = Pipeline()
     pipeline.add_component("kb", KBRetriever(kb, top_k=2))
     out = pipeline.run({"kb": {"query": "GPU has fallen off the bus Xid 79"}})["kb"]

@@ -27,7 +27,7 @@ def sample_rows() -> list[dict[str, object]]:
 
 @pytest.fixture
 def kb(tmp_path: Path) -> KnowledgeBase:
-    base = KnowledgeBase(KBConfig(data_dir=tmp_path / "kb", seed_path=None))
+    base = KnowledgeBase(KBConfig(data_dir=tmp_path / "kb", seed_path=None, include_benchmark_split=False))
     base.warm_up()
     return base
 
@@ -39,7 +39,7 @@ def kb(tmp_path: Path) -> KnowledgeBase:
 def seed_kb() -> KnowledgeBase:
     if not SEED_PATH.exists():
         pytest.skip(f"no seed file yet at {SEED_PATH}")
-    base = KnowledgeBase(KBConfig(store="index", data_dir=None))
+    base = KnowledgeBase(KBConfig(store="index", data_dir=None, include_benchmark_split=False))  # fair mode
     base.warm_up()
     return base
 
@@ -78,7 +78,7 @@ def test_whole_dataset_mode_returns_benchmark_records(seed_kb: KnowledgeBase) ->
 
 
 def test_sample_split_guarantee_on_every_backend(backend_config: KBConfig) -> None:
-    kb = KnowledgeBase(backend_config)
+    kb = KnowledgeBase(replace(backend_config, include_benchmark_split=False))
     kb.ingest(write_jsonl(backend_config.data_dir.parent / "s.jsonl", sample_rows()))  # type: ignore[union-attr]
     hits = kb.search("HW Thermal Slowdown Active SM clock 210 MHz bus error shared memory shm", top_k=10)
     assert hits and all(h.record.split == "perceivable" for h in hits)
