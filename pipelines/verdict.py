@@ -33,6 +33,24 @@ CLUSTER_WIDE_SHARE = 0.5
 FAILED_STATUSES = ("timeout", "error")
 
 
+# A check that hangs or fails points at the component it talks to, not at the fault it looks for
+# (a hung nvidia-smi is the GPU or its driver, whatever the check was after).
+COMPONENT_OF_PREFIX: tuple[tuple[str, str], ...] = (
+    ("gpu_", "gpu-hardware"), ("dcgm", "gpu-hardware"), ("pcie", "gpu-hardware"), ("ib_", "network"),
+    ("net", "network"), ("nic", "network"), ("nccl", "network"), ("reachability", "network"),
+    ("disk", "storage"), ("mount", "storage"), ("lustre", "storage"), ("shm", "memory"),
+    ("memory", "memory"), ("mce", "memory"), ("node_state", "scheduler"), ("job_", "other"),
+    ("hung", "storage"),
+)
+
+
+def component_category(tool: str) -> str:
+    for prefix, category in COMPONENT_OF_PREFIX:
+        if tool.startswith(prefix):
+            return category
+    return GENERIC_CHECK_CATEGORY.get(tool, "other")
+
+
 def check_category(tool: str) -> str:
     """The category a check's trouble points at: the kinds it confirms, else the generic table."""
     cats = Counter(k.category for k in catalog().kinds if tool in k.checks)
@@ -92,7 +110,7 @@ def collect_anomalies(results: Sequence[ToolResult], findings: Sequence[Finding]
         msg = (f"{r.tool} timed out on {r.host}" if status == "timeout"
                else f"{r.tool} failed on {r.host}: {detail}")
         # A hung command on a node that answers other checks is the node's trouble, not a pass.
-        out.append(Anomaly(r.host, r.tool, msg, check_category(r.tool),
+        out.append(Anomaly(r.host, r.tool, msg, component_category(r.tool),
                            "critical" if status == "timeout" else "warning", f"check_{status}"))
     out.sort(key=lambda a: (-SEVERITY_RANK.get(a.severity, 1.0), a.host, a.check))
     return out
