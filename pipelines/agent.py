@@ -62,6 +62,7 @@ from pipelines.verdict import (
     spread,
 )
 
+SIGNATURE_SCAN_CHARS = 10 * 1024 * 1024
 KB_PRIOR = 0.6  # prior weight a retrieved record's fault adds (rank 1; less further down)
 MODEL_PRIOR = 0.5  # prior weight a model hypothesis adds
 
@@ -85,6 +86,7 @@ class _Run:
         self.answered: set[str] = set()  # hosts that answered at least once
         self.unreachable: set[str] = set()
         self.hypotheses: list[Hypothesis] = []  # signature and KB leads (typed, never evidence)
+        self.full_text = ""  # the request text before capping (signature matching reads all of it)
 
 
 @dataclass
@@ -165,6 +167,9 @@ class Agent:
             run.llm_errors.append(warm_error)
 
         text = (request.text or "").strip()
+        # Signatures read the whole paste (bounded at 10 MB: an Xid line may sit in the middle of a
+        # long log); everything else works on the capped head and tail.
+        run.full_text = text[:SIGNATURE_SCAN_CHARS]
         text, cut = cap_text(text, cfg.input_cap_chars)
         if cut:
             run.notes.append(f"input cut to {cfg.input_cap_chars} characters (head and tail kept)")
@@ -207,7 +212,7 @@ class Agent:
         root = run.graph.add("proposition", f"Incident: {text[:160] or 'diagnose ' + str(target)}", round=1,
                              attachments=[Attachment("log", text[:800])] if text else [])
         priors: dict[str, float] = dict(ent.hypotheses)
-        sig_hyps = from_signatures(text, self._signatures)
+        sig_hyps = from_signatures(run.full_text or text, self._signatures)
         run.hypotheses.extend(sig_hyps)
         for sh in sig_hyps:
             if sh.fault_kind:

@@ -73,3 +73,19 @@ def test_anomalies_on_most_nodes_are_cluster_wide() -> None:
            Anomaly("n5", "nic_errors", "rx errors", "network", "warning", "nic_errors")]
     loc = localize(one, hosts)
     assert loc.node == "n3" and loc.category == "storage"
+
+
+def test_hostile_input_is_read_not_fatal() -> None:
+    scenario = parse_scenario({**BASE, "id": "hostile", "faults": [
+        {"kind": "gpu_clock_throttle", "node": "node-02", "gpu": 1, "sm_clock_mhz": 300}]}, "test")
+    target = scenario_target(scenario)
+    try:
+        agent = build_agent(target, AgentConfig(llm=LLMConfig(backend="none")))
+        for text in (bytes(range(256)).decode("latin-1") * 4000,  # binary garbage
+                     "\x1b[31mstep time up 3x\x1b[0m\r\nNCCL WARN timeout\r\n",  # ANSI and CRLF
+                     "训练任务的步时增加了三倍, le temps de pas a triplé",  # another language
+                     "INFO all good here\n" * 600_000):  # ~11 MB
+            d = agent.diagnose(DiagnosisRequest(text, source="cli"))
+            assert d.verdict == "verified" and d.cause.node == "node-02" and d.cause.gpu == 1
+    finally:
+        target.close()
