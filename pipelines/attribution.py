@@ -55,6 +55,9 @@ KB_WEIGHT = 1.2
 CATEGORY_WEIGHT = 0.35
 LOG_CATEGORY_WEIGHT = 0.25
 KB_TOP_K = 5
+# Unless the model is trusted to steer (a capable tier), its pick must be within this share of the
+# evidence's best score: a 270M model breaks ties, it does not overrule the evidence.
+MODEL_TIE_SHARE = 0.8
 
 
 def categorize(text: str) -> dict[str, float]:
@@ -154,7 +157,8 @@ def _context(hyps: Sequence[Hypothesis], hits: Sequence[Any]) -> str:
 
 def attribute(log: str, choices: Sequence[tuple[str, str]], *, kb: Any = None, signatures: Any = None,
               ask: AskFn | None = None, question: str = "What is the most likely root cause?",
-              kb_splits: Sequence[str] | None = None, critique: bool = False) -> Attribution:
+              kb_splits: Sequence[str] | None = None, critique: bool = False,
+              model_steers: bool = False) -> Attribution:
     """Choose the candidate cause that best explains ``log`` (see the module docstring)."""
     if not choices:
         return Attribution("", {})
@@ -186,8 +190,11 @@ def attribute(log: str, choices: Sequence[tuple[str, str]], *, kb: Any = None, s
         result.tokens = {k: result.tokens.get(k, 0) + tok2.get(k, 0) for k in ("prompt", "completion")}
         picked = _key(data2, text2, keys) or picked
         result.model["final"] = data2 if data2 is not None else text2[:500]
-    if picked:
+    top = scores[best]
+    if picked and (model_steers or top <= 0 or scores.get(picked, 0.0) >= MODEL_TIE_SHARE * top):
         result.answer = picked
+    elif picked:  # a weak model breaks near-ties; it does not overrule clearly better evidence
+        result.model["overruled"] = f"the evidence favours {best} ({top:.3f}) over the model's {picked} ({scores[picked]:.3f})"
     else:  # a model that names no candidate does not erase the evidence's answer
         result.model["fallback"] = "the model named no candidate; the evidence's answer stands"
     return result

@@ -34,8 +34,9 @@ def score(case: CCase, ctx: RunContext) -> CaseResult:
             reply = ctx.llm.ask_json(system, user, schema)
             return reply.data, reply.text, dict(reply.tokens)
     kb = ctx.kb() if ctx.uses_kb else None
+    # The packaged 270M model breaks near-ties only; a served model (Ollama, OpenAI-compatible) steers.
     result = attribute(case.log, list(case.choices), kb=kb, ask=ask, question=case.question,
-                       critique=ctx.mode == "rag-dot-selfplay")
+                       critique=ctx.mode == "rag-dot-selfplay", model_steers=ctx.llm.backend != "llamacpp")
     chosen = result.answer
     error = "" if chosen else "no candidate chosen"
     if result.model.get("fallback"):

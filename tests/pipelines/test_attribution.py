@@ -61,3 +61,14 @@ def test_a_model_that_names_a_candidate_is_followed() -> None:
 
     result = attribute("GPU 3 at 92 C, clocks 600 MHz", CHOICES, ask=ask)
     assert result.answer == "C" and result.tokens["prompt"] == 10
+
+
+def test_a_weak_model_breaks_ties_but_does_not_overrule_clear_evidence() -> None:
+    def ask(system: str, user: str, schema: dict) -> tuple[dict, str, dict[str, int]]:  # type: ignore[type-arg]
+        return {"answer": "D"}, "", {"prompt": 1, "completion": 1}
+
+    log = "NCCL WARN NET/IB : Got completion with error 12 on mlx5_0 port 1: the InfiniBand link flapped"
+    weak = attribute(log, CHOICES, ask=ask)
+    assert weak.answer == "B" and "overruled" in weak.model
+    steering = attribute(log, CHOICES, ask=ask, model_steers=True)
+    assert steering.answer == "D"
