@@ -37,7 +37,14 @@ from pipelines.faults import (
     UNREACHABLE_AFTER,
     is_fault,
 )
-from pipelines.hypotheses import Hypothesis, expansion_terms, from_kb_hits, from_signatures, signature_catalog
+from pipelines.hypotheses import (
+    Hypothesis,
+    expansion_terms,
+    from_kb_hits,
+    from_pasted,
+    from_signatures,
+    signature_catalog,
+)
 from pipelines.llm.base import LLM, LLMReply, NoLLM
 from pipelines.planner import ClusterInfo, ToolPlan, fill_params, ordered_hypotheses, plan_for_fault
 from pipelines.prompts import (
@@ -214,6 +221,9 @@ class Agent:
         priors: dict[str, float] = dict(ent.hypotheses)
         sig_hyps = from_signatures(run.full_text or text, self._signatures)
         run.hypotheses.extend(sig_hyps)
+        # Tool output pasted into the request is read by the checks' own parsers: a lead, since no
+        # check of ours produced it.
+        run.hypotheses.extend(from_pasted(run.full_text or text))
         for sh in sig_hyps:
             if sh.fault_kind:
                 priors[sh.fault_kind] = priors.get(sh.fault_kind, 0.0) + sh.weight
@@ -430,7 +440,7 @@ class Agent:
             conf = 0.5 if verdict == "verified" else 0.3
             return self._final(run, cause, summary, [], conf, [], started, verified=verdict == "verified",
                                request=request, verdict=verdict, anomalies=anomaly_dicts)
-        sig = [h for h in run.hypotheses if h.source == "signature"]
+        sig = [h for h in run.hypotheses if h.source in ("signature", "pasted")]
         kb = [h for h in run.hypotheses if h.source == "kb"]
         lead_h = sig[0] if sig else None
         if lead_h is not None:
@@ -438,7 +448,7 @@ class Agent:
             confirm = [c for c in lead_h.checks if c in self._read_only_names()]
             summary = (f"suspected {lead_h.category} fault: {lead_h.title} ({lead_h.cause[:200]}). "
                        f"No check on the cluster confirmed it" + (f"; confirm with {', '.join(confirm)}" if confirm
-                                                                   else "") + f". Source: {lead_h.url}")
+                                                                   else "") + (f". Source: {lead_h.url}" if lead_h.url else ". Source: the output pasted in the request"))
             cause = Cause(lead_h.fault_kind, node, None, lead_h.category, lead_h.scope if node is None else "node",
                           lead_h.cause)
             run.graph.add("summary", f"[suspected] {summary}", [run.graph.nodes[-1].id], round=rounds)

@@ -105,3 +105,40 @@ def expansion_terms(hyps: Sequence[Hypothesis], *, limit: int = 24) -> list[str]
         terms.extend(h.keywords)
         terms.append(h.title)
     return list(dict.fromkeys(t for t in terms if t))[:limit]
+
+
+# What a pasted tool's trouble points at (the tool read, not the fault named).
+PASTED_TOOL_CATEGORY: dict[str, str] = {
+    "nvidia-smi": "gpu-hardware", "nvidia-smi -q": "gpu-hardware", "nvidia-smi csv": "gpu-hardware",
+    "nvidia-smi topo": "gpu-hardware", "nvidia-smi nvlink": "gpu-hardware", "dmesg": "other", "journalctl": "other",
+    "ibstat": "network", "ibv_devinfo": "network", "df": "storage", "free": "memory", "nccl-tests": "network",
+    "chronyc": "configuration", "sinfo": "scheduler", "scontrol": "scheduler", "kubectl": "scheduler",
+}
+
+
+def from_pasted(text: str, *, limit: int = 6) -> list[Hypothesis]:
+    """Hypotheses from tool output a user pasted (nvidia-smi tables, ibstat, df, nccl-tests, ...):
+    each reading's anomalies, as read by the same parsers the checks use."""
+    try:
+        from diagnostics.parsers.detect import read_pasted
+    except ImportError:
+        return []
+    try:
+        readings = read_pasted(text)
+    except Exception as exc:  # reading a paste is an aid; it must never break a diagnosis
+        log.warning("reading pasted output failed: %s", exc)
+        return []
+    out: list[Hypothesis] = []
+    for reading in readings:
+        tool = str(getattr(reading, "tool", ""))
+        category = PASTED_TOOL_CATEGORY.get(tool) or PASTED_TOOL_CATEGORY.get(tool.split()[0] if tool else "", "other")
+        for finding in getattr(reading, "findings", [])[:limit]:
+            severity = str(getattr(finding, "severity", "warning"))
+            if severity not in ("critical", "error", "warning"):
+                continue
+            out.append(Hypothesis(
+                source="pasted", id=f"pasted:{tool}", title=f"pasted {tool} output", category=category,
+                cause=str(getattr(finding, "message", "")), scope="gpu" if getattr(finding, "gpu", None) is not None
+                else "node", line=str(getattr(reading, "summary", ""))[:300], weight=SEVERITY_WEIGHT.get(severity, 0.5),
+            ))
+    return out[:limit]
