@@ -15,6 +15,8 @@ ES_URL_ENV = "CLUSTERDOC_ES_URL"
 ES_API_KEY_ENV = "CLUSTERDOC_ES_API_KEY"
 DATA_DIR_ENV = "CLUSTERDOC_DATA_DIR"
 SEED_PATH = Path(__file__).resolve().parent / "data" / "seed.jsonl"
+# More seed records, one JSONL file per collection batch (each with its own split assignment).
+RECORDS_DIR = Path(__file__).resolve().parent / "data" / "records"
 
 
 _TYPES: dict[str, type | tuple[type, ...]] = {
@@ -53,6 +55,7 @@ class KBConfig:
     store: str = "memory"
     data_dir: Path | None = None
     seed_path: Path | None = SEED_PATH
+    records_dir: Path | None = RECORDS_DIR  # loaded with the seed (not when seed_path is None)
     include_benchmark_split: bool = True  # production searches every record; the benchmark turns it off (fair mode)
     embeddings: bool = False
     es_index: str = "clusterdoc-kb"
@@ -82,7 +85,7 @@ class KBConfig:
             if key not in known:
                 raise KBConfigError(f"{source}: unknown key kb.{key}; known: {', '.join(sorted(known))}")
             expected = _TYPES.get(key)
-            if key in ("data_dir", "seed_path"):
+            if key in ("data_dir", "seed_path", "records_dir"):
                 if value is not None and not isinstance(value, str):
                     raise KBConfigError(f"{source}: kb.{key} must be a path string, got {value!r}")
                 value = None if value in (None, "") else Path(value).expanduser()

@@ -54,9 +54,8 @@ class KnowledgeBase:
                 return
             store = make_store(self.config)
             store.open()
-            seed = self.config.seed_path
-            if seed is not None and seed.exists():
-                records, _ = read_jsonl(seed, self.config.rawtext_cap)
+            for path in self.seed_files():
+                records, _ = read_jsonl(path, self.config.rawtext_cap)
                 store.upsert(records)
             if self.config.embeddings:
                 from kb.embeddings import DenseIndex
@@ -66,6 +65,17 @@ class KnowledgeBase:
                 dense.add(store.records())
                 self._dense = dense
             self._store = store
+
+    def seed_files(self) -> list[Path]:
+        """The seed file and, with it, every batch file of ``records_dir`` when that folder sits beside
+        the seed file (the shipped data; a test's own seed file comes alone)."""
+        seed = self.config.seed_path
+        if seed is None or not seed.exists():
+            return []
+        extra = self.config.records_dir
+        beside = extra is not None and extra.is_dir() and extra.resolve().parent == seed.resolve().parent
+        batches = sorted(extra.glob("*.jsonl")) if beside and extra is not None else []
+        return [seed, *batches]
 
     @property
     def store(self) -> Store:

@@ -7,7 +7,7 @@ import pytest
 
 from clusterdoc.cli import main
 from clusterdoc.cli import main as cli_main
-from kb.config import SEED_PATH
+from kb.config import RECORDS_DIR, SEED_PATH
 from kb.ingest import read_jsonl
 
 from .test_knowledge import sample_rows, write_jsonl
@@ -24,7 +24,9 @@ def test_default_config_loads_the_seed(data_dir: Path, capsys: pytest.CaptureFix
         pytest.skip("no seed file yet")
     assert main(["kb", "stats", "--json"]) == 0
     stats = json.loads(capsys.readouterr().out)
-    assert stats["total"] == len(read_jsonl(SEED_PATH)[0]) and stats["data_dir"] == str(data_dir)
+    batches = sorted(RECORDS_DIR.glob("*.jsonl")) if RECORDS_DIR.is_dir() else []
+    expected = len({r.id for path in [SEED_PATH, *batches] for r in read_jsonl(path)[0]})
+    assert stats["total"] == expected and stats["data_dir"] == str(data_dir)
     assert stats["retrievable"] == stats["total"]  # production searches every record
     assert main(["kb", "stats", "--json", "--fair"]) == 0
     fair = json.loads(capsys.readouterr().out)
