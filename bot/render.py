@@ -186,7 +186,9 @@ def diagnosis_text(incident_id: int, diagnosis: Diagnosis) -> str:
         wide = f"the {cause.scope}" if cause.scope in ("cluster", "job") and not cause.node else "the cluster"
         what = f"*{label}* on {where or wide}"
     head = f"Incident #{incident_id}: {what} — _{verdict}_"
-    lines = [head, diagnosis.summary.strip(), f"confidence {diagnosis.confidence:.0%} · model {diagnosis.llm}"]
+    tier = getattr(diagnosis, "llm_tier", "none")
+    model = diagnosis.llm + (f" ({tier} tier)" if diagnosis.llm != "none" else "")
+    lines = [head, diagnosis.summary.strip(), f"confidence {diagnosis.confidence:.0%} · model {model}"]
     if diagnosis.degraded:
         lines.append(f"(evidence-only: {diagnosis.degraded})")
     for ev in diagnosis.evidence[:5]:

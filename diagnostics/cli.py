@@ -102,7 +102,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         print_report(report)
     not_clean = report.findings() or any(
-        r.status in (Status.ERROR, Status.TIMEOUT, Status.UNREACHABLE) for r in report.all_results()
+        r.status in (Status.ERROR, Status.TIMEOUT, Status.UNREACHABLE, Status.NOT_CHECKED) for r in report.all_results()
     )
     return EXIT_FINDINGS if not_clean else EXIT_CLEAN
 
@@ -134,7 +134,7 @@ def print_report(report: Any) -> None:
         print(_table(rows, ["HOST", "GPU", "SEVERITY", "KIND", "MESSAGE"]))
     else:
         print("no findings")
-    failed = [r for r in report.all_results() if r.status in (Status.ERROR, Status.TIMEOUT, Status.UNREACHABLE)]
+    failed = [r for r in report.all_results() if r.status in (Status.ERROR, Status.TIMEOUT, Status.UNREACHABLE, Status.NOT_CHECKED)]
     if failed:
         print()
         print("checks that did not complete:")

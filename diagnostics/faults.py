@@ -14,9 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from diagnostics.types import ValidationError
+from diagnostics.yamlfile import YamlFileError, read_yaml
 
 BUILTIN_FILE = Path(__file__).parent / "data" / "faults.yaml"
 
@@ -126,19 +125,6 @@ class FaultCatalog:
         return kind.category if kind else None
 
 
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that records the line of every mapping, for file:line errors."""
-
-
-def _mapping_with_line(loader: _Loader, node: yaml.MappingNode) -> dict[str, Any]:
-    data: dict[str, Any] = {str(k): v for k, v in loader.construct_mapping(node, deep=True).items()}
-    data["__line__"] = node.start_mark.line + 1
-    return data
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_with_line)
-
-
 def _strs(value: Any, what: str) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -212,14 +198,10 @@ def _kind(raw: Mapping[str, Any], where: str, known_checks: frozenset[str] | Non
 
 
 def _read(path: Path) -> Any:
-    text = path.read_text(encoding="utf-8")
     try:
-        return yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise FaultCatalogError(f"{path}{line}: YAML error: {problem}") from exc
+        return read_yaml(path)
+    except YamlFileError as exc:
+        raise FaultCatalogError(str(exc)) from exc
 
 
 def _parse(path: Path, data: Any, seen: set[str], known_checks: frozenset[str] | None,

@@ -8,6 +8,7 @@ naming the problem, so a model that picked badly sees why. Mutating tools run on
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from diagnostics.approval import Approval, command_digest
-from diagnostics.executors.fanout import fanout
+from diagnostics.executors.fanout import OVERLOADED, Stopwatch, client_lag, fanout, overload_cap_s
 from diagnostics.registry import (
     Level,
     ParseInput,
@@ -36,7 +37,10 @@ from diagnostics.types import (
     cap_text,
 )
 
-_TRANSPORT_STATUS = {"timeout": Status.TIMEOUT, "unreachable": Status.UNREACHABLE, "error": Status.ERROR}
+_TRANSPORT_STATUS = {
+    "timeout": Status.TIMEOUT, "unreachable": Status.UNREACHABLE, "error": Status.ERROR,
+    "not_checked": Status.NOT_CHECKED,
+}
 KeepRaw = Literal["all", "non_ok", "none"]
 # After this many consecutive command timeouts on one host a sweep stops trying that host.
 SWEEP_TIMEOUTS_BEFORE_GIVING_UP = 2
@@ -53,6 +57,9 @@ class SweepReport:
     host_s: dict[str, float] = field(default_factory=dict)
     fleet: list[Finding] = field(default_factory=list)  # cross-node findings (driver_mismatch …)
     notes: list[str] = field(default_factory=list)  # e.g. fleet comparison unavailable
+    # Hosts not checked because clusterdoc itself fell behind (status not_checked): not their fault.
+    not_checked: list[str] = field(default_factory=list)
+    client_lag_s: float = 0.0  # how long this process ran late during the sweep
 
     def all_results(self) -> list[ToolResult]:
         return [r for rs in self.results.values() for r in rs]
@@ -75,6 +82,8 @@ class SweepReport:
             "tools": self.tools,
             "wall_s": round(self.wall_s, 3),
             "counts": self.counts(),
+            "not_checked": list(self.not_checked),
+            "client_lag_s": round(self.client_lag_s, 3),
             "findings": [f.to_dict() for f in self.findings()],
             "hosts": {h: [r.to_dict() for r in rs] for h, rs in self.results.items()},
             "notes": self.notes,
@@ -186,12 +195,22 @@ class Toolkit:
         tool_params: Mapping[str, Mapping[str, Any]] | None = None,
         host_deadline_s: float | None = None,
         keep_raw: KeepRaw = "non_ok",
+        budget_s: float | None = None,
     ) -> SweepReport:
         """Run checks on every host in parallel (checks on one host run in sequence, over its one
         connection). A check whose required params are not given in ``tool_params`` is skipped.
         ``keep_raw``: raw output kept for "all" results, only "non_ok" ones (default: a 2,000-node
         sweep would otherwise hold gigabytes of healthy nvidia-smi text), or "none".
-        Raises ValidationError only for bad arguments (unknown tool names, a mutating tool)."""
+
+        ``host_deadline_s`` measures the node: the time its commands were outstanding, counted
+        from when each was sent (connecting and waiting for a slot do not count). A host past it
+        is ``timeout`` only while clusterdoc is keeping up (a reply would have been read).
+        ``budget_s`` bounds the whole sweep in wall time (default: per wave of ``concurrency``
+        hosts, twice the deadline plus a second, plus 30 s). Hosts unfinished when it runs out,
+        or that clusterdoc could not listen to in time, are ``not_checked`` ("not checked:
+        clusterdoc was overloaded"), listed in ``report.not_checked`` and counted in a note, never
+        blamed. Raises ValidationError only for bad arguments (unknown tool names, a mutating
+        tool)."""
         if keep_raw not in ("all", "non_ok", "none"):
             raise ValidationError(f"keep_raw must be all, non_ok or none, got {keep_raw!r}")
         specs = self.sweep_specs(tools, level)
@@ -207,6 +226,10 @@ class Toolkit:
                 notes.append(f"skipped {spec.name}: {exc}")
         if host_deadline_s is None:
             host_deadline_s = max(60.0, sum(s.timeout_s for s, _ in planned) + 30.0)
+        if budget_s is None:
+            waves = math.ceil(len(dict.fromkeys(hosts)) / max(1, concurrency))
+            budget_s = waves * overload_cap_s(host_deadline_s) + 30.0
+        sweep_budget_s = budget_s
 
         def on_host(host: str) -> list[ToolResult]:
             results = self._sweep_host(host, planned)
@@ -216,21 +239,37 @@ class Toolkit:
             return results
 
         def on_timeout(host: str) -> list[ToolResult]:
-            msg = f"host gave no answer within the sweep's {host_deadline_s:g}s per-host deadline"
+            msg = (f"host gave no answer within the sweep's {host_deadline_s:g}s per-host deadline "
+                   "(counted from when its commands were sent; clusterdoc was keeping up)")
             return [_status_result(s.name, host, p, Status.TIMEOUT, msg) for s, p in planned]
+
+        def on_overload(host: str) -> list[ToolResult]:
+            msg = (f"{OVERLOADED}: the sweep's {sweep_budget_s:g}s budget ran out before this host's checks "
+                   f"finished (clusterdoc ran {watch.lag():.1f}s late); the host is not blamed")
+            return [_status_result(s.name, host, p, Status.NOT_CHECKED, msg) for s, p in planned]
 
         def on_error(host: str, exc: BaseException) -> list[ToolResult]:
             msg = f"internal error: {type(exc).__name__}: {exc}"
             return [_status_result(s.name, host, p, Status.ERROR, msg) for s, p in planned]
 
-        out = fanout(
-            hosts, on_host, concurrency=concurrency, deadline_s=host_deadline_s,
-            on_timeout=on_timeout, on_error=on_error, progress=progress, desc=f"{level} sweep",
-        )
+        with client_lag().running():
+            watch = Stopwatch()
+            out = fanout(
+                hosts, on_host, concurrency=concurrency, deadline_s=host_deadline_s, budget_s=budget_s,
+                on_timeout=on_timeout, on_error=on_error, on_overload=on_overload, progress=progress,
+                desc=f"{level} sweep",
+            )
+        not_checked = [h for h, rs in out.results.items() if any(r.status is Status.NOT_CHECKED for r in rs)]
         report = SweepReport(
             results=out.results, level=level, tools=[s.name for s, _ in planned], wall_s=out.wall_s,
-            host_s=out.durations_s, notes=notes,
+            host_s=out.durations_s, notes=notes, not_checked=not_checked, client_lag_s=out.client_lag_s,
         )
+        if not_checked:
+            report.notes.append(
+                f"{OVERLOADED} ({len(not_checked)} host{'s' if len(not_checked) != 1 else ''}): this machine ran "
+                f"{out.client_lag_s:.1f}s late during the {out.wall_s:.1f}s sweep; they are not blamed. "
+                "Re-run them with lower concurrency or on a less busy machine."
+            )
         for host in out.timed_out:
             report.results[host][0].findings.append(
                 _unreachable_finding(host, f"no answer within the {host_deadline_s:g}s per-host deadline")
@@ -256,6 +295,8 @@ class Toolkit:
             results.append(result)
             if result.status is Status.UNREACHABLE:
                 give_up, give_up_status = f"not run: {host} unreachable ({result.error})", Status.UNREACHABLE
+            elif result.status is Status.NOT_CHECKED:  # this machine is behind: do not add to its load
+                give_up, give_up_status = f"{OVERLOADED} (an earlier check of {host} could not be serviced)", Status.NOT_CHECKED
             elif result.status is Status.TIMEOUT:
                 timeouts += 1
                 if timeouts >= SWEEP_TIMEOUTS_BEFORE_GIVING_UP:

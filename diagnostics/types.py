@@ -29,9 +29,12 @@ class Status(str, Enum):  # noqa: UP042  (kept: StrEnum would change str() outpu
     NO_DATA = "no_data"  # ran, but the thing is absent (no GPU, no IB HCA, tool not installed)
     TIMEOUT = "timeout"  # the command or connection timed out
     UNREACHABLE = "unreachable"  # could not connect (refused, DNS, auth, host key refused)
+    # Not the node's outcome: clusterdoc itself fell behind (its machine was overloaded) before it
+    # could give this host its full deadline; the host was not checked and is not blamed.
+    NOT_CHECKED = "not_checked"
 
 
-TransportStatus = Literal["ok", "timeout", "unreachable", "error"]
+TransportStatus = Literal["ok", "timeout", "unreachable", "error", "not_checked"]
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ from pipelines.hypotheses import (
     signature_catalog,
 )
 from pipelines.llm.base import LLM, LLMReply, NoLLM
+from pipelines.llm.capability import Capability, probe
 from pipelines.planner import ClusterInfo, ToolPlan, fill_params, ordered_hypotheses, plan_for_fault
 from pipelines.prompts import (
     MAX_TOKENS,
@@ -135,6 +136,7 @@ class Agent:
         self._warm = False
         self._warm_error = ""
         self._signatures: Any = None
+        self.capability = Capability("none" if isinstance(self.llm, NoLLM) else "narrow", note="not probed yet")
 
     # ----- life cycle ---------------------------------------------------------------------
     def warm_up(self) -> None:
@@ -146,8 +148,10 @@ class Agent:
         self._signatures = signature_catalog(self.config.signature_files)
         try:
             self.llm.warm_up()
+            self.capability = probe(self.llm, pinned=self.config.llm.tier)
         except Exception as exc:  # a missing model is reported per diagnosis, never fatal here
             self._warm_error = f"model warm-up failed: {exc}"
+            self.capability = Capability("none", note=self._warm_error)
         self._warm = True
 
     def diagnose(self, request: DiagnosisRequest) -> Diagnosis:
@@ -248,8 +252,9 @@ class Agent:
             if reply is not None and reply.data is not None:
                 notes = self.merge.run(entities=ent, text=f"{text}\n{target or ''}", reply=reply)["notes"]
                 run.graph.notes.extend(notes)
+                weight = MODEL_PRIOR * (2.0 if self.capability.steers else 1.0)
                 for f in reply.data.get("hypotheses", []):
-                    priors[f] = priors.get(f, 0.0) + MODEL_PRIOR
+                    priors[f] = priors.get(f, 0.0) + weight
         hyps = ordered_hypotheses(priors)
         scope = self._scope(target, ent)
         for h in hyps[:3]:
@@ -718,7 +723,9 @@ class Agent:
                 choice = reply.data.get("choice")
                 picked = next((c for c in roots[:5] if c.label() == choice), None)
                 expl = str(reply.data.get("explanation", ""))[:300]
-                if picked is not None and picked is not best and picked.score >= 0.8 * best.score:
+                # a capable model steers the choice among verified leads; a narrow one breaks near-ties
+                if picked is not None and picked is not best and (self.capability.steers
+                                                                   or picked.score >= 0.8 * best.score):
                     run.graph.add("refinement", f"model prefers {picked.label()}: {expl}", [run.graph.nodes[-1].id], round=round_no, source="model")
                     best = picked
                 elif picked is not None and picked is not best:
@@ -773,6 +780,7 @@ class Agent:
             checks_passed=list(checks_passed or []),
             confirm_with=list(confirm_with or []),
             hypotheses=[h.to_dict() for h in run.hypotheses[:8]],
+            llm_tier=self.capability.tier,
             similar=[{"id": h.id, "title": h.title, "cause": h.cause, "fix": h.fix, "url": h.url,
                       "category": h.category} for h in run.hypotheses if h.source == "kb"][:3],
         )

@@ -129,6 +129,7 @@ class Diagnosis:
     confirm_with: list[str] = field(default_factory=list)  # for suspected: checks that would confirm it
     hypotheses: list[dict[str, Any]] = field(default_factory=list)  # signature / KB matches (typed)
     similar: list[dict[str, Any]] = field(default_factory=list)  # top past incidents from the KB
+    llm_tier: str = "none"  # the model's capability tier (none | narrow | capable)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -156,6 +157,7 @@ class Diagnosis:
             confirm_with=list(data.get("confirm_with") or []),
             hypotheses=list(data.get("hypotheses") or []),
             similar=list(data.get("similar") or []),
+            llm_tier=str(data.get("llm_tier") or "none"),
         )
 
 

@@ -125,6 +125,8 @@ def render_text(diagnosis: Any) -> str:
         lines.append(f"similar past incident: {sim.get('title')}: {str(sim.get('cause'))[:140]} ({sim.get('url')})")
     if diagnosis.degraded:
         lines.append(f"note: {diagnosis.degraded}")
+    if diagnosis.llm != "none":
+        lines.append(f"model: {diagnosis.llm} (tier {diagnosis.llm_tier})")
     lines.append("")
     lines.append("== evidence ==")
     for f in diagnosis.evidence or []:

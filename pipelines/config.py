@@ -40,6 +40,7 @@ class LLMConfig:
     n_threads: int = 2  # llama.cpp CPU threads
     model_path: str = ""  # llama.cpp: a GGUF file to use instead of the packaged gemma3 270M
     api_key_env: str = "OPENAI_API_KEY"  # openai: the env variable holding the key (never logged)
+    tier: str = "auto"  # auto (self-test at warm-up) | narrow | capable: how far the model may steer
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:

@@ -82,8 +82,10 @@ _IPV6_BRACKET = r"\[[0-9A-Fa-f:.]{2,45}\]"
 _IPV6_BARE = r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){2,7}(?::|[0-9A-Fa-f]{1,4})?(?:[0-9A-Fa-f]{1,4})?(?![\w:])"
 _HOSTNAME = r"(?<![\w.@/-])[A-Za-z][A-Za-z0-9-]*\d[A-Za-z0-9-]*(?:\.[A-Za-z][A-Za-z0-9-]*)*(?![\w/]|\.\w|-\w)"
 _FQDN = r"(?<![\w.@/-])[A-Za-z][A-Za-z0-9-]*(?:\.[A-Za-z0-9-]+)*\.(?:local|internal|lan|corp|cluster|example|com|net|org|io|hpc)(?![\w.-])"
+# worker-b, gpu-a, node-x: no digit, but a part that names machines first (checked in _accept_hostname)
+_HOSTWORD = r"(?<![\w.@/-])[A-Za-z]+(?:-[A-Za-z]+)+(?![\w/]|\.\w|-\w)"
 ADDRESS_RE = re.compile(
-    rf"(?:(?P<user>[A-Za-z_][\w.-]*)@)?(?P<host>{_IPV6_BRACKET}|{_IPV4}|{_IPV6_BARE}|{_FQDN}|{_HOSTNAME})"
+    rf"(?:(?P<user>[A-Za-z_][\w.-]*)@)?(?P<host>{_IPV6_BRACKET}|{_IPV4}|{_IPV6_BARE}|{_FQDN}|{_HOSTNAME}|{_HOSTWORD})"
     r"(?::(?P<port>\d{1,5})(?!\d))?"
 )
 
@@ -100,7 +102,8 @@ _NOT_HOSTS = re.compile(
     r"^(?:cuda|nccl|torch|pytorch|python|py|utf|x86|sm|bf|fp|int|llama|gpt|bert|mistral|qwen|"
     r"gemma|mixtral|t5|rank|epoch|step|layer|mlx\d|ib\d|eth\d|ens\d|v\d|ubuntu|rhel|centos|"
     r"driver|cudnn|nvlink|pcie|gen\d|xid|ecc|sxm\d?|hbm\d?|ddr\d?|rtx|tesla|ampere|hopper|c10d|"
-    r"ipv\d|tcp|udp|nvidia|mellanox|connectx|cx\d)"
+    r"ipv\d|tcp|udp|nvidia|mellanox|connectx|cx\d|veth|ip6tnl|bond\d|docker\d|virbr|enp\d|eno\d|ens\d|lo\d|"
+    r"mlnx|ofed|if\d|lib[a-z])"
     r"(?:[-_.]|\d|$)",
     re.IGNORECASE,
 )
@@ -115,9 +118,17 @@ _IGNORE_CUES = re.compile(
     r"don'?t\s+(?:touch|bother|look|check|ssh|care)|do\s+not\s+(?:touch|bother|look|check|ssh)|"
     r"not\s+that\s+one|decommissioned|retired|old\s+(?:box|node|host|server|machine|one)|"
     r"no\s+longer|unrelated|not\s+(?:part\s+of|relevant|involved|affected)|was\s+replaced|"
-    r"leave\s+(?:(?:it|them|that|this|those)\s+)?(?:out|alone)|out\s+of\s+scope|irrelevant|doesn'?t\s+matter|"
+    r"leave\s+(?:(?:it|them|that|this|those)\s+)?(?:out|alone)|leave\s+(?:it|them|that|this)\s*(?=[.,;)]|$)|"
+    r"(?:that|this)\s+one(?:'s|\s+is)\s+fine|out\s+of\s+scope|irrelevant|doesn'?t\s+matter|"
     r"dead\s+box|wrong\s+(?:box|host|ip)|(?:been|was|were)\s+(?:reimaged|replaced|rebuilt|drained|retired)|"
-    r"(?:was|were)\s+(?:a\s+)?typos?|cpu[- ]only|not\s+(?:one\s+of\s+ours|ours|in\s+(?:the|this)\s+job))\b",
+    r"(?:was|were)\s+(?:a\s+)?typos?|cpu[- ]only|not\s+(?:one\s+of\s+ours|ours|in\s+(?:the|this)\s+job)|"
+    # a host said to be healthy, already dealt with, or only a way in is not one to look at
+    r"(?:is|are|looks?|seems?|been)\s+(?:fine|healthy|ok|okay|unaffected)|(?:rma'?d|rma-?ed|swapped\s+out)|"
+    r"no\s+need\s+to\s+(?:touch|look\s+at|check)|doesn'?t\s+need\s+(?:checking|to\s+be\s+checked|looking)|"
+    r"(?:already|been)\s+(?:fixed|resolved|repaired)|nothing\s+to\s+(?:check|log\s+into|look\s+at|do)\s+there|"
+    r"nothing\s+to\s+log\s+into|known[- ]bad|don'?t\s+resume|stays?\s+(?:out|drained|down|offline)|"
+    r"leave\s+\S+\s+(?:drained|down|out|offline|as\s+is)|leave\s+[^.;,\n]{1,40}?\s+alone|in\s+burn-?in|"
+    r"jump\s*(?:box|host|server)|bastion|hop\s+through|not\s+where\s+you\s+(?:log\s*in|ssh))\b",
     re.IGNORECASE,
 )
 # "do not run anything that changes the node" asks for read-only checks: not a refusal to run.
@@ -128,7 +139,7 @@ _READ_ONLY_REQUEST = re.compile(
 )
 # A clause that only refers back ("…, not relevant here", "but it's a CPU-only node") applies its
 # "ignore" to the addresses of the clause before it.
-_BACK_REFERENCE = re.compile(r"^\W*(?:not\b|no\s+longer\b|irrelevant\b|please\s+disregard\b|(?:were|was|is|are|has|have|had)\b)|"
+_BACK_REFERENCE = re.compile(r"^\W*(?:(?:looks?|seems?|stays?)\b|not\b|no\s+longer\b|irrelevant\b|please\s+disregard\b|(?:were|was|is|are|has|have|had)\b)|"
                              r"\b(?:it|it's|its|them|they|those|these|that\s+one|this\s+one|both)\b",
                              re.IGNORECASE)
 _NEGATIVE_EXEC = re.compile(
@@ -138,13 +149,19 @@ _NEGATIVE_EXEC = re.compile(
     r"\b(?:no\s+access|read[- ]only\s+question|hypothetical(?:ly)?|in\s+general|general\s+question|"
     r"out\s+of\s+curiosity|for\s+my\s+understanding|already\s+(?:fixed|resolved|solved)|"
     r"(?:was|were|is|got|been)\s+(?:fixed|resolved|solved)|nothing\s+(?:to\s+do|needed|to\s+run)|"
-    r"no\s+action\s+(?:needed|required)|fyi(?:\s+only)?|for\s+(?:your\s+)?information(?:\s+only)?|"
-    r"just\s+(?:a\s+)?heads[- ]up)\b",
+    r"no\s+action(?:\s+(?:needed|required))?|post-?mortem|closing\s+the\s+(?:ticket|loop)|fyi(?:\s+only)?|for\s+(?:your\s+)?information(?:\s+only)?|"
+    r"just\s+(?:a\s+)?heads[- ]up|heads[- ]up\s+only|I'?d\s+(?:just\s+)?like\s+to\s+(?:know|understand)|"
+    r"question\s+for\b|for\s+the\s+runbook|nothing\s+to\s+log\s+into|for\s+the\s+record|just\s+so\s+you\s+know|"
+    r"not\s+asking\s+(?:you\s+)?(?:to\s+(?:touch|run|log\s*in|do|change|fix)|for\s+(?:access|anything))|"
+    r"I'?ll\s+(?:do|schedule|handle|fix)\s+(?:it|the\s+\w+|that)\s+myself|^\W*resolved\b)\b",
     re.IGNORECASE,
 )
 _POSITIVE_EXEC = re.compile(
     r"\b(?:check|diagnose|investigate|look\s+(?:at|into)|take\s+a\s+look|debug|figure\s+out|find\s+out|"
-    r"fix|restart|run|can\s+you\s+see|inspect|triage|what'?s\s+wrong|why\s+is|help|dig\s+into|verify)\b",
+    r"fix|restart|run|can\s+you\s+see|inspect|triage|what'?s\s+wrong|why\s+is|help|dig\s+into|verify|"
+    r"log|collect|grab|pull|compare|rebuild|reinstall|install|configure|set\s+up|clean|cordon|drain|reboot|"
+    r"resume|kill|remove|look\s+for|measure|capture|profile|benchmark|reproduce|repro|rerun|sort\s+out|"
+    r"test|update|upgrade|downgrade|apply|enable|disable|hop\s+on|get\s+onto)\b",
     re.IGNORECASE,
 )
 _SSH_PORT_PATTERNS = [
@@ -153,8 +170,18 @@ _SSH_PORT_PATTERNS = [
         r"\bon\s+port\s*:?\s*(\d{1,5})\b(?!\.\d)", re.IGNORECASE),
     re.compile(r"\bssh\b[^\n;|]*?\s-p\s*(\d{1,5})\b(?!\.\d)", re.IGNORECASE),
     re.compile(r"-o\s*Port\s*=?\s*(\d{1,5})\b(?!\.\d)", re.IGNORECASE),
-    re.compile(r"\bssh(?:d)?\s+(?:is\s+|listens\s+|runs\s+|listening\s+)?(?:on|at)\s+(?:port\s+)?(\d{1,5})\b(?!\.\d)",
+    re.compile(r"\bssh(?:d)?\s+(?:there\s+|here\s+|on\s+(?:it|them|both)\s+)?(?:is\s+|listens\s+|runs\s+|listening\s+)?(?:on|at)\s+(?:the\s+)?"
+               r"(?:host\s+|default\s+|container\s+|custom\s+)?(?:port\s+)?(\d{1,5})\b(?!\.\d)", re.IGNORECASE),
+    # "ssh gpu-01 on 2222", "(ssh: 10.5.3.17 port 2017)", "ssh 2260"
+    re.compile(r"\bssh\b:?\s+(?:[\w.-]+@)?[\w.:\[\]-]*[A-Za-z0-9\]]\s*,?\s+(?:on\s+|via\s+|at\s+)?(?:port\s+)(\d{1,5})\b(?!\.\d)",
                re.IGNORECASE),
+    re.compile(r"\bssh\b:?\s+(?:[\w.-]+@)?[A-Za-z][\w.-]*\s+(?:on|via|at)\s+(\d{1,5})\b(?!\.\d)", re.IGNORECASE),
+    re.compile(r"\bssh\b:?\s+(\d{2,5})\b(?![.:]\d)", re.IGNORECASE),
+    # "sshd on 10.8.0.44 is on the default port 22", "ssh is on the default port"
+    re.compile(r"\bsshd?\b[^\n]{0,60}?\bon\s+(?:the\s+)?(?:default\s+|standard\s+|usual\s+)?port\s+(\d{1,5})\b(?!\.\d)",
+               re.IGNORECASE),
+    # mpirun's ssh options: -mca plm_rsh_args "-p 12345"
+    re.compile(r"\bplm_rsh_args\b\s*[\"']?[^\"'\n]*?-p\s*(\d{1,5})\b", re.IGNORECASE),
     re.compile(r"\bssh(?:d)?\s*(?:port|:)\s*(?:is\s+|=\s*)?(\d{1,5})\b(?!\.\d)", re.IGNORECASE),
     re.compile(r"\bport\s+(\d{1,5})\s+(?:for|is)\s+ssh\b", re.IGNORECASE),
     re.compile(r"\bsshd?\b[^\n]{0,60}?\blisten(?:s|ing)?\s+on\s+(?:port\s+)?(\d{1,5})\b(?!\.\d)", re.IGNORECASE),
@@ -169,8 +196,14 @@ _NON_SSH_CONTEXT = re.compile(
 _LOOPBACK = {"127.0.0.1", "0.0.0.0", "::1", "::", "localhost", "255.255.255.255"}
 
 
+_PAREN = re.compile(r"\((?:[^()]|\([^()]*\))*\)")
+
+
 def _clauses(text: str) -> list[str]:
-    """Sentence-ish clauses; address-only fragments ("…, 10.0.1.4") stay with their clause."""
+    """Sentence-ish clauses; address-only fragments ("…, 10.0.1.4") stay with their clause; a
+    parenthetical that says to ignore something ("(the image registry at … is unrelated)") is its own."""
+    text = _PAREN.sub(lambda m: f"\n{m.group(0)[1:-1]}\n"
+                      if _IGNORE_CUES.search(m.group(0)) and ADDRESS_RE.search(m.group(0)) else m.group(0), text)
     parts = re.split(
         r"(?<=[!?;])\s+|\.\s+(?=[A-Za-z(])|\n+|,\s*(?=[A-Za-z(])|\s+(?:but|and|while|whereas|though)\s+(?=[A-Za-z])|"
         r"\s+[—–]\s+|\s+-\s+",
@@ -181,7 +214,8 @@ def _clauses(text: str) -> list[str]:
         if part is None:
             continue
         bare = ADDRESS_RE.sub("", part)
-        if merged and not re.search(r"[A-Za-z]{3,}", re.sub(r"\b(?:and|or)\b", "", bare)):
+        lone_name = re.fullmatch(r"\W*[A-Za-z][\w.-]*-[\w.-]*\W*", part)  # "…are node-a and node-b;"
+        if merged and (lone_name or not re.search(r"[A-Za-z]{3,}", re.sub(r"\b(?:and|or)\b", "", bare))):
             merged[-1] += " " + part
         else:
             merged.append(part)
@@ -196,17 +230,68 @@ def _is_ip(text: str) -> bool:
     return True
 
 
+_HEX_ID = re.compile(r"^(?=[0-9a-f]*[a-f])(?=[0-9a-f]*\d)[0-9a-f]{8,64}$")  # container ids, hashes
+# "MLNX_OFED 4.4.1.0", "driver 535.104.05": a version, not an address
+_VERSION_BEFORE = re.compile(r"(?:\bbrd|\bbroadcast|\bnetmask|\bgateway|\bgw|\bversion|\bver\.?|\bv|ofed|\bnccl|\bcuda|\bdriver|\bfirmware|\bfw|\brelease|\bbuild|"
+                             r"\bkernel|\bbios|\btag)\s*[:=]?\s*$", re.IGNORECASE)
+
+
+_RENDEZVOUS_BEFORE = re.compile(r"(?:master_addr|master-addr|rdzv[_-]endpoint|dist[_-]url|init[_-]method)\s*[=:]\s*"
+                                r"(?:tcp://)?$", re.IGNORECASE)
+
+
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-")
+_NOT_FIRST = {"non", "multi", "single", "per", "cross", "inter", "intra", "all", "sub", "on", "off", "pre", "post"}
+
+
+def _hostword(low: str) -> bool:
+    """A digitless name is a machine's when it starts with a word that names machines and ends in a
+    short tag: worker-b, gpu-a, node-x (not multi-node, node-local, gpu-heavy)."""
+    parts = low.split("-")
+    return (len(parts) >= 2 and parts[0] in _HOST_PREFIXES and parts[0] not in _NOT_FIRST
+            and 1 <= len(parts[-1]) <= 3)
+
+
+def _hostish(low: str) -> bool:
+    """A name shaped like a machine's: a part that names machines (gpu, node, srv …) and a number,
+    or three dash-separated parts ending in a number (rtx-ws-3, mon-gpu-1)."""
+    parts = [p for p in re.split(r"[-.]", low) if p]
+    alpha = [re.sub(r"\d+$", "", p) for p in parts]
+    if not re.search(r"\d", low) and "-" not in low:
+        return False
+    if any(a in _HOST_PREFIXES or (len(parts) > 1 and _GPU_MODEL.match(p))
+           for a, p in zip(alpha[:-1] or alpha, parts, strict=False)) \
+            and ("-" in low or re.search(r"\d{2,}", low)) and re.search(r"\d", low):
+        return True
+    return len(parts) >= 3 and parts[-1].isdigit()
+
+
 def _accept_hostname(match: re.Match[str], clause: str) -> bool:
     host = match.group("host")
+    before = clause[: match.start("host")]
+    if before.endswith("://") or _RENDEZVOUS_BEFORE.search(before):
+        return False  # a web endpoint (https://10.9.0.52) or the job's rendezvous peer, not a machine to log in to
     if _is_ip(host.strip("[]")):
-        return True
+        after = clause[match.end("host"):match.end("host") + 3]
+        if re.match(r"/\d", after):
+            return False  # 10.141.0.1/16: an interface's address in an `ip a` paste, not a machine
+        return not (":" not in host and _VERSION_BEFORE.search(clause[: match.start("host")]))
     if host.count(":") >= 2:
         return False  # a bare colon run that is not an IP (timestamps)
-    if _NOT_HOSTS.match(host) or _GPU_MODEL.match(host):
+    low = host.lower()
+    if _HEX_ID.match(low) or _UUID.match(low) or low.startswith("lib"):
         return False
+    if not re.search(r"\d", low) and "." not in low:  # a digitless word-word name
+        return _hostword(low)
+    start, end = match.start("host"), match.end("host")
+    if (start > 0 and clause[start - 1] == ":") or (clause[end:end + 1] == ":" and re.match(r"[0-9a-f]{1,4}$", low)):
+        return False  # a group of an IPv6 address (fe80::e866:19ff)
+    if _hostish(low):
+        return True
+    if _NOT_HOSTS.match(host) or _GPU_MODEL.match(host):
+        return False  # veth0:2a02… is an interface and an IPv6 address, not host:port
     if match.group("user") or match.group("port"):
         return True
-    low = host.lower()
     if "." in low and re.search(r"\.(?:local|internal|lan|corp|cluster|example|com|net|org|io|hpc)$", low):
         return True
     prefix = re.split(r"[-\d.]", low, maxsplit=1)[0]
@@ -221,7 +306,9 @@ _LOG_LINE = re.compile(
     r"^\s*(?:\[?\d{4}-\d\d-\d\d[ T]\d|\[\s*\d+\.\d+\]|\[?\w{3} \w{3} ?\d+ \d\d:\d\d|\w{3} +\d+ \d\d:\d\d:\d\d|"
     r"[\w.-]+:\d+:\d+ \[\d+\]|[EWIF]\d{4} \d\d:|Traceback|File \"|\[rank\d*\]|\w*(?:Error|Exception)\b[:(]|"
     r"NCCL (?:INFO|WARN)|srun: |slurmstepd|torch\.|RuntimeError|raise |at [\w.$]+\(|\w+\.(?:cc|cu|cpp|h|py):\d+)"
-    r"|\bNCCL (?:INFO|WARN)\b|\bNET/(?:Socket|IB|Plugin)\b|<0>|\bMASTER_ADDR\b|\bbootstrap\b",
+    r"|\bNCCL (?:INFO|WARN)\b|\bNET/(?:Socket|IB|Plugin)\b|<0>|\bbootstrap\b"
+    r"|^\s*\d+: [\w@.-]+: <|^\s*inet6? [\d:a-f]"  # `ip a` output
+    r"|^\s*pdsh@|^\s*[\w.-]+: [\w.-]+@[\w.-]+: ",  # pdsh / parallel-ssh prefixes
 )
 _FENCE = re.compile(r"^\s*```")
 _COMMAND_LINE = re.compile(r"^\s*(?:\$\s*)?(?:ssh|scp|ping|mosh)\b")
@@ -243,12 +330,41 @@ def split_log_lines(text: str) -> tuple[str, str]:
     return "\n".join(prose), "\n".join(logs)
 
 
+_REFERS_TO_PASTE = re.compile(r"\b(?:(?:those|these|the\s+affected|all\s+the|both)\s+(?:nodes|hosts|machines|servers|boxes)|"
+                              r"on\s+both|both\s+of\s+them|on\s+(?:all\s+of\s+)?them|(?:two|three|four|\d+)\s+nodes)\b",
+                              re.IGNORECASE)
+
+
+def _scheduler_nodes(logs: str) -> list[str]:
+    """Node names in pasted scheduler listings: the NODELIST column of sinfo/squeue output and
+    ``NodeName=`` of scontrol (the machines such a paste is about)."""
+    out: list[str] = []
+    column: int | None = None
+    for line in logs.splitlines():
+        cols = line.split()
+        if "NODELIST" in cols:
+            column = len(cols) - 1 if cols[-1] == "NODELIST" else None
+            continue
+        if column is not None and cols:  # the trailing names (a host list written out is several)
+            for name in reversed([c.lower() for c in cols]):
+                if not re.fullmatch(r"[a-z][\w.-]*\d[\w.-]*", name):
+                    break
+                out.append(name)
+        out += [m.group(1).lower() for m in re.finditer(r"\bNodeName=([A-Za-z][\w.-]*)", line)]
+    return out
+
+
 def regex_extract(text: str) -> Extraction:
     """The deterministic extractor: the addresses the operator names in their own words, minus
     those in an "ignore …" clause; addresses only inside pasted log lines count only when the
     operator named none (then the log is all we have)."""
+    text = expand_host_lists(text)
     prose, logs = split_log_lines(text)
-    found = _extract(prose)
+    found = _extract(prose, config_text=text)
+    if logs and found.hosts and _REFERS_TO_PASTE.search(prose):
+        # "please look at those nodes" / "fix it on both": the machines named in the paste are meant
+        named = frozenset(_scheduler_nodes(logs))
+        return Extraction(found.hosts | named, found.ssh_ports, found.needs_execution)
     if found.hosts or not logs:
         return found
     from_logs = _extract(logs)
@@ -258,7 +374,98 @@ def regex_extract(text: str) -> Extraction:
     return Extraction(hosts, found.ssh_ports | from_logs.ssh_ports, needs)
 
 
-def _extract(text: str) -> Extraction:
+_STOP_NAMES = {"on", "to", "into", "in", "is", "as", "the", "a", "an", "port", "access", "key", "keys", "config",
+               "and", "or", "with", "via", "from", "it", "them", "there", "here", "agent", "session", "login"}
+_USER_AT_HOST = re.compile(r"(?<![\w.-])[A-Za-z_][\w.-]*@([A-Za-z][\w-]*[A-Za-z0-9])(?![\w@-]|\.\w)")
+_SSH_TARGET = re.compile(r"\bssh\s+(?:-[A-Za-z]+(?:\s+(?!-)\S+)?\s+)*(?:[\w.-]+@)?([A-Za-z][\w.-]*[A-Za-z0-9])\b(?![.@-]\w)")
+_HOST_LIST = re.compile(r"(?<!jump )(?<!bastion )(?<!proxy )(?<!login )\b(?:hosts?|nodes?|machines?|servers?|boxes|workers?|compute\s+nodes?)(?:\s+(?:are|is)|\s*[=:])\s+"
+                        r"((?:[A-Za-z][\w.-]*[A-Za-z0-9](?:\s*,\s*(?:and\s+)?|\s+and\s+|\s*&\s*|\s*/\s*|\s+)?)+)", re.IGNORECASE)
+_SSH_CONFIG_HOST = re.compile(r"(?mi)^\s*(?:Host|HostName)\s+([A-Za-z0-9][\w.*?-]*)\s*$")
+_SSH_CONFIG_PORT = re.compile(r"(?mi)^\s*Port\s+(\d{1,5})\s*$|\bHost\s+[\w.-]+\s*[/,;]\s*(?:User\s+\S+\s*[/,;]\s*)?Port\s+(\d{1,5})\b")
+
+
+_JUMP = re.compile(r"(?:\s-J\s*|ProxyJump[= ]\s*)(?:[\w.-]+@)?([A-Za-z0-9][\w.-]*)")
+_JUMP_WORDS = re.compile(r"jump\s*(?:box|host|server)|bastion\S*|hop\s+through", re.IGNORECASE)
+_SERVICE_ON_HOST = re.compile(r"\b(?:jupyter|notebook|grafana|prometheus|dashboard|tensorboard|web\s*ui|ui|"
+                              r"registry|mlflow|wandb)\b[^.;\n]{0,30}\b(?:on|at)\s+\S+:\d+", re.IGNORECASE)
+_PORT_MENTION = re.compile(r"\b(?:port|ssh|sshd)\b[^\d\n]{0,12}\d{1,5}|:\d{1,5}\b", re.IGNORECASE)
+_SHORT_TAG = re.compile(r"(?<![\w.-])([A-Za-z]{0,2}\d{1,4})(?![\w.-])")
+_HOSTFILE_LINE = re.compile(r"(?m)^\s*([A-Za-z0-9][\w.-]*)\s+slots\s*=\s*\d+")
+_BRACKET_LIST = re.compile(r"\b([A-Za-z][\w-]*?)\[([\d,\s-]{1,80})\]")
+_NAME_RANGE = re.compile(r"\b([A-Za-z][A-Za-z-]*?)(\d{1,5})-\1(\d{1,5})\b")
+_MAX_EXPANDED = 64
+
+
+def expand_host_lists(text: str) -> str:
+    """Slurm/pdsh/clush host lists written out: cn[106,110-112] -> cn106, cn110, cn111, cn112;
+    cn121-cn124 -> cn121, cn122, cn123, cn124 (zero padding kept, at most 64 names per list)."""
+
+    def names(prefix: str, body: str) -> list[str] | None:
+        out: list[str] = []
+        for part in body.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            lo, _, hi = part.partition("-")
+            if not lo.isdigit() or (hi and not hi.isdigit()):
+                return None
+            start, end = int(lo), int(hi or lo)
+            if end < start or end - start + len(out) >= _MAX_EXPANDED:
+                return None
+            out += [f"{prefix}{i:0{len(lo)}d}" for i in range(start, end + 1)]
+        return out or None
+
+    def bracket(m: re.Match[str]) -> str:
+        listed = names(m.group(1), m.group(2))
+        return " ".join(listed) if listed else m.group(0)
+
+    def span(m: re.Match[str]) -> str:
+        listed = names(m.group(1), f"{m.group(2)}-{m.group(3)}") if len(m.group(2)) == len(m.group(3)) else None
+        return " ".join(listed) if listed else m.group(0)
+
+    return _NAME_RANGE.sub(span, _BRACKET_LIST.sub(bracket, text))
+
+
+def _named(token: str) -> str | None:
+    """A token named as a machine by its place (user@X, ssh X, 'hosts are X and Y'): kept unless
+    it is a plain word or a software/hardware name."""
+    low = normalize_host(token)
+    if not low or low in _STOP_NAMES or low in _LOOPBACK or _HEX_ID.match(low):
+        return None
+    if not re.search(r"[\d-]", low) and len(low) < 3:
+        return None
+    if not _hostish(low) and (_NOT_HOSTS.match(low) or _GPU_MODEL.match(low)):
+        return None
+    return low
+
+
+def _explicit_hosts(clause: str) -> list[str]:
+    found: list[str] = []
+    out = [name for m in _USER_AT_HOST.finditer(clause) if (name := _named(m.group(1)))]
+    found = [m.group(1) for m in _SSH_TARGET.finditer(clause)]
+    for m in _HOST_LIST.finditer(clause):
+        found += [t for t in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+|\s*&\s*|\s*/\s*|\s+", m.group(1)) if t]
+    found += [m.group(1) for m in _HOSTFILE_LINE.finditer(clause)]
+    for token in found:
+        name = _named(token)
+        if name and re.search(r"[\d-]", name):  # a plain word after "ssh" or "hosts are" is not a name
+            out.append(name)
+    return out
+
+
+def _listed_names(text: str) -> list[str]:
+    """Plain-word machine names in an explicit list of two or more ("GPU servers: tatooine, eureka,
+    hoth and dagobah"): the list says what they are."""
+    out: list[str] = []
+    for line in text.splitlines():
+        for m in _HOST_LIST.finditer(line):
+            listed = [t for t in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+|\s*&\s*", m.group(1).strip()) if t]
+            if len(listed) >= 2 and "," in m.group(1) and all(re.fullmatch(r"[A-Za-z][\w.-]*", t) for t in listed):
+                out += [name for t in listed if (name := _named(t)) and len(name) >= 3]
+    return out
+
+
+def _extract(text: str, config_text: str | None = None) -> Extraction:
     ssh_anywhere = bool(_SSH_CONTEXT.search(text))
     keep: dict[str, None] = {}
     ignored: set[str] = set()
@@ -266,22 +473,41 @@ def _extract(text: str) -> Extraction:
     ignored_ports: set[int] = set()
     negative_exec = False
     previous_hosts: list[str] = []
+    config_text = text if config_text is None else config_text
+    if _SSH_CONFIG_HOST.search(config_text):  # an ssh_config block (even in a code fence): its Port lines
+        for m in _SSH_CONFIG_PORT.finditer(config_text):
+            port = parse_port(m.group(1) or m.group(2))
+            if port is not None:
+                ports.setdefault(port)
+    else:
+        for m in _SSH_CONFIG_PORT.finditer(text):
+            if m.group(2):
+                port = parse_port(m.group(2))
+                if port is not None:
+                    ports.setdefault(port)
     for clause in _clauses(text):
-        ignore = bool(_IGNORE_CUES.search(clause))
+        jumps = [normalize_host(m.group(1)) for m in _JUMP.finditer(clause)]
+        # "reachable through the bastion: ssh -J ops@bastion g183": only the jump host is left out
+        ignore = bool(_IGNORE_CUES.search(_JUMP_WORDS.sub("", clause) if jumps else clause))
+        ignored.update(jumps)
         # "don't touch 10.0.9.9" names a host to leave out; it says nothing about running commands.
         if (not (ignore and ADDRESS_RE.search(clause)) and _NEGATIVE_EXEC.search(clause)
                 and not _READ_ONLY_REQUEST.search(clause)):
             negative_exec = True
         clause_hosts: list[str] = []
+        last_end = -1
         for m in ADDRESS_RE.finditer(clause):
-            if not _accept_hostname(m, clause):
+            listed = (last_end >= 0 and re.fullmatch(r"[\s,;/&]*(?:(?:and|or)\s+)?", clause[last_end:m.start()])
+                      and re.search(r"\d", m.group("host")) and not _NOT_HOSTS.match(m.group("host")))
+            if not (listed or _accept_hostname(m, clause)):  # "on dgxh100-3 and dgxh100-4": a list continues
                 continue
+            last_end = m.end()
             host = normalize_host(m.group("host"))
             if not host or host in _LOOPBACK:
                 continue
             clause_hosts.append(host)
             port = parse_port(m.group("port")) if m.group("port") else None
-            if port is not None:
+            if port is not None and port >= 22:  # host:8 in an mpirun -H list is a slot count
                 is_ssh = (ssh_anywhere or bool(_SSH_CONTEXT.search(clause))) and not _NON_SSH_CONTEXT.search(clause)
                 if is_ssh:
                     (ignored_ports.add(port) if ignore else ports.setdefault(port))
@@ -292,11 +518,27 @@ def _extract(text: str) -> Extraction:
                 port = parse_port(pm.group(1))
                 if port is not None:
                     (ignored_ports.add(port) if ignore else ports.setdefault(port))
+        config_hosts = [m.group(1).lower() for m in _SSH_CONFIG_HOST.finditer(clause) if not re.search(r"[*?]", m.group(1))]
+        for host in [*_explicit_hosts(clause), *config_hosts]:
+            if host not in clause_hosts and host not in _LOOPBACK:
+                clause_hosts.append(host)
+        service_only = ignore and bool(_SERVICE_ON_HOST.search(clause))  # "ignore the jupyter on X:8888"
         if ignore and not clause_hosts and previous_hosts and _BACK_REFERENCE.search(clause):
             ignored.update(previous_hosts)
+        if ignore:  # "leave 101 and 102 alone", "t15 stays in service": short forms of named hosts
+            tagged = [h for tag in _SHORT_TAG.findall(_PORT_MENTION.sub("", clause)) for h in keep
+                      if h != tag.lower() and not _is_ip(h) and re.search(rf"(?:^|[-._]){re.escape(tag.lower())}$", h)]
+            ignored.update(tagged)
+            if tagged and not clause_hosts:
+                previous_hosts = tagged
         for host in clause_hosts:
+            if service_only:
+                continue
             (ignored.add(host) if ignore else keep.setdefault(host))
-        previous_hosts = clause_hosts
+        if clause_hosts:
+            previous_hosts = clause_hosts
+    for host in _listed_names(text):
+        keep.setdefault(host)
     hosts = frozenset(h for h in keep if h not in ignored)
     port_set = frozenset(p for p in ports if p not in ignored_ports)
     needs = False if negative_exec else bool(hosts) or bool(_POSITIVE_EXEC.search(text))

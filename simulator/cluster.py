@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from diagnostics.types import CommandResult
-from simulator import hosttools, nvsmi
+from simulator import health_tools, hosttools, nvsmi
 from simulator.scenario import Scenario, load_scenario
 from simulator.state import (
     GpuState,
@@ -127,6 +127,9 @@ class SimCluster:
         with self._lock:
             try:
                 rc, out, err = self._run_line(node, command)
+            except _Hang as hang:  # a custom fault's `hang: true`: the command never returns
+                return CommandResult(host, command, None, "", "", float(timeout_s), "timeout",
+                                     f"no answer from {host} within {timeout_s:g} s ({hang})")
             except Exception as exc:  # a simulator bug must look like a failing tool, not crash a sweep
                 rc, out, err = 1, "", f"simulator error: {type(exc).__name__}: {exc}\n"
         return CommandResult(host, command, rc, out, err, time.perf_counter() - start)
@@ -394,14 +397,14 @@ class SimCluster:
         job = self._job()
         w = self.scenario.cluster.workload
         if job is None or w is None:
-            return ""
+            return "".join(line + "\n" for line in node.job_log)
         lines: list[str] = []
         step_now = 1000 + int((self.time_s + 3600.0) / max(job.step_time_s, 1e-3))
         gpn = max(self.scenario.cluster.gpus_per_node, 1)
         local_ranks = [(i, (node.name, g.index)) for g in node.gpus
                        if (i := job.rank_of.get((node.name, g.index))) is not None]
         if not local_ranks:
-            return ""
+            return "".join(line + "\n" for line in node.job_log)
         extra = job.node_extra_s.get(node.name, 0.0)
         for k in range(3, 0, -1):
             step = step_now - k
@@ -422,6 +425,7 @@ class SimCluster:
                 stamp = self.wallclock(self.time_s - 30).strftime("%Y-%m-%d %H:%M:%S,%f")[:-3]
                 lines.append(f"{stamp} ERROR [checkpoint.py:88] rank={node.index * gpn} failed to save checkpoint "
                              f"to {mount}: OSError: [Errno 28] No space left on device")
+        lines.extend(node.job_log)
         return "".join(line + "\n" for line in lines)
 
     # ------------------------------------------------------------------ shell
@@ -516,6 +520,11 @@ class SimCluster:
             argv = argv[2:]
         if not argv:
             return 0, "", ""
+        override = node.override_for(" ".join(argv)) if node.overrides else None
+        if override is not None:
+            if override.hang:
+                raise _Hang(" ".join(argv)[:80])
+            return override.exit, override.stdout, override.stderr
         prog = argv[0].rsplit("/", 1)[-1]
         args = argv[1:]
         if prog in ("bash", "sh") and len(args) >= 2 and args[0] == "-c":
@@ -523,12 +532,20 @@ class SimCluster:
         if prog == "nvidia-smi":
             ctx = nvsmi.SmiContext(node, lambda g: self.reading(node, g), self.wallclock(self.time_s), self._changed)
             return nvsmi.run(ctx, args)
+        healthy = health_tools.health_output(self, node, argv, " ".join(argv))
+        if healthy is not None:  # the generic health checks' commands on a node the faults left alone
+            text, code = healthy
+            return code, text, ""
         handler = hosttools.HANDLERS.get(prog)
         if handler is None:
             if prog in _FILTERS:
                 return _filter([prog, *args], "")
             return hosttools.not_found(argv[0])
         return handler(self, node, args)
+
+
+class _Hang(Exception):
+    """A command a custom fault makes hang: the caller gets a timeout, as from a stuck tool."""
 
 
 def _filter(argv: list[str], text: str) -> tuple[int, str, str]:

@@ -10,10 +10,14 @@ Extensions (all optional, compatible): ``fault.at_s`` (onset time in simulated s
 ``cluster.driver_version`` / ``cuda_version`` / ``nccl_version``, ``cluster.hcas_per_node``,
 ``workload.precision`` / ``workload.name``, and ``node: null`` for the kinds in
 ``CLUSTER_WIDE_KINDS`` (then the fault applies to every node).
+
+Version 2: ``kind: custom`` faults (kernel-log and job-log lines, command overrides, ``hang``),
+``node: all`` for any kind, ``expect.category`` and ``expect.verdict``.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +33,9 @@ FieldType = Literal["int", "float", "str", "map", "choice"]
 INTERCONNECTS = ("infiniband", "roce", "ethernet")
 SCHEDULERS = ("slurm", "kubernetes", "none")
 WORKLOAD_KINDS = ("llm_training", "llm_inference", "none")
+VERDICTS = ("verified", "suspected", "unexplained", "clean")
+CUSTOM = "custom"  # version 2: a fault with no kind of its own
+ALL_NODES = "all"  # version 2: `node: all` applies a fault to every node
 THROTTLE_REASONS = ("hw_slowdown", "hw_thermal_slowdown", "sw_power_cap", "sw_thermal_slowdown")
 
 
@@ -96,20 +103,62 @@ class ClusterSpec:
 
 
 @dataclass(frozen=True)
+class CommandOverride:
+    """What one command prints on the faulty node (``custom`` faults): the key is the start of the
+    command line; ``hang`` means it never returns (the caller sees a timeout)."""
+
+    prefix: str
+    stdout: str = ""
+    stderr: str = ""
+    exit: int = 0
+    hang: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.hang:
+            return {"hang": True}
+        return {"stdout": self.stdout, "stderr": self.stderr, "exit": self.exit}
+
+
+@dataclass(frozen=True)
+class CustomFault:
+    """A fault with no kind of its own (format version 2): exactly what it lists, nothing else."""
+
+    category: str
+    kernel_log: tuple[str, ...] = ()
+    job_log: tuple[str, ...] = ()
+    commands: tuple[CommandOverride, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"category": self.category}
+        if self.kernel_log:
+            out["kernel_log"] = list(self.kernel_log)
+        if self.job_log:
+            out["job_log"] = list(self.job_log)
+        if self.commands:
+            out["commands"] = {c.prefix: c.to_dict() for c in self.commands}
+        return out
+
+
+@dataclass(frozen=True)
 class Fault:
     kind: str
-    node: str | None  # None: every node (only for CLUSTER_WIDE_KINDS)
+    node: str | None  # None: every node (`node: all`, or null for CLUSTER_WIDE_KINDS)
     gpu: int | None = None
     fields: Mapping[str, Any] = field(default_factory=dict)  # the kind's fields, defaults applied
     at_s: float = 0.0  # onset in simulated seconds (extension)
+    custom: CustomFault | None = None  # kind == "custom"
 
     def get(self, name: str, default: Any = None) -> Any:
         value = self.fields.get(name)
         return default if value is None else value
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"kind": self.kind, "node": self.node}
+        out: dict[str, Any] = {"kind": self.kind, "node": self.node if self.node is not None else "all"}
+        if self.gpu is not None:
+            out["gpu"] = self.gpu
         out.update({k: (dict(v) if isinstance(v, Mapping) else v) for k, v in self.fields.items()})
+        if self.custom is not None:
+            out.update(self.custom.to_dict())
         if self.at_s:
             out["at_s"] = self.at_s
         return out
@@ -121,9 +170,17 @@ class Expect:
     gpu: int | None = None
     fault: str | None = None
     remediation: tuple[str, ...] = ()
+    category: str | None = None  # version 2: the category a right diagnosis names
+    verdict: str | None = None  # version 2: verified | suspected | unexplained | clean
 
     def to_dict(self) -> dict[str, Any]:
-        return {"node": self.node, "gpu": self.gpu, "fault": self.fault, "remediation": list(self.remediation)}
+        out: dict[str, Any] = {"node": self.node, "gpu": self.gpu, "fault": self.fault,
+                               "remediation": list(self.remediation)}
+        if self.category is not None:
+            out["category"] = self.category
+        if self.verdict is not None:
+            out["verdict"] = self.verdict
+        return out
 
 
 @dataclass(frozen=True)
@@ -433,19 +490,15 @@ def _parse_fault(r: _Reader, item: Any, index: int, cluster: ClusterSpec) -> Fau
     if f.get("kind") is None:
         raise r.error((*p, "kind"), "missing required field")
     kind = f["kind"]
+    if kind == CUSTOM:
+        return _parse_custom(r, f, p, cluster)
     if not isinstance(kind, str) or kind not in FAULT_FIELDS:
         import difflib
 
         close = difflib.get_close_matches(str(kind), FAULT_KINDS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else f"; known kinds: {', '.join(FAULT_KINDS)}"
         raise r.error((*p, "kind"), f"unknown fault kind {kind!r}{hint}")
-    node = f.get("node")
-    if node is None:
-        if kind not in CLUSTER_WIDE_KINDS:
-            raise r.error((*p, "node"), f"missing required field (a {kind} fault needs the node it is on)")
-    else:
-        if not isinstance(node, str) or node not in cluster.names:
-            raise r.error((*p, "node"), f"unknown node {node!r}; the cluster has {_names_hint(cluster.names)}")
+    node = _fault_node(r, f, p, cluster, cluster_wide_ok=kind in CLUSTER_WIDE_KINDS, kind=kind)
     fields: dict[str, Any] = {}
     for spec in FAULT_FIELDS[kind]:
         fields[spec.name] = r.get(f, p, spec)
@@ -476,6 +529,119 @@ def _parse_fault(r: _Reader, item: Any, index: int, cluster: ClusterSpec) -> Fau
     return Fault(kind=kind, node=node, gpu=gpu, fields=fields, at_s=at_s)
 
 
+def _fault_node(r: _Reader, f: Mapping[str, Any], p: tuple[str | int, ...], cluster: ClusterSpec, *,
+                cluster_wide_ok: bool, kind: str) -> str | None:
+    """The fault's node; None for `node: all` (any kind) or a missing node of a cluster-wide kind."""
+    node = f.get("node")
+    if node == ALL_NODES:
+        return None
+    if node is None:
+        if not cluster_wide_ok:
+            raise r.error((*p, "node"), f"missing required field (a {kind} fault needs the node it is on, or 'all')")
+        return None
+    if not isinstance(node, str) or node not in cluster.names:
+        raise r.error((*p, "node"), f"unknown node {node!r}; the cluster has {_names_hint(cluster.names)} (or 'all')")
+    return node
+
+
+def _lines(r: _Reader, f: Mapping[str, Any], p: tuple[str | int, ...], name: str) -> tuple[str, ...]:
+    raw = f.get(name)
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise r.error((*p, name), f"expected a list of log lines, got {_describe(raw)}")
+    out: list[str] = []
+    for i, line in enumerate(raw):
+        if not isinstance(line, str | int | float) or isinstance(line, bool):
+            raise r.error((*p, name, i), f"expected a log line (text), got {_describe(line)}")
+        out.extend(str(line).splitlines() or [""])
+    return tuple(out)
+
+
+def strip_wrappers(command: str) -> str:
+    """A command line without the sudo / timeout N wrappers the checks put around tools."""
+    words = command.split()
+    while words and words[0] in ("sudo", "env", "nice", "command", "exec"):
+        words = words[1:]
+    if words and words[0] == "timeout":
+        words = words[1:]
+        while words and words[0].startswith("-"):
+            words = words[2:] if words[0] in ("-s", "-k", "--signal", "--kill-after") else words[1:]
+        words = words[1:]
+    return " ".join(words)
+
+
+@functools.lru_cache(maxsize=1)
+def registry_commands() -> tuple[str, ...]:
+    """The literal start of every command the registry's tools run (each shell segment, wrappers
+    stripped, up to the first parameter): what a ``custom`` command override may name."""
+    import re
+
+    from diagnostics.registry import InvalidParamsError, default_registry, templates_for
+
+    reg = default_registry()
+    out: set[str] = set()
+    for name in reg.names():
+        spec = reg.get(name)
+        for scheduler in SCHEDULERS:
+            try:
+                templates = templates_for(spec, scheduler)
+            except InvalidParamsError:  # a tool with no commands for this scheduler
+                continue
+            for template in templates:
+                for segment in re.split(r";|&&|\|\||\|", template):
+                    literal = strip_wrappers(segment.split("{", 1)[0].strip())
+                    if literal:
+                        out.add(literal)
+    return tuple(sorted(out))
+
+
+def _known_command(prefix: str) -> bool:
+    key = strip_wrappers(prefix)
+    return bool(key) and any(c.startswith(key) or key.startswith(c) for c in registry_commands())
+
+
+def _parse_custom(r: _Reader, f: Mapping[str, Any], p: tuple[str | int, ...], cluster: ClusterSpec) -> Fault:
+    node = _fault_node(r, f, p, cluster, cluster_wide_ok=False, kind=CUSTOM)
+    from diagnostics.faults import CATEGORIES, normalize_category
+
+    raw_cat = f.get("category")
+    if raw_cat is None:
+        raise r.error((*p, "category"), f"missing required field (one of {', '.join(CATEGORIES)})")
+    category = normalize_category(str(raw_cat))
+    if category not in CATEGORIES:
+        raise r.error((*p, "category"), f"unknown category {raw_cat!r}; expected one of {', '.join(CATEGORIES)}")
+    commands: list[CommandOverride] = []
+    raw_cmds = f.get("commands")
+    if raw_cmds is not None:
+        cp = (*p, "commands")
+        for prefix, spec in r.mapping(raw_cmds, cp).items():
+            kp = (*cp, str(prefix))
+            if not isinstance(prefix, str) or not prefix.strip():
+                raise r.error(kp, "a command override needs the start of a command line as its key")
+            if not _known_command(prefix):
+                raise r.error(kp, f"no registry check runs a command starting with {prefix!r}; "
+                                  "an override there would never be seen")
+            spec = r.mapping(spec, kp)
+            hang = spec.get("hang", False)
+            if not isinstance(hang, bool):
+                raise r.error((*kp, "hang"), f"expected true or false, got {_describe(hang)}")
+            code = r.get(spec, kp, FieldSpec("exit", "int", required=False, default=0, min=0, max=255))
+            out = r.get(spec, kp, FieldSpec("stdout", "str", required=False, default=""))
+            err = r.get(spec, kp, FieldSpec("stderr", "str", required=False, default=""))
+            if not hang and "stdout" not in spec and "stderr" not in spec and "exit" not in spec:
+                raise r.error(kp, "an override gives stdout, stderr, exit or hang: true")
+            commands.append(CommandOverride(prefix.strip(), out, err, code, hang))
+    custom = CustomFault(category=category, kernel_log=_lines(r, f, p, "kernel_log"),
+                         job_log=_lines(r, f, p, "job_log"), commands=tuple(commands))
+    if not (custom.kernel_log or custom.job_log or custom.commands):
+        raise r.error(p, "a custom fault lists at least one of kernel_log, job_log, commands")
+    at_s = r.get(f, p, FieldSpec("at_s", "float", required=False, default=0.0, min=0))
+    return Fault(kind=CUSTOM, node=node, at_s=at_s, custom=custom)
+
+
 def _hca_count(cluster: ClusterSpec) -> int:
     if cluster.hcas_per_node is not None:
         return max(cluster.hcas_per_node, 1)
@@ -503,8 +669,17 @@ def _parse_expect(r: _Reader, e: Mapping[str, Any], cluster: ClusterSpec) -> Exp
     if gpu is not None and gpu >= cluster.gpus_per_node:
         raise r.error((*p, "gpu"), f"GPU index {gpu} does not exist (nodes have {cluster.gpus_per_node} GPUs)")
     fault = e.get("fault")
-    if fault is not None and (not isinstance(fault, str) or fault not in FAULT_FIELDS):
-        raise r.error((*p, "fault"), f"unknown fault kind {fault!r}; known kinds: {', '.join(FAULT_KINDS)}")
+    if fault is not None and (not isinstance(fault, str) or (fault not in FAULT_FIELDS and fault != CUSTOM)):
+        raise r.error((*p, "fault"), f"unknown fault kind {fault!r}; known kinds: {', '.join(FAULT_KINDS)}, custom")
+    from diagnostics.faults import CATEGORIES, normalize_category
+
+    category = e.get("category")
+    if category is not None:
+        category = normalize_category(str(category))
+        if category not in CATEGORIES:
+            raise r.error((*p, "category"), f"unknown category {e.get('category')!r}; expected one of "
+                                            f"{', '.join(CATEGORIES)}")
+    verdict = r.get(e, p, FieldSpec("verdict", "choice", required=False, default=None, choices=VERDICTS))
     raw = e.get("remediation") or []
     if isinstance(raw, str):
         raw = [raw]
@@ -515,4 +690,4 @@ def _parse_expect(r: _Reader, e: Mapping[str, Any], cluster: ClusterSpec) -> Exp
             raise r.error(
                 (*p, "remediation", i), f"unknown remediation {name!r}; known: {', '.join(REMEDIATIONS)}"
             )
-    return Expect(node=node, gpu=gpu, fault=fault, remediation=tuple(raw))
+    return Expect(node=node, gpu=gpu, fault=fault, remediation=tuple(raw), category=category, verdict=verdict)

@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass, field
 
 from perf.catalog import GPUSpec, get_gpu, nic_for
-from simulator.scenario import Fault, Scenario, hca_count
+from simulator.scenario import CommandOverride, Fault, Scenario, hca_count, strip_wrappers
 
 # PCI bus numbers of the 8 GPUs of an HGX/DGX baseboard, in nvidia-smi index order.
 _HGX_BUSES = (0x07, 0x0B, 0x48, 0x4C, 0x88, 0x8B, 0xC8, 0xCB)
@@ -163,6 +163,15 @@ class NodeState:
     sched_state: str = "allocated"  # slurm-ish: idle | allocated | drained | draining
     drain_reason: str = ""
     job_running: bool = True
+    job_log: list[str] = field(default_factory=list)  # lines a custom fault appends to the job's log
+    overrides: list[CommandOverride] = field(default_factory=list)  # custom faults' command outputs
+
+    def override_for(self, command: str) -> CommandOverride | None:
+        """The custom fault's output for a command line starting with its key (latest fault wins)."""
+        for o in reversed(self.overrides):
+            if command.startswith(strip_wrappers(o.prefix)):  # the tool is run without sudo/timeout here
+                return o
+        return None
 
     @property
     def drained(self) -> bool:
@@ -257,6 +266,12 @@ def build_nodes(scenario: Scenario) -> dict[str, NodeState]:
 def apply_fault(node: NodeState, fault: Fault, t: float, *, scenario: Scenario) -> None:
     """Change one node's state the way the fault does (formats/scenario.md table)."""
     kind = fault.kind
+    if fault.custom is not None:
+        for line in fault.custom.kernel_log:
+            node.log(t, line)
+        node.job_log.extend(fault.custom.job_log)
+        node.overrides.extend(fault.custom.commands)
+        return
     gpu = node.gpus[fault.gpu] if fault.gpu is not None and fault.gpu < len(node.gpus) else None
     spec = node.gpu_spec
     if kind == "gpu_clock_throttle" and gpu is not None:

@@ -1,4 +1,8 @@
-"""Run commands on this machine through ``bash -c`` (the same command lines SSH would run)."""
+"""Run commands on this machine through ``bash -c`` (the same command lines SSH would run).
+
+The timeout counts from when the command started and, like the SSH executor's, expires only while
+this process is keeping up (``fanout.ClientLag``); a command still running when this process has
+been behind for ``overload_cap_s(timeout)`` of wall time is killed and reported ``not_checked``."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import subprocess
 import time
 
 from diagnostics.executors._buffer import DEFAULT_OUTPUT_CAP, CappedBuffer
+from diagnostics.executors.fanout import OVERLOADED, Stopwatch, client_lag, current_host_clock
 from diagnostics.types import CommandResult
 
 
@@ -24,6 +29,19 @@ class LocalExecutor:
         self.shell = shell
 
     def run(self, host: str, command: str, timeout_s: float = 30.0) -> CommandResult:
+        clock = current_host_clock()
+        if clock is not None:
+            clock.claim()
+        with client_lag().running():
+            if clock is None:
+                return self._run(host, command, timeout_s)
+            clock.sent()
+            try:
+                return self._run(host, command, timeout_s)
+            finally:
+                clock.answered()
+
+    def _run(self, host: str, command: str, timeout_s: float) -> CommandResult:
         start = time.monotonic()
         try:
             proc = subprocess.Popen(
@@ -36,44 +54,58 @@ class LocalExecutor:
         except OSError as exc:
             return CommandResult(host, command, None, "", "", 0.0, "error", f"cannot start {self.shell}: {exc}")
         out, err = CappedBuffer(self.output_cap), CappedBuffer(self.output_cap)
-        timed_out = self._pump(proc, out, err, start + timeout_s)
-        if timed_out:
+        watch = Stopwatch()
+        outcome = self._pump(proc, out, err, watch, timeout_s)
+        if outcome != "ok":
             self._kill_group(proc)
         exit_code = proc.wait()
         duration = time.monotonic() - start
         truncated = out.truncated or err.truncated
-        if timed_out:
+        if outcome == "timeout":
             return CommandResult(
                 host, command, None, out.text(), err.text(), duration, "timeout",
                 f"command timed out after {timeout_s:g}s (process group killed)", truncated,
             )
+        if outcome == "not_checked":
+            return CommandResult(
+                host, command, None, out.text(), err.text(), duration, "not_checked",
+                f"{OVERLOADED}: the command took {watch.wall():.1f}s, but this process was running "
+                f"{watch.lag():.1f}s late meanwhile (process group killed)", truncated,
+            )
         return CommandResult(host, command, exit_code, out.text(), err.text(), duration, "ok", "", truncated)
 
     @staticmethod
-    def _pump(proc: subprocess.Popen[bytes], out: CappedBuffer, err: CappedBuffer, deadline: float) -> bool:
-        """Read both pipes until EOF; True when the deadline passed first."""
+    def _pump(
+        proc: subprocess.Popen[bytes], out: CappedBuffer, err: CappedBuffer, watch: Stopwatch, timeout_s: float
+    ) -> str:
+        """Read both pipes until EOF: "ok", "timeout" (the command had its full timeout while this
+        process kept up) or "not_checked" (the overload cap passed first)."""
         assert proc.stdout is not None and proc.stderr is not None
+
+        def expired() -> str | None:
+            return watch.verdict(timeout_s)
+
         sel = selectors.DefaultSelector()
         sel.register(proc.stdout, selectors.EVENT_READ, out)
         sel.register(proc.stderr, selectors.EVENT_READ, err)
         try:
             while sel.get_map():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return True
-                for key, _ in sel.select(timeout=min(remaining, 1.0)):
+                for key, _ in sel.select(timeout=min(max(timeout_s - watch.wall(), 0.001), 1.0)):
                     chunk = os.read(key.fd, 65536)
                     if chunk:
                         key.data.write(chunk)
                     else:
                         sel.unregister(key.fileobj)
+                if sel.get_map() and (why := expired()) is not None:
+                    return why
             # Output closed; the process may still be running (daemonised child holding no pipe).
-            remaining = deadline - time.monotonic()
-            try:
-                proc.wait(timeout=max(remaining, 0.001))
-            except subprocess.TimeoutExpired:
-                return True
-            return False
+            while True:
+                try:
+                    proc.wait(timeout=min(max(timeout_s - watch.wall(), 0.001), 1.0))
+                    return "ok"
+                except subprocess.TimeoutExpired:
+                    if (why := expired()) is not None:
+                        return why
         finally:
             sel.close()
             proc.stdout.close()

@@ -8,6 +8,12 @@
 - One connection per node, reused by every command (thread-safe; reconnects once when the
   transport died), or a fresh connection per command with ``reuse_connections=False``.
 - Connect and command timeouts; output capped per stream.
+- Timeouts measure the node, not this machine: a command's timeout counts from when its exec
+  request went out (connecting has its own timeout), and the node is blamed only while this
+  process is keeping up (``fanout.ClientLag``): had the reply come, it would have been read.
+  When this process is so far behind that a wait passes ``overload_cap_s(timeout)`` of wall time
+  without that, the result is ``not_checked`` ("not checked: clusterdoc was overloaded"), never
+  a timeout or an unreachable node. The same holds for the SSH handshake, login and session open.
 """
 
 from __future__ import annotations
@@ -27,6 +33,14 @@ from pathlib import Path
 import paramiko
 
 from diagnostics.executors._buffer import DEFAULT_OUTPUT_CAP, CappedBuffer
+from diagnostics.executors.fanout import (
+    OVERLOADED,
+    HostClock,
+    Stopwatch,
+    client_lag,
+    current_host_clock,
+    overload_cap_s,
+)
 from diagnostics.inventory import Inventory
 from diagnostics.types import CommandResult
 
@@ -52,7 +66,21 @@ class SSHConfig:
 
 
 class _ConnectError(Exception):
-    """Could not open an authenticated connection (message says why and how to fix)."""
+    """Could not open an authenticated connection (message says why and how to fix).
+    ``transport``: "unreachable", or "not_checked" when this process was too far behind."""
+
+    def __init__(self, message: str, transport: str = "unreachable") -> None:
+        super().__init__(message)
+        self.transport = transport
+
+
+def _overloaded(host: str, what: str, watch: Stopwatch) -> str:
+    return (f"{OVERLOADED}: {what} on {host} took {watch.wall():.1f}s, but this process was running "
+            f"{watch.lag():.1f}s late meanwhile (the node is not blamed)")
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    return isinstance(exc, TimeoutError) or "timeout" in str(exc).lower()
 
 
 @dataclass
@@ -175,30 +203,43 @@ class SSHExecutor:
     def run(self, host: str, command: str, timeout_s: float | None = None) -> CommandResult:
         timeout = self.config.command_timeout_s if timeout_s is None else timeout_s
         start = time.monotonic()
+        clock = current_host_clock()
+        if clock is not None:
+            clock.claim()  # connecting is not the node's time; the command's is
+        with client_lag().running():
+            return self._run(host, command, timeout, start, clock)
+
+    def _run(self, host: str, command: str, timeout: float, start: float, clock: HostClock | None) -> CommandResult:
         try:
             conn = self._connection(host)
         except _ConnectError as exc:
-            return self._fail(host, command, start, "unreachable", str(exc))
+            return self._fail(host, command, start, exc.transport, str(exc))
+        opening = Stopwatch()
         try:
             try:
-                channel = conn.transport.open_session(timeout=self.config.connect_timeout_s)
-            except (paramiko.SSHException, OSError, EOFError):
+                channel = self._open_session(conn)
+            except (paramiko.SSHException, OSError, EOFError) as exc:
+                if conn.alive and _is_timeout(exc):
+                    raise  # the transport is fine: the node (or this process) is slow, not gone
                 # The transport died between commands: reconnect once (nothing ran yet).
                 if not self.config.reuse_connections:
                     conn.close()
                 conn = self._connection(host, stale=conn)
-                channel = conn.transport.open_session(timeout=self.config.connect_timeout_s)
+                opening = Stopwatch()
+                channel = self._open_session(conn)
         except _ConnectError as exc:
-            return self._fail(host, command, start, "unreachable", str(exc))
+            return self._fail(host, command, start, exc.transport, str(exc))
         except (paramiko.SSHException, OSError, EOFError) as exc:
             if not self.config.reuse_connections:
                 conn.close()
+            if _is_timeout(exc) and opening.verdict(self.config.connect_timeout_s) != "timeout":
+                return self._fail(host, command, start, "not_checked", _overloaded(host, "opening a session", opening))
             return self._fail(host, command, start, "error", f"cannot open a session on {host}: {exc}")
         with self._stats_lock:
             self.stats.commands += 1
             conn.in_use += 1
         try:
-            return self._exec(host, command, channel, start, timeout)
+            return self._exec(host, command, channel, start, timeout, clock)
         finally:
             channel.close()
             with self._stats_lock:
@@ -236,23 +277,28 @@ class SSHExecutor:
         self.close()
 
     # ---- commands -------------------------------------------------------------------------
+    def _open_session(self, conn: _Connection) -> paramiko.Channel:
+        # paramiko waits in wall time; the caller judges afterwards whose time it was.
+        return conn.transport.open_session(timeout=overload_cap_s(self.config.connect_timeout_s))
+
     def _exec(
-        self, host: str, command: str, channel: paramiko.Channel, start: float, timeout: float
+        self, host: str, command: str, channel: paramiko.Channel, start: float, timeout: float,
+        clock: HostClock | None = None,
     ) -> CommandResult:
         out, err = CappedBuffer(self.config.output_cap), CappedBuffer(self.config.output_cap)
-        deadline = start + timeout
+        # The node's time starts now, as the exec request goes out (not at connect, not at the
+        # sweep's start); it is blamed for a late answer only while this process keeps up.
+        if clock is not None:
+            clock.sent()
+        watch = Stopwatch()
         try:
             channel.exec_command(command)
             # poll(), not select(): with hundreds of nodes connected, descriptors exceed FD_SETSIZE.
             poller = select.poll()
             poller.register(channel.fileno(), select.POLLIN)
+            wait = min(timeout, 1.0)
             while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    _send_kill(channel)
-                    return self._result(host, command, start, None, out, err, "timeout",
-                                        f"command timed out after {timeout:g}s on {host} (KILL sent, channel closed)")
-                poller.poll(min(remaining, 1.0) * 1000)
+                poller.poll(max(wait, 0.0) * 1000)
                 while channel.recv_ready():
                     out.write(channel.recv(65536))
                 while channel.recv_stderr_ready():
@@ -268,8 +314,21 @@ class SSHExecutor:
                 if transport is None or not transport.is_active():
                     return self._result(host, command, start, None, out, err, "error",
                                         f"connection to {host} dropped before the command finished")
+                outcome = watch.verdict(timeout)
+                if outcome == "timeout":  # the node had its full timeout while we were listening
+                    _send_kill(channel)
+                    return self._result(host, command, start, None, out, err, "timeout",
+                                        f"command timed out after {timeout:g}s on {host} (KILL sent, channel closed)")
+                if outcome == "not_checked":  # we were not listening: not the node's fault
+                    _send_kill(channel)
+                    return self._result(host, command, start, None, out, err, "not_checked",
+                                        _overloaded(host, f"a command with a {timeout:g}s timeout", watch))
+                wait = min(max(timeout - watch.wall(), 0.05), 1.0)
         except (paramiko.SSHException, OSError, EOFError) as exc:
             return self._result(host, command, start, None, out, err, "error", f"SSH error on {host}: {exc}")
+        finally:
+            if clock is not None:
+                clock.answered()
 
     @staticmethod
     def _result(
@@ -339,26 +398,41 @@ class SSHExecutor:
         # Command output, exit status and channel close are small packets: no Nagle delay.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         transport = paramiko.Transport(sock)
-        transport.banner_timeout = timeout
-        transport.handshake_timeout = timeout
-        transport.auth_timeout = timeout
+        # paramiko's own waits know nothing of this process's lag: give them the overload cap and
+        # judge here whether a slow handshake or login was the node's fault or this process's.
+        cap = overload_cap_s(timeout)
+        transport.banner_timeout = cap
+        transport.handshake_timeout = cap
+        transport.auth_timeout = cap
         try:
             negotiated = threading.Event()
+            handshake = Stopwatch()
             try:
                 transport.start_client(event=negotiated)
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 raise _ConnectError(f"SSH handshake with {host} ({address}:{port}) failed: {exc}") from None
-            if not negotiated.wait(timeout):
-                raise _ConnectError(
-                    f"SSH handshake with {host} ({address}:{port}) timed out after {timeout:g}s (node unresponsive)"
-                )
+            while not negotiated.wait(min(max(timeout - handshake.wall(), 0.05), 0.5)):
+                outcome = handshake.verdict(timeout)
+                if outcome == "timeout":
+                    raise _ConnectError(
+                        f"SSH handshake with {host} ({address}:{port}) timed out after {timeout:g}s (node unresponsive)"
+                    )
+                if outcome == "not_checked":
+                    raise _ConnectError(_overloaded(host, "the SSH handshake", handshake), "not_checked")
             if not transport.is_active():
                 failure = transport.get_exception()
                 why = f"{type(failure).__name__}: {failure}" if failure is not None else "connection closed"
                 raise _ConnectError(f"SSH handshake with {host} ({address}:{port}) failed: {why}")
             key = transport.get_remote_server_key()
             self.host_keys.check(name, host, key, self.config.accept_new_host_keys)
-            self._authenticate(transport, host, user)
+            login = Stopwatch()
+            try:
+                self._authenticate(transport, host, user)
+            except _ConnectError as exc:
+                # paramiko gave up on the wall clock (at the cap): was it the node, or us?
+                if login.wall() >= cap and login.verdict(timeout) != "timeout":
+                    raise _ConnectError(_overloaded(host, "logging in", login), "not_checked") from None
+                raise exc from None
         except BaseException:
             transport.close()
             raise
@@ -408,7 +482,9 @@ class SSHExecutor:
         for key in keys:
             try:
                 transport.auth_publickey(user, key)
-            except paramiko.AuthenticationException:
+            except paramiko.AuthenticationException as exc:
+                if _is_timeout(exc):  # no answer at all: another key will not get one either
+                    raise _ConnectError(f"authentication with {host} timed out: {exc}") from None
                 continue
             except (paramiko.SSHException, OSError, EOFError) as exc:
                 raise _ConnectError(f"authentication with {host} failed: {exc}") from None

@@ -16,6 +16,13 @@ NA_VALUES = frozenset({"[N/A]", "N/A", "[Not Supported]", "Not Supported", "[Unk
 
 _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
 
+# ANSI colour/cursor sequences (CSI, OSC, two-byte escapes) a terminal paste may carry.
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+# Control characters other than tab and newline (binary garbage, NULs, backspaces).
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# A markdown code fence line (```text, ~~~).
+_FENCE = re.compile(r"^\s*(?:```|~~~)[\w+-]*\s*$")
+
 
 class ParseError(ClusterdocError):
     """Tool output that does not have the expected shape; ``line`` is 1-based where known."""
@@ -26,6 +33,39 @@ class ParseError(ClusterdocError):
         self.line = line
         where = f" (line {line})" if line is not None else ""
         super().__init__(f"cannot parse {tool} output{where}: {problem}")
+
+
+def clean(text: str) -> str:
+    """What a terminal, a chat client or a markdown renderer adds to a tool's output, taken away
+    without moving any line: CRLF and lone CR become LF, ANSI escapes and other control characters
+    go, a markdown fence line becomes an empty line, and the indentation every line shares (a
+    pasted indented code block) is removed. Line numbers stay those of the input."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if "\x1b" in text:
+        text = _ANSI.sub("", text)
+    text = _CONTROL.sub("", text)
+    lines = ["" if _FENCE.match(ln) else ln.rstrip() for ln in text.split("\n")]
+    indents = [len(ln) - len(ln.lstrip(" ")) for ln in lines if ln.strip()]
+    common = min(indents, default=0)
+    if common and all(ln[:common].strip() == "" for ln in lines if ln.strip()):
+        lines = [ln[common:] for ln in lines]
+    return "\n".join(lines)
+
+
+_SIZE = re.compile(r"^(?P<num>\d+(?:[.,]\d+)?)\s*(?P<unit>[KMGTPE]?)(?:i?B?)?$", re.IGNORECASE)
+_SIZE_POWER = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5, "E": 6}
+
+
+def parse_size(text: str | None, *, base: int = 1024) -> float | None:
+    """Human-readable sizes as df -h, free -h and kubectl print them: '101.4M', '996.0K', '8.2M',
+    '0B', '3.6Gi', '13119414984Ki', '64M', '0' -> bytes (powers of ``base``; 1024 as df -h and
+    free -h use). A bare number is bytes. None where the text is not a size."""
+    if text is None:
+        return None
+    m = _SIZE.match(text.strip())
+    if m is None:
+        return None
+    return float(m.group("num").replace(",", ".")) * base ** _SIZE_POWER[m.group("unit").upper()]
 
 
 def is_na(text: str | None) -> bool:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from diagnostics.parsers.common import ParseError, skip_line
+from diagnostics.parsers.common import ParseError, clean, skip_line
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def parse_ibstat(text: str) -> list[IbPort]:
                 raise ParseError("ibstat", f"Rate of {hca} port {port} is not a number: {rate!r}", no) from None
             ports.append(IbPort(hca, port, fields["State"], fields.get("Physical state"), rate_v, fields.get("Link layer")))
 
-    lines = text.splitlines()
+    lines = clean(text).split("\n")
     for no, raw in enumerate(lines, 1):
         line = raw.strip()
         if not line:
@@ -97,7 +97,7 @@ def parse_ibv_devinfo(text: str) -> list[IbPort]:
             state = fields["state"].split()[0]
             ports.append(IbPort(hca, port, state, None, None, fields.get("link_layer")))
 
-    lines = text.splitlines()
+    lines = clean(text).split("\n")
     no_devices = False
     skipped: list[int] = []
     for no, raw in enumerate(lines, 1):

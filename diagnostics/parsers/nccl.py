@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from diagnostics.parsers.common import ParseError, skip_line
+from diagnostics.parsers.common import ParseError, clean, skip_line
 
 _ENV_LINE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
@@ -96,10 +96,13 @@ class AllReduceRow:
     time_us: float
     algbw_gbs: float
     busbw_gbs: float
-    wrong: int | None
+    wrong: int | None  # out-of-place #wrong; None where N/A or where the column is an error value
     inplace_time_us: float
     inplace_algbw_gbs: float
     inplace_busbw_gbs: float
+    inplace_wrong: int | None = None
+    error: float | None = None  # older nccl-tests print the max error (1e-07) instead of a #wrong count
+    inplace_error: float | None = None
 
 
 @dataclass(frozen=True)
@@ -108,10 +111,22 @@ class AllReduceResult:
     avg_busbw_gbs: float | None
     n_gpus: int | None
     errors: list[str]
+    out_of_bounds: int | None = None  # 'Out of bounds values : N OK|FAILED'
+    ranks: int | None = None  # '#  Rank  N …' lines
 
     @property
     def peak_busbw_gbs(self) -> float:
         return max((max(r.busbw_gbs, r.inplace_busbw_gbs) for r in self.rows), default=0.0)
+
+    @property
+    def wrong_rows(self) -> list[AllReduceRow]:
+        """Rows whose out-of-place or in-place #wrong count is above zero."""
+        return [r for r in self.rows if (r.wrong or 0) > 0 or (r.inplace_wrong or 0) > 0]
+
+    @property
+    def failed(self) -> bool:
+        """nccl-tests found wrong results or failed: out-of-bounds values, #wrong, a test failure."""
+        return bool(self.errors or self.wrong_rows or (self.out_of_bounds or 0) > 0)
 
 
 def _num(value: str, no: int) -> float:
@@ -123,44 +138,109 @@ def _num(value: str, no: int) -> float:
         raise ParseError("all_reduce_perf", f"non-numeric column {value!r}", no) from None
 
 
+def _count(value: str, no: int) -> int | None:
+    if value == "N/A":
+        return None
+    try:
+        return int(float(value))
+    except ValueError:
+        raise ParseError("all_reduce_perf", f"non-numeric #wrong {value!r}", no) from None
+
+
 # How nccl-tests reports a failed run ('host: Test NCCL failure common.cu:958 'unhandled cuda error'',
 # 'Test CUDA failure …'); a line that merely mentions an error is not one.
 _FAILURE = re.compile(r"\bTest (?:NCCL |CUDA )?failure\b")
+# mpirun --tag-output / srun --label prefixes: '[1,0]<stdout>:', '0: '.
+_TAG = re.compile(r"^(?:\[\d+,\d+\]<std(?:out|err)>:|\d+: (?=\s*[#\d]))")
+_OOB = re.compile(r"Out of bounds values\s*:\s*(\d+)")
+_AVG = re.compile(r"Avg bus bandwidth\s*:\s*([\d.]+(?:[eE][-+]?\d+)?)")
+# Layouts by column count where no header names them: 13 (redop + root, #wrong), 12 (redop, error),
+# 11 (no redop, error: nccl-tests before 2.0), 9 (out-of-place only).
+_LAYOUTS = {
+    13: ["size", "count", "type", "redop", "root", "time", "algbw", "busbw", "#wrong", "time", "algbw", "busbw", "#wrong"],
+    12: ["size", "count", "type", "redop", "time", "algbw", "busbw", "error", "time", "algbw", "busbw", "error"],
+    11: ["size", "count", "type", "time", "algbw", "busbw", "error", "time", "algbw", "busbw", "error"],
+    9: ["size", "count", "type", "redop", "root", "time", "algbw", "busbw", "#wrong"],
+}
+
+
+def _row(tokens: list[str], columns: list[str], no: int) -> AllReduceRow:
+    where: dict[str, list[int]] = {}
+    for i, name in enumerate(columns):
+        where.setdefault(name, []).append(i)
+
+    def col(name: str, k: int = 0) -> str | None:
+        idx = where.get(name, [])
+        return tokens[idx[k]] if len(idx) > k else None
+
+    wrong_name = "#wrong" if "#wrong" in where else "error"
+    out_w, in_w = col(wrong_name), col(wrong_name, 1)
+    is_count = wrong_name == "#wrong"
+    in_time = col("time", 1)
+    return AllReduceRow(
+        int(tokens[0]), int(tokens[1]), col("type") or "", col("redop") or "",
+        _num(col("time") or "N/A", no), _num(col("algbw") or "N/A", no), _num(col("busbw") or "N/A", no),
+        _count(out_w, no) if is_count and out_w is not None else None,
+        _num(in_time or "N/A", no), _num(col("algbw", 1) or "N/A", no), _num(col("busbw", 1) or "N/A", no),
+        _count(in_w, no) if is_count and in_w is not None else None,
+        None if is_count or out_w in (None, "N/A") else _num(out_w, no),
+        None if is_count or in_w in (None, "N/A") else _num(in_w, no),
+    )
 
 
 def parse_all_reduce_perf(text: str) -> AllReduceResult:
-    """The result table of all_reduce_perf. '#' lines carry nGpus and the average; lines that are
-    neither rows nor nccl-tests failures are skipped and noted; a short row is truncated output."""
+    """The result table of nccl-tests (all_reduce_perf and its siblings), of any version: the header
+    row names the columns where printed (with or without '#'), else the column count tells the
+    layout (13: redop, root and #wrong; 12: redop and an error value; 11: the oldest, no redop;
+    9: out-of-place only). Out-of-place and in-place #wrong, 'Out of bounds values : N FAILED' and
+    'Avg bus bandwidth' are read with or without their '#'. mpirun's '[1,0]<stdout>:' tags, NCCL
+    INFO chatter and anything else are skipped and noted; a short row is truncated output, and a
+    table with no row (and no failure) is a ParseError."""
     rows: list[AllReduceRow] = []
     avg = None
     ngpus = None
+    oob = None
+    ranks = 0
     errors = []
-    for no, line in enumerate(text.splitlines(), 1):
-        s = line.strip()
+    columns: list[str] | None = None
+    for no, raw in enumerate(clean(text).split("\n"), 1):
+        s = _TAG.sub("", raw.strip()).strip()
         if not s:
             continue
-        if s.startswith("#"):
-            m = re.search(r"Avg bus bandwidth\s*:\s*([\d.]+)", s)
-            if m:
-                avg = float(m.group(1))
-            g = re.search(r"nGpus (\d+)", s)
-            if g:
-                ngpus = int(g.group(1))
+        body = s.lstrip("#").strip()
+        m = _AVG.search(body)
+        if m:
+            avg = float(m.group(1))
+            continue
+        o = _OOB.search(body)
+        if o:
+            oob = int(o.group(1))
+            continue
+        g = re.search(r"\bnGpus (\d+)", body)
+        if g:
+            ngpus = int(g.group(1))
+            continue
+        tokens = body.split()
+        if tokens and tokens[0] == "Rank" and len(tokens) > 1 and tokens[1].isdigit():
+            ranks += 1
+            continue
+        if {"size", "count", "type"} <= set(tokens) and "time" in tokens:
+            columns = tokens
+            continue
+        if s.startswith("#") or (tokens and tokens[0] in ("(B)", "out-of-place", "in-place")):
             continue
         if _FAILURE.search(s):
             errors.append(s)
             continue
-        parts = s.split()
-        if not parts[0].isdigit():
-            skip_line("all_reduce_perf", no)  # NCCL INFO/WARN chatter, warnings, anything else
+        if len(tokens) < 2 or not tokens[0].isdigit() or not tokens[1].isdigit():
+            skip_line("all_reduce_perf", no)  # NCCL INFO/WARN chatter, prompts, warnings, anything else
             continue
-        if len(parts) != 13:
-            raise ParseError("all_reduce_perf", f"expected 13 columns, got {len(parts)} (truncated?): {s[:60]!r}", no)
-        rows.append(AllReduceRow(
-            int(parts[0]), int(parts[1]), parts[2], parts[3], _num(parts[5], no), _num(parts[6], no),
-            _num(parts[7], no), None if parts[8] == "N/A" else int(_num(parts[8], no)), _num(parts[9], no),
-            _num(parts[10], no), _num(parts[11], no),
-        ))
+        layout = columns or _LAYOUTS.get(len(tokens))
+        if layout is None or len(tokens) != len(layout):
+            expected = len(layout) if layout else "9, 11, 12 or 13"
+            raise ParseError("all_reduce_perf", f"expected {expected} columns, got {len(tokens)} (truncated?): {s[:60]!r}",
+                             no)
+        rows.append(_row(tokens, layout, no))
     if not rows and not errors:
         raise ParseError("all_reduce_perf", "no result rows")
-    return AllReduceResult(rows, avg, ngpus, errors)
+    return AllReduceResult(rows, avg, ngpus, errors, oob, ranks or None)

@@ -1,12 +1,17 @@
-"""nvidia-smi: --query-gpu / --query-remapped-rows CSV, -L, nvlink --status, -q, --version."""
+"""nvidia-smi: the default table, --query-gpu / --query-remapped-rows CSV, -L, nvlink --status,
+topo -m, -q, --version.
+
+Every parser first takes away what a paste adds (``common.clean``: CRLF, ANSI escapes, markdown
+fences, a shared indentation) and skips lines that are not its tool's (prompts, chatter); a parser
+that reads no row raises ``ParseError``, so a check never reports ok on output it could not read."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from diagnostics.parsers.common import ParseError, skip_line
+from diagnostics.parsers.common import ParseError, clean, skip_line
 
 TOOL = "nvidia-smi"
 
@@ -57,8 +62,27 @@ _FATAL = re.compile(r"^(No devices were found|NVIDIA-SMI has failed.*|Failed to 
                     r".*is not a valid field to query.*)$")
 
 
+# A pasted `nvidia-smi --query-gpu=a,b --format=csv,noheader` command: its field list names the columns.
+_QUERY_COMMAND = re.compile(r"--query-(?:gpu|remapped-rows|compute-apps)[= ](?P<fields>[\w.,\s]+?)(?:\s+-|\s*$)")
+
+
+def _fields_from_command(text: str) -> list[str] | None:
+    """The field list of a pasted command line asking for a header-less CSV, else None."""
+    for line in text.split("\n"):
+        m = _QUERY_COMMAND.search(line)
+        if m and "noheader" in line:
+            fields = [f for f in re.split(r"[,\s]+", m.group("fields").strip()) if f]
+            return fields or None
+    return None
+
+
 def _is_header(cells: list[str]) -> bool:
     return all(_HEADER_CELL.match(c) for c in cells) and any("." in c or c in _HEADER_WORDS for c in cells)
+
+
+def is_csv_header(line: str) -> bool:
+    """Whether a line is a `--query-gpu … --format=csv` header ('index, temperature.gpu, …')."""
+    return _is_header([c.strip() for c in line.strip().split(",")])
 
 
 def _first_value_ok(column: str, value: str) -> bool:
@@ -85,11 +109,17 @@ def parse_query_csv(text: str, fields: list[str] | None = None) -> SmiCsv:
     lost: list[str] = []
     errors: list[str] = []
     skipped: list[int] = []
+    text = clean(text)
+    if not fields:
+        fields = _fields_from_command(text)
     header: list[str] | None = [canonical(f) for f in fields] if fields else None
     header_line = 0
-    for no, line in enumerate(text.replace("\r\n", "\n").split("\n"), 1):
+    for no, line in enumerate(text.split("\n"), 1):
         s = line.strip()
         if not s:
+            continue
+        if _QUERY_COMMAND.search(s):
+            skipped.append(no)  # the pasted command line itself
             continue
         m = _ERROR_LINE.match(s)
         if m:
@@ -139,7 +169,7 @@ def parse_list(text: str) -> tuple[list[dict[str, Any]], list[str]]:
     skipped: list[int] = []
     fatal: str | None = None
     no_devices = False
-    for no, line in enumerate(text.splitlines(), 1):
+    for no, line in enumerate(clean(text).split("\n"), 1):
         s = line.strip()
         if not s or s.startswith("MIG "):
             continue
@@ -167,24 +197,40 @@ def parse_list(text: str) -> tuple[list[dict[str, Any]], list[str]]:
 
 _NVLINK_GPU = re.compile(r"^GPU (?P<index>\d+): (?P<name>.+?) \(UUID: (?P<uuid>[^)]+)\)\s*$")
 _NVLINK_LINK = re.compile(r"^\s*Link (?P<link>\d+): (?P<state><inactive>|[\d.]+ GB/s|.+)\s*$")
+# What NVML prints under a GPU whose NVLinks are all down (or that has no NVLink bridge/fabric).
+_NVLINK_ALL_INACTIVE = re.compile(r"all links are inactive", re.IGNORECASE)
 
 
-def parse_nvlink_status(text: str) -> dict[int, dict[int, float | None]]:
-    """`nvidia-smi nvlink --status` -> {gpu index: {link: GB/s, or None when <inactive>}}.
+@dataclass
+class NvlinkReport:
+    links: dict[int, dict[int, float | None]]  # gpu index -> {link: GB/s, None when <inactive>}
+    names: dict[int, str]  # gpu index -> product name
+    all_inactive: list[int]  # GPUs for which NVML said "all links are inActive"
 
-    Lines in neither shape (warnings, a link line with an unreadable state) are skipped and noted;
-    without any GPU line the output is a ParseError (naming nvidia-smi's own error if it printed one)."""
+
+def parse_nvlink(text: str) -> NvlinkReport:
+    """`nvidia-smi nvlink --status` (or -s). A GPU under which NVML printed 'Unable to retrieve
+    NVLink information as all links are inActive' is listed in ``all_inactive`` (it is not a GPU
+    without links). Lines in no known shape are skipped and noted; without any GPU line the output
+    is a ParseError (naming nvidia-smi's own error if it printed one)."""
     out: dict[int, dict[int, float | None]] = {}
+    names: dict[int, str] = {}
+    inactive: list[int] = []
     current: int | None = None
     skipped: list[int] = []
     fatal: str | None = None
-    for no, line in enumerate(text.splitlines(), 1):
+    for no, line in enumerate(clean(text).split("\n"), 1):
         if not line.strip():
             continue
         g = _NVLINK_GPU.match(line.strip())
         if g:
             current = int(g.group("index"))
             out[current] = {}
+            names[current] = g.group("name")
+            continue
+        if current is not None and _NVLINK_ALL_INACTIVE.search(line):
+            if current not in inactive:
+                inactive.append(current)
             continue
         m = _NVLINK_LINK.match(line)
         if m and current is not None:
@@ -203,28 +249,59 @@ def parse_nvlink_status(text: str) -> dict[int, dict[int, float | None]]:
         raise ParseError("nvidia-smi nvlink", fatal[:200] if fatal else "no GPU lines found")
     for no in skipped:
         skip_line("nvidia-smi nvlink", no)
-    return out
+    return NvlinkReport(out, names, inactive)
+
+
+def parse_nvlink_status(text: str) -> dict[int, dict[int, float | None]]:
+    """`nvidia-smi nvlink --status` -> {gpu index: {link: GB/s, or None when <inactive>}} (see
+    ``parse_nvlink`` for the GPUs NVML reports with all links inactive)."""
+    return parse_nvlink(text).links
+
+
+# Product names of boards whose GPUs are always NVLink-connected (SXM/OAM modules, Grace superchips);
+# PCIe boards link only through an optional bridge, so "all links inActive" is normal there.
+_NVLINK_BOARD = re.compile(r"SXM|HGX|DGX|\bG?B[123]00\b|\bH[128]00\b(?!.*(?:PCIe|NVL))|\bH20\b", re.IGNORECASE)
+
+
+def expects_nvlink(name: str) -> bool:
+    """Whether a GPU of this product name should have NVLinks up (SXM/HGX boards), not a PCIe card."""
+    return "PCIE" not in name.upper() and bool(_NVLINK_BOARD.search(name))
 
 
 _Q_GPU = re.compile(r"^GPU [0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7]$")
+_Q_BANNER = re.compile(r"^=+\s*NVSMI LOG\s*=+$")
 
 
 def parse_query(text: str) -> dict[str, Any]:
     """`nvidia-smi -q` -> {'Driver Version': …, 'gpus': {bus_id: {section: {key: value}}}}.
 
-    Sections nest by indentation (4 spaces a level); values stay text ('1410 MHz', 'N/A')."""
+    Sections nest by indentation; values stay text ('1410 MHz', 'N/A'). The banner is optional: an
+    excerpt that starts mid-section (pasted without the '==NVSMI LOG==' banner and without any
+    'GPU 0000:…' line) is read as one GPU under the key '' (bus unknown). Output with no
+    'Key : value' line at all is a ParseError."""
     top: dict[str, Any] = {"gpus": {}}
-    if "NVSMI LOG" not in text:
-        raise ParseError("nvidia-smi -q", "no '==============NVSMI LOG==============' banner")
+    lines = clean(text).split("\n")
+    # the indentation of the GPU / banner lines is the left margin (a paste may indent all of it, and
+    # a stray line at column 0 must not stop that indentation from being taken away)
+    margins = [len(ln) - len(ln.lstrip(" ")) for ln in lines if _Q_GPU.match(ln.strip()) or _Q_BANNER.match(ln.strip())]
+    base = min(margins, default=0)
+    if base:
+        lines = [ln[base:] if ln[:base].strip() == "" else ln.strip() for ln in lines]
+    has_gpu = any(_Q_GPU.match(ln) for ln in lines)
+    has_banner = any(_Q_BANNER.match(ln.strip()) for ln in lines)
     stack: list[tuple[int, dict[str, Any]]] = [(-1, top)]
-    for no, raw in enumerate(text.splitlines(), 1):
-        if not raw.strip() or raw.startswith("====="):
-            continue
-        if raw.strip().startswith("=====") and raw.strip().endswith("====="):
+    excerpt = not has_gpu and not has_banner
+    if excerpt:
+        gpu0: dict[str, Any] = {}
+        top["gpus"][""] = gpu0
+        stack = [(-1, gpu0)]
+    values = 0
+    for no, raw in enumerate(lines, 1):
+        if not raw.strip() or _Q_BANNER.match(raw.strip()):
             continue
         indent = len(raw) - len(raw.lstrip(" "))
         line = raw.strip()
-        if indent == 0 and not _Q_GPU.match(line) and (top["gpus"] or " : " not in line):
+        if not excerpt and indent == 0 and not _Q_GPU.match(line) and (top["gpus"] or " : " not in line):
             # -q prints only 'Key : value' lines before the first GPU and only GPU lines at the left
             # margin after it: anything else there is a stray line, and must not reset the nesting
             skip_line("nvidia-smi -q", no)
@@ -241,13 +318,366 @@ def parse_query(text: str) -> dict[str, Any]:
         if " : " in line or line.endswith(":"):
             key, _, value = line.partition(":")
             parent[key.strip()] = value.strip()
+            values += bool(value.strip())
         else:
             child: dict[str, Any] = {}
             parent[line] = child
             stack.append((indent, child))
+    if not values:
+        raise ParseError("nvidia-smi -q", "no 'Key : value' line (not -q output, or truncated)")
     if not top["gpus"] and "Attached GPUs" not in top:
         raise ParseError("nvidia-smi -q", "no 'Attached GPUs' line and no GPU section (truncated?)")
     return top
+
+
+# --------------------------------------------------------------------------- the default table
+
+
+@dataclass
+class SmiGpu:
+    index: int
+    name: str
+    bus_id: str
+    persistence: str | None = None  # On | Off
+    display: str | None = None
+    fan_pct: float | None = None
+    temp_c: float | None = None
+    perf: str | None = None  # P0 … P12
+    power_w: float | None = None
+    power_cap_w: float | None = None
+    mem_used_mib: float | None = None
+    mem_total_mib: float | None = None
+    util_pct: float | None = None
+    compute_mode: str | None = None
+    ecc_uncorrected: int | None = None  # Volatile Uncorr. ECC; None where N/A
+    mig_mode: str | None = None
+    errors: list[str] = field(default_factory=list)  # fields that read ERR!
+
+
+@dataclass
+class SmiProcess:
+    gpu: int
+    pid: int | None
+    type: str
+    name: str
+    mem_mib: float | None
+    gi: str | None = None
+    ci: str | None = None
+
+
+@dataclass
+class MigDevice:
+    gpu: int
+    gi: int
+    ci: int
+    mig_dev: int
+    mem_used_mib: float | None
+    mem_total_mib: float | None
+
+
+@dataclass
+class SmiTable:
+    driver: str | None
+    cuda: str | None
+    gpus: list[SmiGpu]
+    processes: list[SmiProcess]
+    mig_devices: list[MigDevice]
+    lost: list[str]  # bus ids nvidia-smi printed 'Unable to determine the device handle' for
+    no_processes: bool  # 'No running processes found'
+
+
+_T_HEADER = re.compile(r"NVIDIA-SMI\s+(?P<smi>\S+)\s+Driver Version:\s*(?P<driver>\S+)(?:\s+CUDA Version:\s*(?P<cuda>\S+))?")
+_T_GPU = re.compile(r"^(?P<index>\d+)\s+(?P<name>.*?)\s*(?P<pm>\bOn|\bOff|\bN/A|ERR!)?$")
+_T_BUS = re.compile(r"^(?P<bus>[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:[0-9A-Fa-f]{2}\.[0-7])\s*(?P<disp>\S+)?$")
+_T_STATE = re.compile(r"^(?P<fan>\S+)\s+(?P<temp>\S+)\s+(?P<perf>\S+)\s+(?P<draw>\S+)\s*/\s*(?P<cap>\S+)$")
+_T_MEM = re.compile(r"^(?P<used>\S+)\s*/\s*(?P<total>\S+)$")
+_T_UTIL = re.compile(r"^(?P<util>\S+)\s+(?P<mode>.+)$")
+_T_PROC = re.compile(r"^(?P<gpu>\d+)\s+(?:(?P<gi>\S+)\s+(?P<ci>\S+)\s+)?(?P<pid>\d+)\s+(?P<type>[CGM+]{1,3})\s+"
+                     r"(?P<name>.*?)\s+(?P<mem>\d+MiB|\d+MB|N/A)$")
+_T_MIG = re.compile(r"^(?P<gpu>\d+)\s+(?P<gi>\d+)\s+(?P<ci>\d+)\s+(?P<dev>\d+)$")
+
+
+def _num(text: str | None, unit: str = "") -> float | None:
+    """'68C' -> 68.0, '76W' -> 76.0, '30%' -> 30.0, '16280MiB' -> 16280.0, 'N/A'/'ERR!' -> None."""
+    if text is None:
+        return None
+    m = re.match(r"^([-+]?\d+(?:\.\d+)?)\s*(GiB|MiB|MB|GB|[A-Za-z%]*)$", text.strip())
+    if m is None:
+        return None
+    value = float(m.group(1))
+    if m.group(2) in ("GiB", "GB"):
+        value *= 1024
+    return value
+
+
+def parse_table(text: str) -> SmiTable:
+    """The default `nvidia-smi` table, from any driver (325 … 580 layouts): per GPU its index,
+    name, bus id, fan, temperature, perf state, power draw/cap, memory used/total, utilisation,
+    compute mode, volatile uncorrected ECC and MIG mode; a field that reads ``ERR!`` is listed in
+    the GPU's ``errors``. Also the processes and MIG devices sections. A table with no GPU row and
+    no MIG device row is a ParseError."""
+    driver = cuda = None
+    gpus: list[SmiGpu] = []
+    procs: list[SmiProcess] = []
+    migs: list[MigDevice] = []
+    lost: list[str] = []
+    no_procs = False
+    section = "gpus"
+    current: SmiGpu | None = None
+    row_in_block = 0
+    mig: MigDevice | None = None
+    skipped: list[int] = []
+    for no, raw in enumerate(clean(text).split("\n"), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        h = _T_HEADER.search(line)
+        if h:
+            driver, cuda = h.group("driver"), h.group("cuda")
+            continue
+        e = _ERROR_LINE.match(line)
+        if e and e.group("bus"):
+            lost.append(e.group("bus"))
+            continue
+        if line.startswith(("+", "|=")) or set(line) <= set("+-=| "):
+            current, row_in_block, mig = None, 0, None  # a border ends a GPU block
+            continue
+        if not line.startswith("|"):
+            skipped.append(no)  # a prompt, the date line, chatter
+            continue
+        body = line.strip("|")
+        if "MIG devices:" in body:
+            section = "mig"
+            continue
+        if "Processes:" in body or "Compute processes:" in body:
+            section = "procs"
+            continue
+        cells = [c.strip() for c in body.split("|")]
+        if cells and re.match(r"^(GPU\s+Name|Fan\s+Temp|GPU\s+GI|GPU\s+PID|ID\s+ID|\s*$)", cells[0]) and \
+                not any(re.match(r"^\d", c) for c in cells[1:2]) and not (current is not None and not cells[0]):
+            if "No running processes found" in body:
+                no_procs = True
+            continue  # column titles, a MIG M. row with nothing else, blank cells
+        if "No running processes found" in body:
+            no_procs = True
+            continue
+        if section == "procs":
+            p = _T_PROC.match(" ".join(cells))
+            if p:
+                mem = p.group("mem")
+                procs.append(SmiProcess(int(p.group("gpu")), int(p.group("pid")), p.group("type"), p.group("name"),
+                                        _num(mem), p.group("gi"), p.group("ci")))
+            else:
+                skipped.append(no)
+            continue
+        if section == "mig":
+            m = _T_MIG.match(cells[0]) if cells else None
+            if m and len(cells) >= 2:
+                used = _T_MEM.match(cells[1])
+                mig = MigDevice(int(m.group("gpu")), int(m.group("gi")), int(m.group("ci")), int(m.group("dev")),
+                                _num(used.group("used")) if used else None, _num(used.group("total")) if used else None)
+                migs.append(mig)
+            elif not (mig is not None and not cells[0]):
+                skipped.append(no)
+            continue
+        g = _T_GPU.match(cells[0]) if cells else None
+        if g and current is None and len(cells) >= 2 and _T_BUS.match(cells[1]):
+            bus = _T_BUS.match(cells[1])
+            assert bus is not None
+            current = SmiGpu(int(g.group("index")), g.group("name").strip(), bus.group("bus"), g.group("pm"),
+                             bus.group("disp"))
+            if g.group("pm") == "ERR!":
+                current.errors.append("persistence_mode")
+            if len(cells) >= 3:
+                ecc = cells[2]
+                if "ERR!" in ecc:
+                    current.errors.append("ecc")
+                elif ecc.isdigit():
+                    current.ecc_uncorrected = int(ecc)
+            gpus.append(current)
+            row_in_block = 1
+            continue
+        if current is None:
+            skipped.append(no)
+            continue
+        row_in_block += 1
+        if row_in_block == 2:
+            st = _T_STATE.match(cells[0])
+            if st:
+                for name, key in (("fan", "fan_pct"), ("temp", "temp_c"), ("draw", "power_w"), ("cap", "power_cap_w")):
+                    value = st.group(name)
+                    if "ERR!" in value:
+                        current.errors.append({"draw": "power_draw", "cap": "power_cap"}.get(name, key.rsplit("_", 1)[0]))
+                    setattr(current, key, _num(value))
+                current.perf = None if st.group("perf") in ("N/A", "ERR!") else st.group("perf")
+                if st.group("perf") == "ERR!":
+                    current.errors.append("perf")
+            elif "ERR!" in cells[0]:
+                current.errors.append("fan_temp_perf_power")
+            if len(cells) >= 2:
+                mem = _T_MEM.match(cells[1])
+                if mem:
+                    current.mem_used_mib, current.mem_total_mib = _num(mem.group("used")), _num(mem.group("total"))
+                if "ERR!" in cells[1]:
+                    current.errors.append("memory")
+            if len(cells) >= 3:
+                u = _T_UTIL.match(cells[2])
+                if u:
+                    current.util_pct, current.compute_mode = _num(u.group("util")), u.group("mode").strip()
+                if "ERR!" in cells[2]:
+                    current.errors.append("utilization")
+        elif row_in_block == 3 and len(cells) >= 3 and cells[2]:
+            current.mig_mode = cells[2]
+            if "ERR!" in cells[2]:
+                current.errors.append("mig_mode")
+    if not gpus and not migs:
+        raise ParseError("nvidia-smi", "no GPU rows in the table (not nvidia-smi's default output, or cut)")
+    for no in skipped:
+        skip_line("nvidia-smi", no)
+    return SmiTable(driver, cuda, gpus, procs, migs, lost, no_procs)
+
+
+# --------------------------------------------------------------------------- topo -m
+
+_TOPO_EXTRA = ("CPU Affinity", "NUMA Affinity", "GPU NUMA ID")
+_TOPO_MAX_DEVICES = 256  # GPUs + NICs a node can have; more is not a topology (and would make the matrix quadratic)
+_TOPO_DEVICE = re.compile(r"^(GPU\d+|NIC\d+|mlx\d*_\d+|mlx\w+|ib\w+|hfi\d+_\d+|bnxt\w+|eth\w+|en\w+)$")
+_TOPO_LINK = re.compile(r"^(X|NV\d+|SYS|NODE|PHB|PXB|PIX|SOC|PSB|CNS|GNS|TNS|NS|OK|DR|U|N/A)$")
+
+
+@dataclass
+class SmiTopo:
+    devices: list[str]  # the matrix's columns: GPU0 …, NIC0 … or HCA names
+    rows: dict[str, dict[str, str]]  # row device -> {column device: connection}
+    cpu_affinity: dict[str, str]
+    numa_affinity: dict[str, str]
+    gpu_numa_id: dict[str, str]
+    nic_names: dict[str, str]  # NIC0 -> mlx5_0 from the 'NIC Legend' section, where printed
+
+    @property
+    def gpus(self) -> list[str]:
+        return [d for d in self.devices if d.startswith("GPU")]
+
+    @property
+    def nics(self) -> list[str]:
+        return [d for d in self.devices if not d.startswith("GPU")]
+
+    def link(self, a: str, b: str) -> str | None:
+        """The connection between two devices, read from either row."""
+        return self.rows.get(a, {}).get(b) or self.rows.get(b, {}).get(a)
+
+
+def parse_topo(text: str) -> SmiTopo:
+    """`nvidia-smi topo -m`: the connection matrix (X, NV#, SYS, NODE, PHB, PXB, PIX), CPU and NUMA
+    affinity per GPU, and the NIC legend. Space or tab separated; the header row names the columns
+    (devices first, then CPU Affinity / NUMA Affinity / GPU NUMA ID where printed). No header or no
+    GPU row is a ParseError (an empty matrix is not a topology)."""
+    devices: list[str] = []
+    extras: list[str] = []
+    rows: dict[str, dict[str, str]] = {}
+    cpu: dict[str, str] = {}
+    numa: dict[str, str] = {}
+    gnuma: dict[str, str] = {}
+    nic_names: dict[str, str] = {}
+    skipped: list[int] = []
+    in_legend = False
+    for no, raw in enumerate(clean(text).split("\n"), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        tokens = line.split()
+        if not devices and tokens[0] == "GPU0" and len(tokens) > 1 and not _TOPO_LINK.match(tokens[1]):
+            names = []
+            for tok in tokens:
+                if not _TOPO_DEVICE.match(tok):
+                    break
+                names.append(tok)
+            devices = names
+            rest = " ".join(tokens[len(names):])
+            extras = [x for x in _TOPO_EXTRA if x in rest]
+            continue
+        if line.startswith(("Legend", "NIC Legend")):
+            in_legend = True
+            continue
+        leg = re.match(r"^(NIC\d+)\s*:\s*(\S+)$", line)
+        if leg:
+            nic_names[leg.group(1)] = leg.group(2)
+            continue
+        if in_legend:
+            if not re.match(r"^\S+\s*=\s", line) and not raw[:1].isspace():
+                skipped.append(no)  # not a legend line, nor a wrapped one (those are indented)
+            continue
+        if devices and tokens[0] in devices:
+            values = tokens[1:]
+            if len(values) < len(devices) or not all(_TOPO_LINK.match(v) for v in values[: len(devices)]):
+                skipped.append(no)
+                continue
+            rows[tokens[0]] = dict(zip(devices, values[: len(devices)], strict=True))
+            for name, value in zip(extras, values[len(devices):], strict=False):
+                {"CPU Affinity": cpu, "NUMA Affinity": numa, "GPU NUMA ID": gnuma}[name][tokens[0]] = value
+            continue
+        skipped.append(no)
+    if not devices:
+        raise ParseError("nvidia-smi topo", "no 'GPU0 GPU1 … CPU Affinity' header line")
+    if len(devices) > _TOPO_MAX_DEVICES:
+        raise ParseError("nvidia-smi topo", f"{len(devices)} devices in the header: not a node's topology")
+    if not any(r.startswith("GPU") for r in rows):
+        raise ParseError("nvidia-smi topo", "the matrix has no GPU row (empty or cut before the rows)")
+    for no in skipped:
+        skip_line("nvidia-smi topo", no)
+    return SmiTopo(devices, rows, cpu, numa, gnuma, nic_names)
+
+
+@dataclass(frozen=True)
+class TopoIssue:
+    gpu: int  # the GPU whose link is wrong (the one whose row shows the fewest NVLinks)
+    peer: int
+    link: str  # what the matrix says (SYS, PHB, NV4 …)
+    expected: str  # NV#
+    problem: str
+
+
+def _nv(link: str | None) -> int:
+    return int(link[2:]) if link and link.startswith("NV") and link[2:].isdigit() else 0
+
+
+def assess_topo(topo: SmiTopo, *, expect_nvlink: bool = False) -> list[TopoIssue]:
+    """GPU pairs connected through PCIe/SMP (SYS, NODE, PHB, PXB, PIX) where NVLink is expected, and
+    NVLink pairs with fewer links than the node's others. NVLink is expected between every pair when
+    more than half of the GPUs are all NVLinked to each other (an NVSwitch node: DGX/HGX A100, H100 …,
+    where a GPU that lost its NVLinks shows SYS to every peer) or when ``expect_nvlink`` says so; a
+    hybrid cube mesh (DGX-1: SYS pairs by design, NVLinked groups of half the GPUs) or a PCIe node
+    expects nothing."""
+    gpus = topo.gpus
+    if len(gpus) < 2:
+        return []
+
+    def peers_nv(g: str, among: list[str]) -> int:
+        return sum(1 for o in among if o != g and _nv(topo.link(g, o)))
+
+    clique = list(gpus)
+    while len(clique) > 1 and any(peers_nv(g, clique) < len(clique) - 1 for g in clique):
+        clique.remove(min(clique, key=lambda g: peers_nv(g, clique)))
+    if not expect_nvlink and not (len(clique) * 2 > len(gpus) and len(clique) > 1):
+        return []
+    counts = [_nv(topo.link(a, b)) for i, a in enumerate(gpus) for b in gpus[i + 1:] if _nv(topo.link(a, b))]
+    usual = max(set(counts), key=counts.count) if counts else 0
+    issues = []
+    for i, a in enumerate(gpus):
+        for b in gpus[i + 1:]:
+            link = topo.link(a, b)
+            if link is None:
+                continue  # the row was cut from the paste
+            n = _nv(link)
+            if n and n >= usual:
+                continue
+            # blame the GPU with fewer NVLink peers (the one that lost its links)
+            worse, other = (a, b) if peers_nv(a, gpus) <= peers_nv(b, gpus) else (b, a)
+            expected = f"NV{usual}" if usual else "NV#"
+            problem = (f"{worse}-{other} connected through {link} where {expected} is expected" if not n
+                       else f"{worse}-{other} has {link}, fewer NVLinks than the node's {expected}")
+            issues.append(TopoIssue(int(worse[3:]), int(other[3:]), link, expected, problem))
+    return issues
 
 
 def parse_version(text: str) -> dict[str, str]:

@@ -1,12 +1,12 @@
-"""Scheduler views of a node: Slurm (sinfo -o '%N %T %E', scontrol show node) and Kubernetes
-(kubectl get node)."""
+"""Scheduler views of a node: Slurm (sinfo -o '%N %T %E', the default sinfo partition summary,
+scontrol show node) and Kubernetes (kubectl get node, kubectl describe node)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 
-from diagnostics.parsers.common import ParseError, skip_line
+from diagnostics.parsers.common import ParseError, clean, skip_line
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def parse_sinfo_nodes(text: str) -> list[NodeSched]:
 
     A line counts only if its second word is a Slurm state; other lines are skipped and noted."""
     out = []
-    for no, line in enumerate(text.splitlines(), 1):
+    for no, line in enumerate(clean(text).split("\n"), 1):
         parts = line.split(None, 2)
         if not parts:
             continue
@@ -76,7 +76,7 @@ def parse_scontrol_node(text: str) -> NodeSched:
     indented lines; lines outside it are skipped (noted)."""
     kept = []
     inside = False
-    for no, line in enumerate(text.splitlines(), 1):
+    for no, line in enumerate(clean(text).split("\n"), 1):
         if line.startswith("NodeName=") and not inside:
             inside = True
         elif not (inside and line[:1].isspace()):
@@ -105,7 +105,7 @@ def looks_like_kubectl(text: str) -> bool:
 def parse_kubectl_nodes(text: str) -> list[NodeSched]:
     """`kubectl get node NAME [--no-headers]` -> name, state (SchedulingDisabled = drained)."""
     out = []
-    for no, line in enumerate(text.splitlines(), 1):
+    for no, line in enumerate(clean(text).split("\n"), 1):
         parts = line.split()
         if not parts or parts[0] == "NAME":
             continue
@@ -125,3 +125,139 @@ def parse_kubectl_nodes(text: str) -> list[NodeSched]:
     if not out:
         raise ParseError("kubectl get node", "no node lines")
     return out
+
+
+@dataclass(frozen=True)
+class SinfoRow:
+    partition: str  # '' where sinfo printed one node per line without partitions
+    state: str  # as printed: 'drng@', 'fail*', 'idle', 'mix' …
+    nodes: int
+    nodelist: str
+    reason: str = ""
+
+    @property
+    def normalised(self) -> str:
+        """schedulable | drained | draining | down | unknown (maint and the like: unknown)."""
+        return _normalise_slurm(self.state)
+
+
+_SINFO_COLUMNS = frozenset({"PARTITION", "AVAIL", "TIMELIMIT", "NODES", "STATE", "NODELIST", "REASON", "HOSTNAMES",
+                            "CPUS", "S:C:T", "MEMORY", "TMP_DISK", "WEIGHT", "AVAIL_FE", "GRES", "NODES(A/I/O/T)",
+                            "CPUS(A/I/O/T)", "USER", "TIMESTAMP", "ROOT", "OVERSUBS", "GROUPS", "JOB_SIZE"})
+
+
+def parse_sinfo(text: str) -> list[SinfoRow]:
+    """`sinfo` as pasted: the default partition summary (PARTITION AVAIL TIMELIMIT NODES STATE
+    NODELIST), `sinfo -N` (NODELIST NODES PARTITION STATE), any other layout whose header names
+    the columns, or header-less '%N %T %E' lines. A row counts only if its STATE is a Slurm state;
+    prompts and other lines are skipped and noted. No row: ParseError."""
+    lines = clean(text).split("\n")
+    header: list[str] | None = None
+    out: list[SinfoRow] = []
+    before: list[int] = []
+    for no, line in enumerate(lines, 1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if "STATE" in tokens and set(tokens) <= _SINFO_COLUMNS:
+            header = tokens
+            continue
+        if header is None:
+            before.append(no)  # before the header: a prompt or chatter (re-read below if no header comes)
+            continue
+        cells = line.split(None, len(header) - 1)
+        if len(cells) < len(header):
+            skip_line("sinfo", no)
+            continue
+        row = dict(zip(header, cells, strict=True))
+        state = row["STATE"]
+        nodes = row.get("NODES", "1")
+        if not is_slurm_state(state) or not nodes.isdigit():
+            skip_line("sinfo", no)
+            continue
+        out.append(SinfoRow(row.get("PARTITION", ""), state, int(nodes),
+                            row.get("NODELIST") or row.get("HOSTNAMES", ""), row.get("REASON", "").strip()))
+    if header is None:
+        out = [SinfoRow("", n.raw_state, 1, n.name, n.reason) for n in parse_sinfo_nodes(text)]
+    else:
+        for no in before:
+            skip_line("sinfo", no)
+    if not out:
+        raise ParseError("sinfo", "no row with a Slurm node state")
+    return out
+
+
+@dataclass
+class K8sNodeDescription:
+    name: str
+    gpu_resource: str | None  # 'nvidia.com/gpu', 'amd.com/gpu' …
+    gpu_capacity: int | None
+    gpu_allocatable: int | None
+    gpu_requests: int | None
+    gpu_limits: int | None
+    unschedulable: bool | None
+    conditions: dict[str, str]  # Ready -> True/False/Unknown, MemoryPressure -> …
+    taints: list[str]
+
+
+_K8S_SECTION = re.compile(r"^(Name|Roles|Labels|Annotations|CreationTimestamp|Taints|Unschedulable|Lease|Conditions|"
+                          r"Addresses|Capacity|Allocatable|System Info|PodCIDRs?|ProviderID|Non-terminated Pods|"
+                          r"Allocated resources|Events):\s*(.*)$")
+_K8S_GPU = re.compile(r"^(?P<res>[\w.-]+/gpu(?:[\w.-]*)?)\s*:?\s+(?P<a>\d+)(?:\s+(?P<b>\d+))?")
+
+
+def parse_kubectl_describe_node(text: str) -> K8sNodeDescription:
+    """`kubectl describe node NAME`: the node's name, GPU capacity / allocatable (a device plugin
+    lowers allocatable below capacity for unhealthy GPUs), requested and limited GPUs, the
+    Unschedulable flag, conditions and taints. Without a 'Name:' line or a 'Capacity:' section the
+    text is not a node description: ParseError."""
+    name = ""
+    section = ""
+    res: str | None = None
+    cap = alloc = req = lim = None
+    unsched: bool | None = None
+    conditions: dict[str, str] = {}
+    taints: list[str] = []
+    seen_capacity = False
+    for no, raw in enumerate(clean(text).split("\n"), 1):
+        if not raw.strip():
+            continue
+        indented = raw[:1].isspace()
+        line = raw.strip()
+        sec = _K8S_SECTION.match(line) if not indented else None
+        if sec:
+            section, value = sec.group(1), sec.group(2).strip()
+            if section == "Name" and not name:
+                name = value
+            elif section == "Unschedulable":
+                unsched = value.lower() == "true"
+            elif section == "Taints" and value and value != "<none>":
+                taints.append(value)
+            elif section == "Capacity":
+                seen_capacity = True
+            continue
+        if not indented:
+            skip_line("kubectl describe node", no)
+            continue
+        if section == "Taints":
+            taints.append(line)
+            continue
+        if section == "Conditions":
+            parts = line.split()
+            if len(parts) >= 2 and parts[1] in ("True", "False", "Unknown"):
+                conditions[parts[0]] = parts[1]
+            continue
+        g = _K8S_GPU.match(line)
+        if g is None:
+            continue
+        res = res or g.group("res")
+        if section == "Capacity":
+            cap = int(g.group("a"))
+        elif section == "Allocatable":
+            alloc = int(g.group("a"))
+        elif section == "Allocated resources":
+            req = int(g.group("a"))
+            lim = int(g.group("b")) if g.group("b") else None
+    if not name or not (seen_capacity or conditions):
+        raise ParseError("kubectl describe node", "no 'Name:' line with a 'Capacity:' or 'Conditions:' section")
+    return K8sNodeDescription(name, res, cap, alloc, req, lim, unsched, conditions, taints)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from diagnostics.parsers.common import ParseError, skip_line
+from diagnostics.parsers.common import ParseError, clean, parse_size, skip_line
 
 
 @dataclass(frozen=True)
@@ -19,33 +19,74 @@ class DfRow:
     use_pct: int | None  # None where df prints '-'
 
 
+_PCT = re.compile(r"^(\d+)%$|^-$")
+
+
+def _df_value(text: str, human: bool, no: int, line: str) -> int:
+    """A df size column: blocks (digits) or, in -h output, a human-readable size in bytes."""
+    if text == "-":
+        return 0
+    if not human and text.isdigit():
+        return int(text)
+    value = parse_size(text)
+    if value is None:
+        raise ParseError("df", f"non-numeric column in {line[:60]!r}", no)
+    return round(value)
+
+
 def parse_df(text: str) -> tuple[str, list[DfRow]]:
-    """`df -P [-m|-i] …` -> (unit from the header, rows). Mount points may contain spaces."""
-    lines = [(no, ln) for no, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+    """`df [-P] [-h|-m|-i] …` -> (unit from the header, rows). Mount points may contain spaces.
+
+    Human-readable sizes (df -h, BusyBox df: '101.4M', '996.0K', '11G', '0') are read as bytes (the
+    unit is then the header's 'Size'); a filesystem name too long for its column (df without -P
+    wraps the rest of the row onto the next line) is joined back. Rows pasted without their header
+    are read when they have df's shape (… N% /mount). Prompts and chatter are skipped and noted;
+    output in which no filesystem row was read is a ParseError, never an empty result."""
+    lines = [(no, ln) for no, ln in enumerate(clean(text).split("\n"), 1) if ln.strip()]
     if not lines:
         raise ParseError("df", "empty output")
     start = next((i for i, (_no, ln) in enumerate(lines) if ln.split()[0] == "Filesystem" and len(ln.split()) > 1), None)
-    if start is None:
-        raise ParseError("df", f"expected a 'Filesystem …' header, got {lines[0][1][:60]!r}", lines[0][0])
-    for no, _ln in lines[:start]:
-        skip_line("df", no)
-    unit = lines[start][1].split()[1]
+    if start is not None:
+        for no, _ln in lines[:start]:
+            skip_line("df", no)
+        unit = lines[start][1].split()[1]
+        body = lines[start + 1:]
+    else:
+        unit, body = "", lines
+    human_header = unit.lower() == "size"
     rows = []
-    for no, line in lines[start + 1:]:
+    pending: tuple[int, str] | None = None
+    for no, line in body:
         parts = line.split()
-        if len(parts) < 2 or not re.fullmatch(r"\d+|-", parts[1]):
-            skip_line("df", no)  # not a filesystem row (a warning, anything else): its 2nd column is a size
+        if pending is not None:
+            if len(parts) >= 5 and _PCT.match(parts[3]):
+                parts = [pending[1], *parts]
+            else:
+                skip_line("df", pending[0])
+            pending = None
+        if len(parts) == 1 and start is not None:
+            pending = (no, parts[0])  # a long device name; its numbers follow on the next line
+            continue
+        size_like = len(parts) >= 2 and (re.fullmatch(r"\d+|-", parts[1]) or parse_size(parts[1]) is not None)
+        if not size_like or (start is None and not (len(parts) >= 6 and _PCT.match(parts[4]))):
+            skip_line("df", no)  # not a filesystem row (a prompt, a warning, anything else)
             continue
         if len(parts) < 6:
             raise ParseError("df", f"expected 6 columns, got {len(parts)} (truncated?): {line[:60]!r}", no)
         fs, total, used, avail, pct = parts[:5]
         mount = " ".join(parts[5:])
-        try:
-            pct_v = None if pct == "-" else int(pct.rstrip("%"))
-            rows.append(DfRow(fs, mount, int(total) if total != "-" else 0, int(used) if used != "-" else 0,
-                              int(avail) if avail != "-" else 0, pct_v))
-        except ValueError:
-            raise ParseError("df", f"non-numeric column in {line[:60]!r}", no) from None
+        pct_m = _PCT.match(pct)
+        if pct_m is None:
+            raise ParseError("df", f"non-numeric column in {line[:60]!r}", no)
+        human = human_header or any(not re.fullmatch(r"\d+|-", v) for v in (total, used, avail))
+        rows.append(DfRow(fs, mount, _df_value(total, human, no, line), _df_value(used, human, no, line),
+                          _df_value(avail, human, no, line), int(pct_m.group(1)) if pct_m.group(1) else None))
+    if pending is not None:
+        skip_line("df", pending[0])
+    if not rows:
+        raise ParseError("df", "no filesystem row (a header alone, or not df output)")
+    if start is None:
+        unit = "Size" if any(not re.fullmatch(r"\d+|-", p) for ln in body for p in ln[1].split()[1:4]) else "1K-blocks"
     return unit, rows
 
 
@@ -59,10 +100,25 @@ class FreeMem:
     swap_used: int | None
 
 
+def _free_value(text: str, no: int, values: list[str]) -> int:
+    """A free column: a number in the command's unit, or a human-readable size ('3.6G', '143M',
+    '0B', '7.6Gi') converted to MiB."""
+    if text.isdigit():
+        return int(text)
+    value = parse_size(text)
+    if value is None or not re.search(r"[A-Za-z]", text):
+        raise ParseError("free", f"non-numeric value in Mem: line {values}", no)
+    return round(value / 2**20)
+
+
 def parse_free(text: str) -> FreeMem:
+    """`free [-m|-g|-h|-w|-t]`: Mem: and Swap: by the header's columns. Human-readable values
+    (free -h) are converted to MiB; in the old procps layout (buffers, cached and a '-/+
+    buffers/cache:' line) the memory free for applications stands for 'available'."""
     mem = swap = None
     header = None
-    for no, line in enumerate(text.splitlines(), 1):
+    plus_minus: list[str] | None = None
+    for no, line in enumerate(clean(text).split("\n"), 1):
         parts = line.split()
         if not parts:
             continue
@@ -71,27 +127,25 @@ def parse_free(text: str) -> FreeMem:
         elif parts[0] == "Mem:" and mem is None:
             mem = (parts[1:], no)
         elif parts[0] == "Swap:" and swap is None:
-            swap = parts[1:]
+            swap = (parts[1:], no)
+        elif parts[0] == "-/+" and len(parts) >= 4 and plus_minus is None:
+            plus_minus = parts[2:]
         elif parts[0] not in ("Low:", "High:", "Total:", "-/+"):
             skip_line("free", no)
     if mem is None:
         raise ParseError("free", "no 'Mem:' line")
     values, no = mem
-    try:
-        nums = [int(v) for v in values]
-    except ValueError:
-        raise ParseError("free", f"non-numeric value in Mem: line {values}", no) from None
+    nums = [_free_value(v, no, values) for v in values]
     if len(nums) < 3:
         raise ParseError("free", "Mem: line has fewer than 3 numbers (truncated?)", no)
     available = None
     if header and "available" in header and len(nums) > header.index("available"):
         available = nums[header.index("available")]
+    elif plus_minus is not None and len(plus_minus) >= 2:
+        available = _free_value(plus_minus[1], no, plus_minus)
     s_total = s_used = None
-    if swap and len(swap) >= 2:
-        try:
-            s_total, s_used = int(swap[0]), int(swap[1])
-        except ValueError:
-            raise ParseError("free", f"non-numeric value in Swap: line {swap}") from None
+    if swap and len(swap[0]) >= 2:
+        s_total, s_used = _free_value(swap[0][0], swap[1], swap[0]), _free_value(swap[0][1], swap[1], swap[0])
     return FreeMem(nums[0], nums[1], nums[2], available, s_total, s_used)
 
 
@@ -167,7 +221,7 @@ def parse_chronyc_tracking(text: str) -> ChronyTracking:
     """`chronyc tracking`; lines with keys chronyc never prints are skipped and noted."""
     fields: dict[str, str] = {}
     offset = None
-    for no, line in enumerate(text.splitlines(), 1):
+    for no, line in enumerate(clean(text).split("\n"), 1):
         key, sep, value = line.partition(":")
         if not line.strip():
             continue

@@ -80,7 +80,8 @@ def test_params_refuse_injection() -> None:
 def test_fault_kinds_of_checks_are_scenario_kinds_or_documented_extras() -> None:
     extras = {"persistence_mode_off", "low_bus_bandwidth", "slow_rank", "node_drained", "node_schedulable",
               "node_down", "service_down", "job_error"}
-    text = Path(__import__("diagnostics.checks").checks.__file__).read_text()
+    package = Path(__import__("diagnostics.checks").checks.__file__).parent
+    text = "\n".join(p.read_text() for p in sorted(package.glob("*.py")))
     import re
 
     kinds = set(re.findall(r'Finding\(\s*"(\w+)"', text)) | set(re.findall(r'kind(?:, text2)? = "(\w+)"', text))

@@ -283,6 +283,8 @@ PARSERS = [
     system.parse_governors, system.parse_chronyc_tracking, system.parse_ping, system.parse_ps,
     system.parse_is_active, nccl.parse_environ, nccl.parse_all_reduce_perf, scheduler.parse_sinfo_nodes,
     scheduler.parse_scontrol_node, scheduler.parse_kubectl_nodes, train_log.parse_step_log,
+    nvidia_smi.parse_table, nvidia_smi.parse_topo, nvidia_smi.parse_nvlink, kernel.parse_fallen_off_bus,
+    scheduler.parse_sinfo, scheduler.parse_kubectl_describe_node,
 ]
 
 

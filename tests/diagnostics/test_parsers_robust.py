@@ -266,12 +266,39 @@ def test_scontrol_and_lspci_and_environ_with_stray_lines() -> None:
     assert nccl.parse_environ(env + "\n" + INJECTED + "\nNCCL_IB_DISABLE=0\n") == nccl.parse_environ(env)
 
 
+REAL = FIX / "real"
+
+
+@pytest.mark.parametrize(("parser", "name"), [
+    (nvidia_smi.parse_table, "nvsmi_table_440_p100x8_procs.txt"),
+    (nvidia_smi.parse_topo, "topo_4xh100_nv6_nics_nccl1617.txt"),
+    (nvidia_smi.parse_nvlink, "nvlink_v100_two_links_inactive_azhpc73.txt"),
+    (nvidia_smi.parse_query, "nvsmi_q_ecc_555_indented.txt"),
+    (scheduler.parse_sinfo, "sinfo_partitions_drng_fail_arjuna69.txt"),
+    (scheduler.parse_kubectl_describe_node, "kubectl_describe_node_gpu_hami477.txt"),
+    (system.parse_df, "df_h_busybox_root_full_ha755.txt"),
+    (system.parse_free, "free_h_cloudera35.txt"),
+    (nccl.parse_all_reduce_perf, "nccl_16rank_h100_markdown_ztan.txt"),
+], ids=lambda v: v if isinstance(v, str) else v.__name__)
+@pytest.mark.parametrize("where", ["before", "after", "among"])
+def test_real_pastes_with_stray_lines(parser: Callable[[str], Any], name: str, where: str) -> None:
+    text = (REAL / name).read_text()
+    clean_result = parser(text)
+    for line in STRAY_LINES:
+        with collect_skipped() as skipped:
+            got = parser(place(text, line, where))
+        assert got == clean_result, (line, where)
+        assert len(skipped) >= 1 or (parser is nccl.parse_all_reduce_perf and line.startswith("#"))
+
+
 GARBAGE_PARSERS: list[Callable[[str], Any]] = [
     nvidia_smi.parse_query_csv, nvidia_smi.parse_list, nvidia_smi.parse_nvlink_status, nvidia_smi.parse_query,
     infiniband.parse_ibstat, infiniband.parse_ibv_devinfo, kernel.parse_lspci, system.parse_df, system.parse_free,
     system.parse_loadavg, system.parse_nproc, system.parse_governors, system.parse_chronyc_tracking,
     system.parse_ping, system.parse_ps, system.parse_is_active, nccl.parse_environ, nccl.parse_all_reduce_perf,
     scheduler.parse_sinfo_nodes, scheduler.parse_scontrol_node, scheduler.parse_kubectl_nodes,
+    nvidia_smi.parse_table, nvidia_smi.parse_topo, nvidia_smi.parse_nvlink, scheduler.parse_sinfo,
+    scheduler.parse_kubectl_describe_node,
 ]
 
 

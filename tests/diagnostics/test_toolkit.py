@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from diagnostics.approval import Approval, command_digest
+from diagnostics.executors.fanout import OVERLOADED
 from diagnostics.registry import Param, ParseInput, ParseOutput, Registry, ToolSpec
 from diagnostics.toolkit import Toolkit
 from diagnostics.types import CommandResult, Finding, Status, ValidationError
@@ -60,6 +61,7 @@ class FakeExecutor:
         self.calls: list[tuple[str, str]] = []
         self.down: set[str] = set()
         self.hang: set[str] = set()
+        self.overloaded: set[str] = set()  # the executor could not listen to these in time
         self.raises: set[str] = set()
         self.clock: dict[str, int] = {}
         self.lock = threading.Lock()
@@ -71,6 +73,8 @@ class FakeExecutor:
             raise RuntimeError("executor bug")
         if host in self.down:
             return CommandResult(host, command, None, "", "", 0.0, "unreachable", "connection refused")
+        if host in self.overloaded:
+            return CommandResult(host, command, None, "", "", 0.0, "not_checked", f"{OVERLOADED}: test")
         if host in self.hang or command == "sleep":
             time.sleep(min(timeout_s, 5))
             return CommandResult(host, command, None, "", "", timeout_s, "timeout", f"timed out after {timeout_s}s")
@@ -220,10 +224,28 @@ def test_sweep_survives_a_hung_host(ex: FakeExecutor) -> None:
     ex.hang.add("n2")
     start = time.monotonic()
     report = tk.sweep(["n1", "n2", "n3"], tools=["clock", "two"], concurrency=3, host_deadline_s=0.5)
-    assert time.monotonic() - start < 4  # the hung host sleeps 5 s
+    assert time.monotonic() - start < 5  # given up on, not waited for (the hung host sleeps 5 s)
     assert [r.status for r in report.results["n2"]] == [Status.TIMEOUT, Status.TIMEOUT]
     assert report.results["n1"][0].status is Status.OK and report.results["n3"][0].status is Status.OK
     assert any(f.kind == "node_unreachable" and f.host == "n2" for f in report.findings())
+
+
+def test_sweep_reports_hosts_clusterdoc_could_not_check(ex: FakeExecutor) -> None:
+    ex.overloaded.add("n2")  # its command could not be serviced in time: this machine was behind
+    ex.hang.add("n3")  # still running when the sweep's budget runs out
+    report = Toolkit(make_registry(), ex).sweep(["n1", "n2", "n3", "n4"], tools=["clock", "two"], concurrency=4,
+                                                host_deadline_s=10.0, budget_s=1.0)
+    assert [r.status for r in report.results["n1"]] == [Status.OK, Status.OK] == [r.status for r in report.results["n4"]]
+    for host in ("n2", "n3"):
+        assert [r.status for r in report.results[host]] == [Status.NOT_CHECKED, Status.NOT_CHECKED]
+        assert all(r.error.startswith(OVERLOADED) for r in report.results[host])
+    assert "budget ran out" in report.results["n3"][0].error
+    assert sum(1 for h, _ in ex.calls if h == "n2") == 1  # not loaded further once behind
+    # Not checked is not blamed: no finding, no timeout; the summary counts them.
+    assert not any(f.host in ("n2", "n3") for f in report.findings())
+    assert report.not_checked == ["n2", "n3"] and report.counts()["not_checked"] == 4
+    assert any(n.startswith(f"{OVERLOADED} (2 hosts)") for n in report.notes), report.notes
+    assert report.to_dict()["not_checked"] == ["n2", "n3"]
 
 
 def test_sweep_gives_up_after_repeated_timeouts(ex: FakeExecutor) -> None:

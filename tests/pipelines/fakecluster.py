@@ -101,11 +101,14 @@ def make_toolkit(faults: dict[tuple[str, str], int | None]) -> tuple[Toolkit, Fa
 HOSTS = [f"node-{i:02d}" for i in range(1, 9)]
 
 
-def make_agent(faults: dict[tuple[str, str], int | None], *, mode: str = "rag-dot-selfplay", llm: Any = None, kb: Any = None):
+def make_agent(faults: dict[tuple[str, str], int | None], *, mode: str = "rag-dot-selfplay", llm: Any = None, kb: Any = None,
+               tier: str = "narrow"):
+    """An agent on the fake cluster. A test model's tier is pinned (``narrow`` by default) so its
+    call counts are the diagnosis's own; test_capability covers the warm-up self-test."""
     from pipelines.agent import Agent
-    from pipelines.config import AgentConfig
+    from pipelines.config import AgentConfig, LLMConfig
     from pipelines.planner import ClusterInfo
 
     toolkit, state = make_toolkit(faults)
-    agent = Agent(AgentConfig(mode=mode), toolkit, kb, llm, cluster=ClusterInfo(hosts=list(HOSTS), gpus_per_node=8, gpu_model="A800-SXM4-80GB"))
+    agent = Agent(AgentConfig(mode=mode, llm=LLMConfig(tier=tier)), toolkit, kb, llm, cluster=ClusterInfo(hosts=list(HOSTS), gpus_per_node=8, gpu_model="A800-SXM4-80GB"))
     return agent, toolkit, state

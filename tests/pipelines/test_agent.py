@@ -24,7 +24,8 @@ class GarbageLLM:
     def warm_up(self) -> None:
         return None
 
-    def generate_json(self, messages: Sequence[dict[str, str]], schema: dict[str, Any]) -> LLMReply:
+    def generate_json(self, messages: Sequence[dict[str, str]], schema: dict[str, Any],
+                      max_tokens: int | None = None) -> LLMReply:
         self.calls += 1
         return LLMReply(None, "}}}{ not json", 10, 5, "model gave invalid JSON: answer is not a JSON object")
 
@@ -40,7 +41,8 @@ class ScriptedLLM:
     def warm_up(self) -> None:
         return None
 
-    def generate_json(self, messages: Sequence[dict[str, str]], schema: dict[str, Any]) -> LLMReply:
+    def generate_json(self, messages: Sequence[dict[str, str]], schema: dict[str, Any],
+                      max_tokens: int | None = None) -> LLMReply:
         props = schema.get("properties", {})
         if "hypotheses" in props:
             return LLMReply({"hosts": ["10.6.6.6"], "gpus": [9], "keywords": [], "hypotheses": ["disk_full"]}, "{}", 5, 5)

