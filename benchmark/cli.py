@@ -68,6 +68,9 @@ def register(subparsers: Any) -> None:
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--llm", choices=BACKENDS, default="none", help="model backend (default none)")
+    p.add_argument("--kb", choices=("all", "split"), default="all",
+                   help="knowledge base: 'all' records minus each case's own thread (default, as in production) "
+                        "or 'split' (the paper's rule: the perceivable 20%% only)")
     p.add_argument("--model", default="", help="model name (default: the backend's default)")
     p.add_argument("--limit", type=int, default=None, help="sample N cases per metric (seeded)")
     p.add_argument("--only", default=None, help="metrics to run, e.g. A,C")
@@ -107,7 +110,7 @@ def _context(args: argparse.Namespace) -> Any:
     from benchmark.results import RunContext
 
     llm = BenchLLM(args.llm, model=args.model, seed=args.seed, timeout_s=args.llm_timeout)
-    return RunContext(llm=llm, mode=args.mode, seed=args.seed)
+    return RunContext(llm=llm, mode=args.mode, seed=args.seed, kb_scope=getattr(args, "kb", "all"))
 
 
 def _print_problems(loaded: Any) -> None:

@@ -28,6 +28,9 @@ class CaseResult:
         return asdict(self)
 
 
+KB_SCOPES = ("all", "split")
+
+
 @dataclass
 class RunContext:
     """What a scorer may use: the model, the mode, the seed, and (lazily) the knowledge base."""
@@ -39,26 +42,42 @@ class RunContext:
     # The method's "whole dataset" rows: the benchmark split retrievable too. Unfair by design
     # (a ceiling, reported as such); never the default.
     whole_dataset: bool = False
+    # What the knowledge base holds for a case: "all" (every record, as in production, minus the
+    # records written from the case's own thread) or "split" (the paper's rule: the perceivable
+    # 20% only). Both are fair: a case never retrieves the thread it was written from.
+    kb_scope: str = "all"
     _kb: Any = None
     _kb_error: str = ""
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"unknown --mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.kb_scope not in KB_SCOPES:
+            raise ValueError(f"unknown --kb {self.kb_scope!r}; choose one of {', '.join(KB_SCOPES)}")
 
     @property
     def uses_kb(self) -> bool:
         return self.mode != "plain"
 
     def kb(self) -> Any:
-        """The knowledge base in its fair configuration (perceivable split only), or None when it
-        cannot be loaded (the reason is kept in ``kb_error``)."""
+        """The knowledge base for ``kb_scope`` (cases then exclude their own thread with
+        ``excluded``), or None when it cannot be loaded (the reason is kept in ``kb_error``)."""
         if self._kb is None and not self._kb_error:
             try:
-                self._kb = make_fair_kb(self.kb_data_dir, include_benchmark=self.whole_dataset)
+                self._kb = make_fair_kb(self.kb_data_dir,
+                                        include_benchmark=self.whole_dataset or self.kb_scope == "all")
             except Exception as exc:  # the KB is an aid: without it the scorers still run
                 self._kb_error = f"{type(exc).__name__}: {exc}"
         return self._kb
+
+    def excluded(self, case: Any) -> list[str]:
+        """The threads a case may not retrieve: its own (``source``), unless the unfair ceiling
+        row (``whole_dataset``) was asked for."""
+        source = str(getattr(case, "source", "") or "")
+        return [source] if source and not self.whole_dataset else []
+
+    def kb_splits(self) -> tuple[str, ...]:
+        return ("perceivable", "benchmark") if self.whole_dataset or self.kb_scope == "all" else ("perceivable",)
 
     @property
     def kb_error(self) -> str:

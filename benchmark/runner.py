@@ -135,6 +135,7 @@ def build_report(
         "host": {"python": platform.python_version(), "machine": platform.machine()},
         "wall_s": round(wall_s, 3),
         "kb_error": ctx.kb_error,
+        "kb_scope": "whole-dataset (unfair ceiling)" if ctx.whole_dataset else ctx.kb_scope,
         "skipped": [p.to_dict() for p in loaded.problems],
         "duplicates": [p.to_dict() for p in loaded.duplicates],
         "metrics": summarize(results),

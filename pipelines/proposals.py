@@ -154,7 +154,8 @@ def build_fleet_proposals(
                 risk = max(risk, p.risk, key=lambda r: _RISK_ORDER.get(r, 1))
         if not steps:
             continue
-        unique = tuple(dict.fromkeys(steps))
+        # steps carry a params dict (unhashable): one per (tool, host, params)
+        unique = tuple({(s.tool, s.host, repr(sorted(dict(s.params).items()))): s for s in steps}.values())
         title = f"{' + '.join(dict.fromkeys(s.tool for s in unique))} on {len({s.host for s in unique})} node(s)"
         draft = Proposal(id="", title=title, risk=risk, steps=unique, cause=cause, rationale=rationale)  # type: ignore[arg-type]
         if len(affected) > MAX_FLEET_STEPS:

@@ -4,6 +4,7 @@ With a model: it answers one letter (schema-constrained JSON); ``rag`` modes add
 from the knowledge base's perceivable split; ``rag-dot-selfplay`` adds a critique round.
 Every mode goes through the agent's own attribution path (``pipelines.attribution.attribute``):
 signature matches, retrieval expanded with their terms, evidence scores, and the model when enabled.
+The knowledge base holds what ``RunContext.kb_scope`` says, never the case's own thread.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def score(case: CCase, ctx: RunContext) -> CaseResult:
     kb = ctx.kb() if ctx.uses_kb else None
     # The packaged 270M model breaks near-ties only; a served model (Ollama, OpenAI-compatible) steers.
     result = attribute(case.log, list(case.choices), kb=kb, ask=ask, question=case.question,
-                       critique=ctx.mode == "rag-dot-selfplay", model_steers=ctx.llm.backend != "llamacpp")
+                       critique=ctx.mode == "rag-dot-selfplay", model_steers=ctx.llm.backend != "llamacpp",
+                       kb_splits=ctx.kb_splits(), exclude_sources=ctx.excluded(case))
     chosen = result.answer
     error = "" if chosen else "no candidate chosen"
     if result.model.get("fallback"):

@@ -74,7 +74,9 @@ def _kb_context(case: BCase, ctx: RunContext) -> str:
     if not ctx.uses_kb or ctx.kb() is None:
         return ""
     try:
-        hits = ctx.kb().search(case.task, top_k=2)
+        excluded = {s.rstrip("/") for s in ctx.excluded(case)}
+        hits = [h for h in ctx.kb().search(case.task, top_k=2 + len(excluded), splits=list(ctx.kb_splits()))
+                if str(h.record.source).rstrip("/") not in excluded][:2]
     except Exception:
         return ""
     lines = [f"<record>{h.record.result} (checks: {', '.join(h.record.function)})</record>" for h in hits]

@@ -129,7 +129,7 @@ def make_agent(ctx: RunContext, toolkit: Any, scenario: Any) -> Any:
 
     llm_config = ctx.llm.config()
     llm = ctx.llm.llm() if ctx.llm.enabled else _no_llm()
-    splits = ("perceivable", "benchmark") if ctx.whole_dataset else ("perceivable",)
+    splits = ctx.kb_splits()
     spec = scenario.cluster
     cluster = ClusterInfo(hosts=list(scenario.hosts), gpus_per_node=spec.gpus_per_node, gpu_model=spec.gpu,
                           scheduler=spec.scheduler)
@@ -195,8 +195,9 @@ def judge(expect: Any, cause: Any, proposals: Sequence[Any], *, verdict: str | N
     else:
         node_ok = expect.node is None or getattr(cause, "node", None) == expect.node
     gpu_ok = expect.gpu is None or getattr(cause, "gpu", None) == expect.gpu
-    # a fault with no kind of its own: naming a catalog kind is wrong, naming none is right
-    fault_ok = got_fault in (None, "custom") if expect.fault == "custom" else got_fault == expect.fault
+    # a fault with no kind of its own is judged by its node and category (formats/scenario.md): a
+    # catalog kind whose symptoms it planted is not wrong, so the kind is not scored
+    fault_ok = True if expect.fault == "custom" else got_fault == expect.fault
     proposed = {step.tool for p in proposals for step in p.steps}
     if expect.remediation and fault_expected:
         remedy_ok = bool(proposed & set(expect.remediation))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 from diagnostics.checks._common import _check, _guard, _result
 from diagnostics.parsers import scheduler
 from diagnostics.parsers.common import ParseError
 from diagnostics.registry import Param, ParseInput, ParseOutput, ToolSpec
-from diagnostics.types import Finding, Status
+from diagnostics.types import Finding, Severity, Status
 
 
 @_guard
@@ -27,13 +29,28 @@ def parse_node_state(inp: ParseInput) -> ParseOutput:
     ok = n.state in ("drained", "draining") if expect == "drained" else n.state == "schedulable"
     if ok:
         return ParseOutput(Status.OK, data=data)
+    data["category"] = "scheduler"
+    severity: Severity = "info"
     if n.state in ("drained", "draining"):
         kind, text2 = "node_drained", f"{n.name} is {n.raw_state} ({n.reason or 'no reason'})"
+        # Slurm drains a node itself when something failed on it; an operator's drain is routine
+        if _FAILURE_REASON.search(n.reason or ""):
+            severity = "warning"
     elif n.state == "down":
-        kind, text2 = "node_down", f"{n.name} is {n.raw_state} in the scheduler"
+        kind, text2 = "node_down", f"{n.name} is {n.raw_state} in the scheduler ({n.reason or 'no reason'})"
+        severity = "warning"
     else:
         kind, text2 = "node_schedulable", f"{n.name} is {n.raw_state}, expected {expect}"
-    return _result([Finding(kind, inp.host, text2, severity="info", data=data)], data)
+    return _result([Finding(kind, inp.host, text2, severity=severity, data=data)], data)
+
+
+# Drain reasons Slurm (or its health checks) set when something failed on the node.
+_FAILURE_REASON = re.compile(
+    r"kill task failed|not responding|prolog|epilog|batch job complete failure|gres/\w+ count|low (?:real)?memory|"
+    r"node unexpectedly rebooted|nhc|health ?check|configuration differs|duplicate jobid|job credential|"
+    r"launch failed|socket timed out|\berror\b|\bfail",
+    re.IGNORECASE,
+)
 
 
 SCHEDULER_CHECKS: tuple[ToolSpec, ...] = (

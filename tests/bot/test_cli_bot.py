@@ -73,7 +73,8 @@ data_dir = "{tmp_path / 'kb'}"
         wait(up)
         status, body, seconds = signed_post(url, slash_command_body("/diagnose", "node-05", "U_ALICE", "C_OPS"),
                                             SECRET, content_type="application/x-www-form-urlencoded")
-        assert status == 200 and "Incident #1" in body and seconds < 3
+        # acked before the work is done (the 3 s Slack deadline is measured by benchmark.speed.bot_ack)
+        assert status == 200 and "Incident #1 opened: diagnosing" in body, (body, seconds)
         wait(lambda: any("React ✅" in p.get("text", "") for p in standin.calls_of("chat.postMessage")))
         proposal = next(p for p in standin.calls_of("chat.postMessage") if "React ✅" in p.get("text", ""))
         signed_post(url, event_body({"type": "reaction_added", "user": "U_APPROVER", "reaction": "white_check_mark",
