@@ -3,6 +3,7 @@
 driver_mismatch: a node whose driver (or CUDA) version differs from the majority.
 gpu count outliers: a node that sees fewer GPUs than most of its peers.
 nccl_env_misconfig: a node whose job NCCL environment differs from the majority.
+version_skew (no fault kind; category software-version): a node whose NCCL build differs from the majority.
 """
 
 from __future__ import annotations
@@ -61,6 +62,19 @@ def fleet_findings(results_by_host: Any) -> list[Finding]:
                         data={"driver": versions[host].data.get("driver"), "cuda": versions[host].data.get("cuda"),
                               "expected_driver": _majority({h: r.data.get("driver") for h, r in versions.items()}),
                               "field": key, "value": value, "majority": common}))
+        # NCCL has no fault kind of its own: a node on another NCCL build is a version skew that
+        # breaks collectives at init ("internal error", truncated messages), category software-version
+        nccl = {h: r.data.get("nccl") for h, r in versions.items()}
+        maj = _majority(nccl)
+        if maj is not None:
+            common, n = maj
+            for host, value in sorted(nccl.items()):
+                if value is not None and value != common:
+                    findings.append(Finding(
+                        "version_skew", host, f"NCCL {value} differs from {common} on {n} of {len(nccl)} nodes",
+                        severity="warning",
+                        data={"component": "nccl", "value": value, "majority": common,
+                              "category": "software-version"}))
     counts = _by_tool(results, "gpu_count")
     if len(counts) >= 2:
         visible = {h: r.data.get("visible") for h, r in counts.items()}

@@ -113,6 +113,8 @@ PASTED_TOOL_CATEGORY: dict[str, str] = {
     "nvidia-smi topo": "gpu-hardware", "nvidia-smi nvlink": "gpu-hardware", "dmesg": "other", "journalctl": "other",
     "ibstat": "network", "ibv_devinfo": "network", "df": "storage", "free": "memory", "nccl-tests": "network",
     "chronyc": "configuration", "sinfo": "scheduler", "scontrol": "scheduler", "kubectl": "scheduler",
+    "nvidia-smi -q (excerpt)": "gpu-hardware", "ibdev2netdev": "network", "nvidia-smi error": "gpu-hardware",
+    "nvidia-smi --query-gpu (no header)": "gpu-hardware", "timedatectl": "configuration",
 }
 
 

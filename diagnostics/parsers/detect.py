@@ -416,6 +416,140 @@ def _read_chronyc(text: str) -> tuple[str, list[PastedFinding]]:
     return summary, findings
 
 
+# --------------------------------------------------------------------------- small formats and excerpts
+
+
+_SECTION_KV = re.compile(r"^\s*([A-Za-z][A-Za-z /().-]*?)\s*:\s*(.*?)\s*$")
+_THROTTLE_BAD = ("HW Slowdown", "HW Thermal Slowdown", "HW Power Brake Slowdown", "SW Thermal Slowdown")
+
+
+def _section_lines(text: str, title: str) -> list[tuple[str, str]]:
+    """The ``key : value`` lines under an nvidia-smi -q section title (indented deeper than it)."""
+    out: list[tuple[str, str]] = []
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.strip() != title:
+            continue
+        indent = len(line) - len(line.lstrip())
+        for follow in lines[i + 1:]:
+            if not follow.strip():
+                continue
+            if len(follow) - len(follow.lstrip()) <= indent:
+                break
+            m = _SECTION_KV.match(follow)
+            if m:
+                out.append((m.group(1).strip(), m.group(2).strip()))
+    return out
+
+
+def _read_query_sections(text: str) -> tuple[str, list[PastedFinding]]:
+    """Excerpts of ``nvidia-smi -q`` (a grep, one section): Remapped Rows, Retired Pages, the clock
+    throttle / event reasons."""
+    findings: list[PastedFinding] = []
+    parts: list[str] = []
+    remap = dict(_section_lines(text, "Remapped Rows"))
+    if remap:
+        pending = remap.get("Pending", "").lower() == "yes"
+        failed = remap.get("Remapping Failure Occurred", "").lower() == "yes"
+        unc = to_float(remap.get("Uncorrectable Error", ""))
+        parts.append(f"remapped rows: {int(unc) if unc is not None else '?'} uncorrectable, pending "
+                     f"{'yes' if pending else 'no'}")
+        if failed:
+            findings.append(PastedFinding("row remapping failed: the GPU must be replaced (RMA)", "critical"))
+        if pending:
+            findings.append(PastedFinding("a row remap is pending: reset the GPU (or reboot) to apply it", "critical"))
+        elif unc:
+            findings.append(PastedFinding(f"{int(unc)} rows remapped for uncorrectable errors", "warning"))
+    for title in ("Clocks Throttle Reasons", "Clocks Event Reasons"):
+        reasons = _section_lines(text, title)
+        if not reasons:
+            continue
+        active = [k for k, v in reasons if v.lower() == "active"]
+        parts.append(f"{title.lower()}: {', '.join(active) or 'none active'}")
+        bad = [k for k in active if k in _THROTTLE_BAD]
+        if bad:
+            findings.append(PastedFinding(f"clocks held down by {', '.join(bad)}", "warning"))
+        if "SW Power Cap" in active:
+            findings.append(PastedFinding("clocks held down by the software power cap", "warning"))
+    retired = dict(_section_lines(text, "Retired Pages"))
+    if retired:
+        pend = retired.get("Pending Page Blacklist", retired.get("Pending", "")).lower() == "yes"
+        parts.append(f"retired pages: pending {'yes' if pend else 'no'}")
+        if pend:
+            findings.append(PastedFinding("a page retirement is pending: reset the GPU to apply it", "critical"))
+    if not parts:
+        raise ParseError("nvidia-smi -q", "no Remapped Rows, Retired Pages or clock reasons section with values")
+    return "; ".join(parts), findings
+
+
+_IBDEV2NETDEV = re.compile(r"^\s*(\S+)\s+port\s+(\d+)\s+==>\s+(\S+)\s+\((Up|Down)\)", re.MULTILINE)
+
+
+def _read_ibdev2netdev(text: str) -> tuple[str, list[PastedFinding]]:
+    rows = _IBDEV2NETDEV.findall(text)
+    down = [f"{hca}/{port} ({netdev})" for hca, port, netdev, state in rows if state == "Down"]
+    summary = f"{_plural(len(rows), 'port')}: {len(rows) - len(down)} up, {len(down)} down"
+    findings = [PastedFinding(f"{d} is Down", "warning", device=d.split("/")[0]) for d in down[:MAX_FINDINGS]]
+    return summary, findings
+
+
+_SMI_FAILED = re.compile(r"Unable to determine the device handle for GPU\s*([0-9A-Fa-f:.]+)\s*:\s*(.+)|"
+                         r"NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver|"
+                         r"^No devices were found\s*$|Unable to query number of GPUs|"
+                         r"Failed to initialize NVML:\s*(.+)", re.MULTILINE)
+
+
+def _read_smi_failure(text: str) -> tuple[str, list[PastedFinding]]:
+    findings: list[PastedFinding] = []
+    for m in _SMI_FAILED.finditer(text):
+        if m.group(1):
+            findings.append(PastedFinding(f"nvidia-smi cannot reach the GPU at {m.group(1)}: {m.group(2).strip()} "
+                                          "(lost from the bus or the driver; check the kernel log for Xid 79)",
+                                          "critical", device=m.group(1)))
+        elif m.group(3):
+            findings.append(PastedFinding(f"NVML cannot start: {m.group(3).strip()}", "critical"))
+        else:
+            findings.append(PastedFinding(f"nvidia-smi failed: {m.group(0).strip()}", "critical"))
+    return f"nvidia-smi failed ({_plural(len(findings), 'error')})", findings[:MAX_FINDINGS]
+
+
+_CSV_ERROR_ROW = re.compile(r"^[^,\n]+(?:,[^,\n]*){2,}$", re.MULTILINE)
+_CSV_ERROR_VALUE = re.compile(r"\[(Unknown Error|GPU is lost|ERR!|Not Supported by driver)\]")
+
+
+def _read_csv_errors(text: str) -> tuple[str, list[PastedFinding]]:
+    """Rows of ``--query-gpu`` CSV without a header: only the error values can be read for sure."""
+    rows = [r for r in _CSV_ERROR_ROW.findall(text) if not r.lstrip().startswith(("#", "$"))]
+    findings: list[PastedFinding] = []
+    for i, row in enumerate(rows):
+        for j, cell in enumerate(c.strip() for c in row.split(",")):
+            m = _CSV_ERROR_VALUE.search(cell)
+            if m and m.group(1) != "Not Supported by driver":
+                findings.append(PastedFinding(f"row {i + 1} (GPU {i} if listed in order): column {j + 1} reads "
+                                              f"[{m.group(1)}]", "critical" if "lost" in m.group(1) else "warning",
+                                              gpu=i))
+    return f"{_plural(len(rows), 'CSV row')} without a header", findings[:MAX_FINDINGS]
+
+
+_TIMEDATE_SYNC = re.compile(r"^\s*(?:System clock synchronized|NTP synchronized)\s*:\s*(yes|no)\s*$",
+                            re.MULTILINE | re.IGNORECASE)
+_TIMEDATE_NTP = re.compile(r"^\s*(?:NTP service|Network time on|NTP enabled)\s*:\s*(\S+)", re.MULTILINE | re.IGNORECASE)
+
+
+def _read_timedatectl(text: str) -> tuple[str, list[PastedFinding]]:
+    sync = _TIMEDATE_SYNC.search(text)
+    ntp = _TIMEDATE_NTP.search(text)
+    synced = sync is not None and sync.group(1).lower() == "yes"
+    summary = f"clock synchronised: {'yes' if synced else 'no'}; NTP service: {ntp.group(1) if ntp else '?'}"
+    findings = []
+    if sync is not None and not synced:
+        findings.append(PastedFinding("the system clock is not synchronised to NTP (timedatectl)", "warning"))
+    if ntp is not None and ntp.group(1).lower() in ("inactive", "n/a", "no"):
+        findings.append(PastedFinding(f"no NTP service runs (NTP service: {ntp.group(1)})", "warning"))
+    return summary, findings
+
+
+
 _SINFO_BAD = ("drain", "drng", "down", "fail", "not_responding", "no_respond", "inval")
 
 
@@ -525,6 +659,12 @@ _SIG_SINFO = _sigre(r"^\s*(?:PARTITION\s+AVAIL|NODELIST\s+NODES|HOSTNAMES\s+\S)"
 _SIG_SCONTROL = _sigre(r"^\s*NodeName=\S+", _M)
 _SIG_DESCRIBE = _sigre(r"^Name:\s+\S+", _M)
 _SIG_DESCRIBE2 = _sigre(r"^(?:Capacity|Allocatable|Conditions):", _M)
+_SIG_QUERY_SECTION = _sigre(r"^\s*(?:Remapped Rows|Retired Pages|Clocks (?:Throttle|Event) Reasons)\s*$", _M)
+_SIG_IBDEV2NETDEV = _sigre(r"^\s*\S+\s+port\s+\d+\s+==>\s+\S+\s+\((?:Up|Down)\)", _M)
+_SIG_SMI_FAILED = _sigre(r"Unable to determine the device handle for GPU|NVIDIA-SMI has failed because it couldn't "
+                         r"communicate|^No devices were found\s*$|Failed to initialize NVML", _M)
+_SIG_CSV_ERROR = _sigre(r"^[^,\n]+(?:,[^,\n]*){2,}\[(?:Unknown Error|GPU is lost|ERR!)\]", _M)
+_SIG_TIMEDATECTL = _sigre(r"^\s*(?:System clock synchronized|NTP synchronized)\s*:", _M)
 _SIG_LSPCI = _sigre(r"^\s*(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7] [^:\n]+: \S", _M)
 
 
@@ -566,6 +706,16 @@ def _recognised(text: str) -> list[tuple[str, Reader]]:
         found.append(("kubectl describe node", _read_describe))
     if _SIG_LSPCI.search(text):
         found.append(("lspci", _read_lspci))
+    if not any(tool == "nvidia-smi -q" for tool, _ in found) and _SIG_QUERY_SECTION.search(text):
+        found.append(("nvidia-smi -q (excerpt)", _read_query_sections))
+    if _SIG_IBDEV2NETDEV.search(text):
+        found.append(("ibdev2netdev", _read_ibdev2netdev))
+    if _SIG_SMI_FAILED.search(text):
+        found.append(("nvidia-smi error", _read_smi_failure))
+    if not any(tool.startswith("nvidia-smi --query") for tool, _ in found) and _SIG_CSV_ERROR.search(text):
+        found.append(("nvidia-smi --query-gpu (no header)", _read_csv_errors))
+    if _SIG_TIMEDATECTL.search(text):
+        found.append(("timedatectl", _read_timedatectl))
     return found
 
 

@@ -247,3 +247,12 @@ def test_fleet_nccl_env_outlier() -> None:
     results["d"] = [env("d", {"NCCL_ALGO": "Tree"})]
     (f,) = fleet_findings(results)
     assert (f.kind, f.host, f.data["differs"]) == ("nccl_env_misconfig", "d", {"NCCL_ALGO": "Tree"})
+
+
+def test_fleet_nccl_version_skew_is_a_software_version_anomaly() -> None:
+    results = {h: [_versions(h, "535.161.08", "12.2")] for h in ("a", "b", "c")}
+    results["d"] = [ToolResult("versions", "d", Status.OK,
+                               data={"driver": "535.161.08", "cuda": "12.2", "nccl": "2.20.5"})]
+    (f,) = fleet_findings(results)
+    assert (f.kind, f.host, f.severity) == ("version_skew", "d", "warning")
+    assert f.data["category"] == "software-version" and f.data["majority"] == "2.18.5"
