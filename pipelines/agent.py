@@ -19,6 +19,7 @@ from typing import Any
 from diagnostics.faults import catalog
 from diagnostics.types import Finding, ToolResult, cap_text
 from pipelines.api import AgentEvent, Cause, Diagnosis, DiagnosisRequest, Proposal
+from pipelines.attribution import categorize
 from pipelines.components import CheckRunner, EntityExtractor, KBLookup, MergeModelEntities, ModelStep
 from pipelines.config import AgentConfig
 from pipelines.contacts import regex_extract
@@ -61,12 +62,14 @@ from pipelines.prompts import (
 from pipelines.proposals import attach_script, build_fleet_proposals, build_proposals, cap_drains
 from pipelines.telemetry import GPU_TELEMETRY_TOOLS, detector_findings, perf_model_block
 from pipelines.verdict import (
+    UNSWEPT_CONFIRMERS,
     Anomaly,
     check_category,
     checks_for_symptom,
     collect_anomalies,
     is_cluster_wide,
     localize,
+    reported_symptom,
     spread,
 )
 
@@ -359,10 +362,11 @@ class Agent:
         """A check shows a catalog fault: localize it (one GPU, one node, or the whole cluster) and
         propose the fix that matches its scope."""
         cfg = self.config
-        verdict = verify_claim(best.cause, run.findings)
         kind = catalog().get(best.fault)
-        category = kind.category if kind else None
         all_hosts = list(self.cluster.hosts)
+        yield from self._check_peers(run, kind, all_hosts, rounds)
+        verdict = verify_claim(best.cause, run.findings)
+        category = kind.category if kind else None
         hosts_with = spread(best.fault, run.findings, all_hosts)
         props: list[Proposal] = []
         prop_notes: list[str] = []
@@ -476,6 +480,23 @@ class Agent:
                                [], 0.3, [], started, verified=False, request=request, verdict="unexplained",
                                anomalies=[{"host": "-", "check": c, "message": f"{c} did not run or did not pass",
                                            "category": check_category(c)} for c in sorted(set(missing) | failed)[:10]])
+        symptom = reported_symptom(request.text)
+        if symptom:
+            # The request reports a problem the checks do not explain: saying "nothing wrong" would
+            # contradict it. Name what was checked and what could show it but does not run by itself.
+            cues = categorize(request.text)  # what the report itself speaks of (RoCE, all-reduce, disk …)
+            category = (max(cues, key=lambda c: cues[c]) if cues
+                        else kb[0].category if kb and kb[0].category else "other")
+            summary = (f"the request reports a problem ({symptom}) that no check explains: {len(ran_ok)} checks ran "
+                       f"and passed ({', '.join(sorted(ran_ok)[:8])}); a slowdown every node shares can hide from "
+                       f"per-node checks: measure it with {', '.join(UNSWEPT_CONFIRMERS)} or compare the job's "
+                       f"throughput with its expected rate")
+            run.graph.add("summary", f"[unexplained] {summary}", [run.graph.nodes[-1].id], round=rounds)
+            return self._final(run, Cause(None, None, None, category, "cluster"), summary, [], 0.25, [], started,
+                               verified=False, request=request, verdict="unexplained",
+                               anomalies=[{"host": "-", "check": "request", "message": f"reported: {symptom}",
+                                           "category": category}],
+                               checks_passed=sorted(ran_ok), confirm_with=list(UNSWEPT_CONFIRMERS))
         passed = sorted(ran_ok)
         summary = f"nothing wrong found: {len(passed)} checks ran on {len(scope)} host(s) and passed ({', '.join(passed[:12])}"
         summary += ", …)" if len(passed) > 12 else ")"
@@ -503,6 +524,25 @@ class Agent:
                 return f"set in the job's environment: {env}"
             return f"the same setting on every node, e.g. {f.host}: {f.message[:120]}"
         return "the same setting on every node"
+
+    def _check_peers(self, run: _Run, kind: Any, all_hosts: list[str], rounds: int) -> Iterator[AgentEvent]:
+        """A fault that can be fleet-wide (a clock, a setting rolled out everywhere) found on the
+        nodes an alert named is checked on their peers once before one node is blamed: the same
+        finding on most nodes makes it cluster-wide, and draining one node would fix nothing."""
+        if kind is None or not kind.cluster_wide_ok or not kind.checks or len(all_hosts) < 2:
+            return
+        tool = kind.checks[0]
+        checked = {r.host for r in run.results if r.tool == tool}
+        peers = [h for h in all_hosts if h not in checked]
+        if not peers or run.invocations >= self.config.max_tool_calls or tool not in self._read_only_names():
+            return
+        filled = fill_params(self.toolkit.registry.get(tool), self.cluster, peers)
+        if filled is None:
+            return
+        run.graph.add("critique", f"{kind.name} can be fleet-wide: checking {tool} on the {len(peers)} other node(s) "
+                      "before blaming one", [run.graph.nodes[-1].id], round=rounds)
+        yield from self._run_plan(run, ToolPlan(tool, peers, filled[0], filled[1],
+                                                f"{kind.name} can be fleet-wide: are the peers affected too?"), rounds)
 
     def _hypothesis_checks(self, run: _Run, scope: list[str], source: str = "signature") -> Iterator[AgentEvent]:
         """The checks the signature matches (or, later, the top past incidents) say would confirm them."""

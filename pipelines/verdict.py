@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -82,6 +83,65 @@ def _finding_tool(f: Finding, results: Sequence[ToolResult]) -> str:
     return str(f.data.get("check") or f.kind)
 
 
+# Words with which a request reports a problem (not a routine "is anything wrong?").
+_SYMPTOM = re.compile(
+    r"\b(?:(?:\d+(?:\.\d+)?\s*(?:x|×)|\d+\s*%)\s*(?:slower|faster|of (?:its|the) (?:old |normal )?speed)|"
+    r"slow(?:er|s|ed|down|ly)?|hang(?:s|ing)?|hung|stuck|crash(?:es|ed|ing)?|died|dies|fail(?:s|ed|ing|ure)?|"
+    r"errors?|timed? ?out|timeouts?|no progress|degraded|drop(?:ped|s)?|not responding|unreachable|oom|killed|"
+    r"nan|diverg\w*|step time (?:up|increased|grew))\b", re.IGNORECASE)
+# Checks that could show a fleet-wide slowdown but are too long to run unasked.
+UNSWEPT_CONFIRMERS = ("nccl_allreduce",)
+
+
+def reported_symptom(text: str) -> str:
+    """The first words of ``text`` that report a problem, or "" for a routine question."""
+    m = _SYMPTOM.search(text or "")
+    if not m:
+        return ""
+    start = max(0, m.start() - 40)
+    return " ".join(text[start:m.end() + 40].split())[:120]
+
+
+# Log findings (kernel or job log lines a signature reads, or error lines no signature knows) that
+# stay below warning on their own: on a minority of the nodes they are what sets a node apart.
+LOG_LINE_KINDS = frozenset({"kernel_error", "kernel_error_unknown", "job_log_error", "job_log_error_unknown"})
+
+
+def _outlier_log_lines(findings: Sequence[Finding], results: Sequence[ToolResult],
+                       answered: set[str]) -> list[Anomaly]:
+    """Log lines the checks rated below warning that still mean trouble: lines a signature knows as
+    a problem (warning or worse in the catalog, however rarely they repeat), wherever they show, and
+    error lines no signature knows when fewer than half of the nodes that answered have them (a
+    node whose log has error lines its peers lack has not passed)."""
+    weak = [f for f in findings if f.kind in LOG_LINE_KINDS and f.severity not in ("warning", "critical")]
+    known = [f for f in weak if str((f.data or {}).get("signature_severity", "")) in ("warning", "error", "critical")]
+    unknown = [f for f in weak if f not in known]
+    if unknown and len({f.host for f in unknown}) * 2 > max(len(answered), 1):
+        unknown = []  # the same lines everywhere: the fleet's normal noise
+    out = []
+    for f in known + unknown:
+        data = f.data or {}
+        tool = _finding_tool(f, results)
+        category = normalize_category(str(data.get("category") or check_category(tool)))
+        note = "" if f in known else " (not on its peers)"
+        out.append(Anomaly(f.host, tool, f"{f.message}{note}", category, "warning", f.kind, f.gpu,
+                           str(data.get("cause") or ""), str(data.get("source") or "")))
+    return out
+
+
+def _signature_of(text: str) -> Any:
+    """The most severe signature that reads a failed check's message, or None."""
+    if not text.strip():
+        return None
+    try:
+        from diagnostics.signatures import load_catalog
+
+        matches = load_catalog().match(text[:20000])
+    except Exception:  # the catalog is an aid here; the failure is an anomaly either way
+        return None
+    return matches[0].signature if matches else None
+
+
 def collect_anomalies(results: Sequence[ToolResult], findings: Sequence[Finding], *,
                       answered: Iterable[str], is_fault: Any, symptom_kinds: Iterable[str],
                       unreachable: Iterable[str] = ()) -> list[Anomaly]:
@@ -99,6 +159,7 @@ def collect_anomalies(results: Sequence[ToolResult], findings: Sequence[Finding]
         out.append(Anomaly(f.host, tool, f.message, category, f.severity, f.kind, f.gpu,
                            str(data.get("cause") or ""), str(data.get("source") or "")))
     answered_hosts = set(answered)
+    out += _outlier_log_lines(findings, results, answered_hosts)
     silent = set(unreachable)
     for r in results:
         status = getattr(r.status, "value", str(r.status))
@@ -109,9 +170,12 @@ def collect_anomalies(results: Sequence[ToolResult], findings: Sequence[Finding]
         detail = (r.error or status).strip().splitlines()[0][:160] if (r.error or status) else status
         msg = (f"{r.tool} timed out on {r.host}" if status == "timeout"
                else f"{r.tool} failed on {r.host}: {detail}")
-        # A hung command on a node that answers other checks is the node's trouble, not a pass.
-        out.append(Anomaly(r.host, r.tool, msg, component_category(r.tool),
-                           "critical" if status == "timeout" else "warning", f"check_{status}"))
+        # A hung command on a node that answers other checks is the node's trouble, not a pass. A
+        # failure whose message a signature reads ("Driver/library version mismatch") says more.
+        sig = _signature_of(r.error or "")
+        out.append(Anomaly(r.host, r.tool, msg, sig.category if sig else component_category(r.tool),
+                           "critical" if status == "timeout" else "warning", f"check_{status}",
+                           cause=sig.cause if sig else "", source=sig.source if sig else ""))
     out.sort(key=lambda a: (-SEVERITY_RANK.get(a.severity, 1.0), a.host, a.check))
     return out
 

@@ -79,8 +79,17 @@ def test_unseen_fault_found_by_broad_sweep() -> None:
 
 def test_no_fault_means_nothing_wrong_and_no_proposal() -> None:
     agent, _, _ = make_agent({})
+    d = agent.diagnose(DiagnosisRequest("Routine check: is anything wrong with the training cluster?"))
+    assert d.cause.fault is None and d.proposals == [] and "nothing wrong" in d.summary and d.verdict == "clean"
+
+
+def test_a_reported_problem_no_check_explains_is_never_nothing_wrong() -> None:
+    """The operator says the job is 3x slower; every check passes: that is unexplained, not clean."""
+    agent, _, _ = make_agent({})
     d = agent.diagnose(DiagnosisRequest(CASE))
-    assert d.cause.fault is None and d.proposals == [] and "nothing wrong" in d.summary
+    assert d.verdict == "unexplained" and "nothing wrong" not in d.summary
+    assert d.cause.fault is None and d.proposals == [] and "step time up 3x" in d.summary
+    assert d.confirm_with == ["nccl_allreduce"] and d.checks_passed
 
 
 def test_named_node_limits_scope() -> None:
