@@ -92,7 +92,7 @@ ADDRESS_RE = re.compile(
 # Host-name prefixes that name machines in clusters (node-07, dgx-a3, trn-14, ip-10-0-3-17 …).
 _HOST_PREFIXES = {
     "node", "nodes", "gpu", "gpunode", "worker", "wrk", "compute", "cmp", "dgx", "hgx", "host",
-    "srv", "server", "login", "trn", "train", "hpc", "cn", "gn", "rack", "cpu", "mgmt", "head",
+    "srv", "server", "login", "trn", "train", "hpc", "cn", "gn", "cpu", "mgmt", "head",
     "master", "box", "vm", "ip", "a100", "h100", "h800", "a800", "b200", "gb200", "storage", "nfs",
     "slurm", "k8s", "kube", "ml", "ai", "infer", "inference", "gpuhost", "n", "c", "g", "r",
 }
@@ -128,7 +128,11 @@ _IGNORE_CUES = re.compile(
     r"(?:already|been)\s+(?:fixed|resolved|repaired)|nothing\s+to\s+(?:check|log\s+into|look\s+at|do)\s+there|"
     r"nothing\s+to\s+log\s+into|known[- ]bad|don'?t\s+resume|stays?\s+(?:out|drained|down|offline)|"
     r"leave\s+\S+\s+(?:drained|down|out|offline|as\s+is)|leave\s+[^.;,\n]{1,40}?\s+alone|in\s+burn-?in|"
-    r"jump\s*(?:box|host|server)|bastion|hop\s+through|not\s+where\s+you\s+(?:log\s*in|ssh))\b",
+    r"jump\s*(?:box|host|server)|bastion|hop\s+through|not\s+where\s+you\s+(?:log\s*in|ssh)|"
+    r"never\s+(?:drains?|fails?|hangs?|crashe?s?)|is\s+identical|\band\s+(?:fine|healthy)\b|"
+    r"can'?t\s+(?:get\s+on|log\s*in(?:to)?|ssh)|cannot\s+(?:get\s+on|log\s*in|ssh)|(?:aws|vendor)-managed|"
+    r"\bpod\s+ip\b|just\s+the\s+(?:pod|container|service|node|vip)\s+ip|"
+    r"not\s+a\s+(?:machine|host|node|server)|isn'?t\s+a\s+(?:machine|host|node|server))\b",
     re.IGNORECASE,
 )
 # "do not run anything that changes the node" asks for read-only checks: not a refusal to run.
@@ -151,7 +155,9 @@ _NEGATIVE_EXEC = re.compile(
     r"(?:was|were|is|got|been)\s+(?:fixed|resolved|solved)|nothing\s+(?:to\s+do|needed|to\s+run)|"
     r"no\s+action(?:\s+(?:needed|required))?|post-?mortem|closing\s+the\s+(?:ticket|loop)|fyi(?:\s+only)?|for\s+(?:your\s+)?information(?:\s+only)?|"
     r"just\s+(?:a\s+)?heads[- ]up|heads[- ]up\s+only|I'?d\s+(?:just\s+)?like\s+to\s+(?:know|understand)|"
-    r"question\s+for\b|for\s+the\s+runbook|nothing\s+to\s+log\s+into|for\s+the\s+record|just\s+so\s+you\s+know|"
+    r"question\s+for\b|for\s+the\s+runbook|nothing\s+to\s+log\s+into|nobody\s+needs?\s+to|"
+    r"not\s+asking\s+anyone|no\s+need\s+for\s+anyone|nothing\s+(?:else\s+)?(?:to\s+do|broken)|"
+    r"more\s+of\s+a\s+question|not\s+a\s+ticket|closing\s+(?:INC|ticket|the\s+incident)|for\s+the\s+record|just\s+so\s+you\s+know|"
     r"not\s+asking\s+(?:you\s+)?(?:to\s+(?:touch|run|log\s*in|do|change|fix)|for\s+(?:access|anything))|"
     r"I'?ll\s+(?:do|schedule|handle|fix)\s+(?:it|the\s+\w+|that)\s+myself|^\W*resolved\b)\b",
     re.IGNORECASE,
@@ -180,12 +186,19 @@ _SSH_PORT_PATTERNS = [
     # "sshd on 10.8.0.44 is on the default port 22", "ssh is on the default port"
     re.compile(r"\bsshd?\b[^\n]{0,60}?\bon\s+(?:the\s+)?(?:default\s+|standard\s+|usual\s+)?port\s+(\d{1,5})\b(?!\.\d)",
                re.IGNORECASE),
+    # "ssh is 2222 on all boxes", "ssh is plain 22 on these", "sshd on the node is 2200"
+    re.compile(r"\bsshd?\b(?:\s+on\s+the\s+(?:node|box|host|machine)s?)?\s+(?:port\s+)?is\s+(?:on\s+)?(?:plain\s+|just\s+|still\s+)?"
+               r"(?:port\s+)?(\d{2,5})\b(?![.:]\d)", re.IGNORECASE),
+    # "22 is blocked from vpn, use 2222"
+    re.compile(r"\b22\s+is\s+(?:blocked|closed|firewalled)[^.\n]{0,40}?\buse\s+(?:port\s+)?(\d{2,5})\b", re.IGNORECASE),
+    # "`core@gb200-r3-t05`, port 2222"
+    re.compile(r"[\w.-]+@[\w.-]+`?\s*,?\s*(?:on\s+)?port\s+(\d{2,5})\b", re.IGNORECASE),
     # mpirun's ssh options: -mca plm_rsh_args "-p 12345"
     re.compile(r"\bplm_rsh_args\b\s*[\"']?[^\"'\n]*?-p\s*(\d{1,5})\b", re.IGNORECASE),
     re.compile(r"\bssh(?:d)?\s*(?:port|:)\s*(?:is\s+|=\s*)?(\d{1,5})\b(?!\.\d)", re.IGNORECASE),
     re.compile(r"\bport\s+(\d{1,5})\s+(?:for|is)\s+ssh\b", re.IGNORECASE),
     re.compile(r"\bsshd?\b[^\n]{0,60}?\blisten(?:s|ing)?\s+on\s+(?:port\s+)?(\d{1,5})\b(?!\.\d)", re.IGNORECASE),
-    re.compile(r"\b(?:ssh\b[^\n]{0,40}?\bport|port\b[^\n]{0,20}?\bssh)\D{0,12}(\d{1,5})\b(?!\.\d)", re.IGNORECASE),
+    re.compile(r"\b(?:ssh\b[^\n]{0,40}?\bport|port\b[^\n]{0,20}?\bssh)\D{0,24}(\d{1,5})\b(?!\.\d)", re.IGNORECASE),
 ]
 _SSH_CONTEXT = re.compile(r"\b(?:ssh|sshd|log\s*in|login|connect|reach(?:able)?|jump)\b", re.IGNORECASE)
 _NON_SSH_CONTEXT = re.compile(
@@ -236,8 +249,10 @@ _VERSION_BEFORE = re.compile(r"(?:\bbrd|\bbroadcast|\bnetmask|\bgateway|\bgw|\bv
                              r"\bkernel|\bbios|\btag)\s*[:=]?\s*$", re.IGNORECASE)
 
 
-_RENDEZVOUS_BEFORE = re.compile(r"(?:master_addr|master-addr|rdzv[_-]endpoint|dist[_-]url|init[_-]method)\s*[=:]\s*"
-                                r"(?:tcp://)?$", re.IGNORECASE)
+_RENDEZVOUS_BEFORE = re.compile(r"(?:(?:master_addr|master-addr|rdzv[_-]endpoint|dist[_-]url|init[_-]method)\s*[=:]\s*"
+                                r"(?:tcp://)?|\bpeer\s+)$", re.IGNORECASE)
+_NOT_A_MACHINE_AFTER = re.compile(r"\s*(?:pods?|containers?|process(?:es)?|ranks?|services?|agents?|boxes|nodes|"
+                                  r"hosts|servers|machines|fleet|partition)\b", re.IGNORECASE)
 
 
 _UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-")
@@ -269,6 +284,9 @@ def _hostish(low: str) -> bool:
 def _accept_hostname(match: re.Match[str], clause: str) -> bool:
     host = match.group("host")
     before = clause[: match.start("host")]
+    after_text = clause[match.end():match.end() + 30]
+    if _NOT_A_MACHINE_AFTER.match(after_text):
+        return False  # "worker-0 pod", "ml-gpu boxes": a pod, a process or a class of machines
     if before.endswith("://") or _RENDEZVOUS_BEFORE.search(before):
         return False  # a web endpoint (https://10.9.0.52) or the job's rendezvous peer, not a machine to log in to
     if _is_ip(host.strip("[]")):
@@ -279,7 +297,7 @@ def _accept_hostname(match: re.Match[str], clause: str) -> bool:
     if host.count(":") >= 2:
         return False  # a bare colon run that is not an IP (timestamps)
     low = host.lower()
-    if _HEX_ID.match(low) or _UUID.match(low) or low.startswith("lib"):
+    if _HEX_ID.match(low) or re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", low) or low.startswith("lib"):
         return False
     if not re.search(r"\d", low) and "." not in low:  # a digitless word-word name
         return _hostword(low)
@@ -354,11 +372,22 @@ def _scheduler_nodes(logs: str) -> list[str]:
     return out
 
 
+_OTHER_THING = re.compile(r"\b(?:container|pod|process|job|agent|session)\s+(?:id|name|ip)\b|\bhostname=", re.IGNORECASE)
+_IMPERATIVE_IGNORE = re.compile(r"^\W*(?:don'?t|do\s+not|skip|ignore|leave|never|exclude)\b", re.IGNORECASE)
+_URL = re.compile(r"\bhttps?://[^\s)>\]`'\"]+")
+
+
+def _drop_short_aliases(hosts: frozenset[str]) -> frozenset[str]:
+    """"node0" beside "a100-node0.lab": the short one is the other's alias."""
+    return frozenset(h for h in hosts if not any(
+        other != h and not _is_ip(h) and re.search(rf"(?:^|[-.]){re.escape(h)}(?:[-.]|$)", other) for other in hosts))
+
+
 def regex_extract(text: str) -> Extraction:
     """The deterministic extractor: the addresses the operator names in their own words, minus
     those in an "ignore …" clause; addresses only inside pasted log lines count only when the
     operator named none (then the log is all we have)."""
-    text = expand_host_lists(text)
+    text = _URL.sub(" ", expand_host_lists(text))  # a link's host and query are not machines to look at
     prose, logs = split_log_lines(text)
     found = _extract(prose, config_text=text)
     if logs and found.hosts and _REFERS_TO_PASTE.search(prose):
@@ -485,6 +514,7 @@ def _extract(text: str, config_text: str | None = None) -> Extraction:
                 port = parse_port(m.group(2))
                 if port is not None:
                     ports.setdefault(port)
+    continues_list = False
     for clause in _clauses(text):
         jumps = [normalize_host(m.group(1)) for m in _JUMP.finditer(clause)]
         # "reachable through the bastion: ssh -J ops@bastion g183": only the jump host is left out
@@ -495,7 +525,9 @@ def _extract(text: str, config_text: str | None = None) -> Extraction:
                 and not _READ_ONLY_REQUEST.search(clause)):
             negative_exec = True
         clause_hosts: list[str] = []
-        last_end = -1
+        # "check s12gn3064 and s13gn0402: …" is split at "and": a clause that opens with a name
+        # continues the previous clause's list of hosts
+        last_end = 0 if continues_list else -1
         for m in ADDRESS_RE.finditer(clause):
             listed = (last_end >= 0 and re.fullmatch(r"[\s,;/&]*(?:(?:and|or)\s+)?", clause[last_end:m.start()])
                       and re.search(r"\d", m.group("host")) and not _NOT_HOSTS.match(m.group("host")))
@@ -503,7 +535,7 @@ def _extract(text: str, config_text: str | None = None) -> Extraction:
                 continue
             last_end = m.end()
             host = normalize_host(m.group("host"))
-            if not host or host in _LOOPBACK:
+            if not host or host in _LOOPBACK or (_is_ip(host) and ipaddress.ip_address(host).is_loopback):
                 continue
             clause_hosts.append(host)
             port = parse_port(m.group("port")) if m.group("port") else None
@@ -523,7 +555,11 @@ def _extract(text: str, config_text: str | None = None) -> Extraction:
             if host not in clause_hosts and host not in _LOOPBACK:
                 clause_hosts.append(host)
         service_only = ignore and bool(_SERVICE_ON_HOST.search(clause))  # "ignore the jupyter on X:8888"
-        if ignore and not clause_hosts and previous_hosts and _BACK_REFERENCE.search(clause):
+        # a bare order ("don't touch.", "skip.") refers back too; a remark ("the loss is fine") does not
+        short = (len(re.findall(r"[A-Za-z']+", clause)) <= 4 and bool(_IMPERATIVE_IGNORE.match(clause))
+                 and not _SHORT_TAG.search(clause))
+        names_other = bool(_OTHER_THING.search(clause))  # "… is the exporter container id, ignore it"
+        if ignore and not clause_hosts and previous_hosts and not names_other and (_BACK_REFERENCE.search(clause) or short):
             ignored.update(previous_hosts)
         if ignore:  # "leave 101 and 102 alone", "t15 stays in service": short forms of named hosts
             tagged = [h for tag in _SHORT_TAG.findall(_PORT_MENTION.sub("", clause)) for h in keep
@@ -537,9 +573,11 @@ def _extract(text: str, config_text: str | None = None) -> Extraction:
             (ignored.add(host) if ignore else keep.setdefault(host))
         if clause_hosts:
             previous_hosts = clause_hosts
+        continues_list = bool(clause_hosts) and bool(re.search(r"[\w.-]\s*$", clause)) and \
+            clause.rstrip().endswith(tuple(clause_hosts)) if clause_hosts else False
     for host in _listed_names(text):
         keep.setdefault(host)
-    hosts = frozenset(h for h in keep if h not in ignored)
+    hosts = _drop_short_aliases(frozenset(h for h in keep if h not in ignored))
     port_set = frozenset(p for p in ports if p not in ignored_ports)
     needs = False if negative_exec else bool(hosts) or bool(_POSITIVE_EXEC.search(text))
     return Extraction(hosts, port_set, needs)
