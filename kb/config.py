@@ -52,7 +52,7 @@ class KBConfig:
     data_dir None keeps an in-memory store ephemeral (tests, benchmarks).
     """
 
-    store: str = "memory"
+    store: str = "index"  # chosen by measurement (docs/kb.md): same recall, p95 2 ms at 10k records
     data_dir: Path | None = None
     seed_path: Path | None = SEED_PATH
     records_dir: Path | None = RECORDS_DIR  # loaded with the seed (not when seed_path is None)

@@ -312,7 +312,7 @@ def test_stats(kb: KnowledgeBase, tmp_path: Path) -> None:
     stats = kb.stats()
     assert stats["total"] == 5 and stats["retrievable"] == 3
     assert stats["by_split"] == {"perceivable": 3, "benchmark": 2}
-    assert stats["store"] == "memory" and stats["retrievable_splits"] == ["perceivable"]
+    assert stats["store"] == "index" and stats["retrievable_splits"] == ["perceivable"]  # the measured default
 
 
 def test_seed_loads_once_and_survives_restarts(tmp_path: Path) -> None:
