@@ -30,16 +30,6 @@ REASON_BITS: dict[str, int] = {
     "hw_power_brake_slowdown": 0x80,
     "display_clock_setting": 0x100,
 }
-# what a standing Xid most likely means (NVIDIA's Xid catalog); the finding's kind stays gpu_xid
-XID_SUGGESTS: dict[int, str] = {
-    48: "gpu_ecc_uncorrectable", 94: "gpu_ecc_uncorrectable", 95: "gpu_ecc_uncorrectable",
-    63: "gpu_row_remap_pending", 64: "gpu_row_remap_pending", 79: "gpu_fallen_off_bus",
-}
-# when several rules hit one GPU, the kind that best explains the others comes first
-KIND_PRIORITY: tuple[str, ...] = (
-    "gpu_fallen_off_bus", "gpu_ecc_uncorrectable", "gpu_row_remap_pending", "gpu_power_cap",
-    "gpu_thermal_at_slowdown", "gpu_clock_throttle", "gpu_thermal", "gpu_xid", "node_unreachable",
-)
 # reasons that mean "the hardware or the driver is holding the clock down", not normal operation
 SLOWDOWN_BITS = ("hw_slowdown", "sw_thermal_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown")
 

@@ -18,10 +18,9 @@ from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any, Protocol, runtime_checkable
 
+from diagnostics.faults import catalog
 from diagnostics.telemetry.prometheus import PrometheusClient, PrometheusError, PrometheusUnreachable, Series
 from diagnostics.telemetry.queries import (
-    KIND_PRIORITY,
-    XID_SUGGESTS,
     QueryParams,
     Rule,
     decode_reasons,
@@ -264,8 +263,9 @@ class PrometheusTelemetrySource:
             data["clock_event_mask"] = reasons[(host, gpu)]
         if rule.name == "GpuXid":
             data["xid"] = int(s.value)
-            if int(s.value) in XID_SUGGESTS:
-                data["suggests"] = XID_SUGGESTS[int(s.value)]
+            suggests = xid_suggests(int(s.value))
+            if suggests:
+                data["suggests"] = suggests
             if int(s.value) == 79:
                 kind = "gpu_fallen_off_bus"
         if kind == "gpu_thermal":
@@ -284,23 +284,43 @@ class PrometheusTelemetrySource:
                        f"{ref_text}{reasons_text}", data=data)
 
 
+def xid_suggests(xid: int) -> str | None:
+    """The fault kind NVIDIA's Xid catalog says a standing Xid most likely means (the signature
+    catalog's ``xid-N`` entry), when it is more specific than gpu_xid."""
+    try:
+        from diagnostics.signatures import load_catalog
+
+        sig = load_catalog().get(f"xid-{xid}")
+    except Exception:  # the catalog is an aid to the alert; the Xid finding stands without it
+        return None
+    kind = sig.fault_kind if sig is not None else None
+    return kind if kind and kind != "gpu_xid" else None
+
+
 def rank_findings(findings: list[Finding]) -> list[Finding]:
     """Per GPU (or node), mark the finding whose kind best explains the others ``primary`` and put
     it first: a lowered power limit explains a low clock, a GPU at or past its catalog slowdown
     temperature explains it by heat (merely warm is a symptom), an Xid is usually a symptom.
     Order across GPUs is kept."""
-    def rank(f: Finding) -> int:
-        kind = f.kind
-        if kind == "gpu_thermal" and f.data.get("at_slowdown"):
-            kind = "gpu_thermal_at_slowdown"
-        return KIND_PRIORITY.index(kind) if kind in KIND_PRIORITY else len(KIND_PRIORITY)
+    def rank(f: Finding, kinds: set[str]) -> tuple[int, bool, int]:
+        # what a kind explains comes from the fault catalog; a GPU merely warm explains nothing
+        # and, like an Xid, is usually a symptom of something else
+        kind = catalog().get(f.kind)
+        symptom = f.kind == "gpu_xid" or (f.kind == "gpu_thermal" and not f.data.get("at_slowdown"))
+        if kind is None or symptom:
+            explains = 0
+        else:
+            explains = sum(1 for k in kinds if k != f.kind and ("*" in kind.explains or k in kind.explains))
+        critical = kind is not None and kind.severity == "critical"
+        return (-explains, symptom, 0 if critical else 1)
 
     groups: dict[tuple[str, int | None], list[Finding]] = {}
     for f in findings:
         groups.setdefault((f.host, f.gpu), []).append(f)
     out: list[Finding] = []
     for group in groups.values():
-        group.sort(key=rank)
+        kinds = {f.kind for f in group}
+        group.sort(key=lambda f: rank(f, kinds))
         for i, f in enumerate(group):
             f.data["primary"] = i == 0
             out.append(f)
