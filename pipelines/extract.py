@@ -152,15 +152,26 @@ def extract_entities(text: str, known_hosts: Sequence[str] = ()) -> Entities:
             ent.keywords.append(found.group(0).strip().lower())
             for fault, w in weights.items():
                 hyp[fault] = hyp.get(fault, 0.0) + w
-    if 79 in ent.xids:
-        hyp["gpu_fallen_off_bus"] = hyp.get("gpu_fallen_off_bus", 0.0) + 1.5
-    if 48 in ent.xids:
-        hyp["gpu_ecc_uncorrectable"] = hyp.get("gpu_ecc_uncorrectable", 0.0) + 1.5
-    if {63, 64, 94, 95} & set(ent.xids):
-        hyp["gpu_row_remap_pending"] = hyp.get("gpu_row_remap_pending", 0.0) + 0.8
+    for xid in ent.xids:  # what NVIDIA's Xid catalog says the Xid means (the signature catalog's data)
+        kind, weight = _xid_prior(xid)
+        if kind:
+            hyp[kind] = hyp.get(kind, 0.0) + weight
     ent.keywords = _uniq(ent.keywords)
     ent.hypotheses = dict(sorted(hyp.items(), key=lambda kv: -kv[1]))
     return ent
+
+
+def _xid_prior(xid: int) -> tuple[str | None, float]:
+    """The fault kind an Xid names in the signature catalog (``xid-N``), weighted by severity."""
+    try:
+        from diagnostics.signatures import load_catalog
+
+        sig = load_catalog().get(f"xid-{xid}")
+    except Exception:  # without the catalog the Xid stays a keyword; the checks still find the fault
+        return None, 0.0
+    if sig is None or not sig.fault_kind or sig.fault_kind == "gpu_xid":
+        return None, 0.0
+    return sig.fault_kind, 1.5 if sig.severity == "critical" else 0.8
 
 
 ENTITY_SCHEMA: dict[str, Any] = {
