@@ -89,3 +89,23 @@ def test_hostile_input_is_read_not_fatal() -> None:
             assert d.verdict == "verified" and d.cause.node == "node-02" and d.cause.gpu == 1
     finally:
         target.close()
+
+
+def test_an_alert_naming_one_node_does_not_blame_it_for_a_fleet_wide_fault() -> None:
+    """Every clock is 5 minutes off; the alert names node-01. The peers are checked before one
+    node is blamed: the cause is cluster-wide and nothing is drained."""
+    d = _diagnose({"id": "wide-skew", "faults": [{"kind": "clock_skew", "node": "all", "offset_s": 304}],
+                   "alert": "srun: error: Task launch for 1466614.0 failed on node node-01: Job credential expired"})
+    assert d.cause.fault == "clock_skew" and d.cause.node is None
+    assert not any(s.tool == "drain_node" for p in d.proposals for s in p.steps)
+    assert {c["host"] for c in d.tool_calls if c["tool"] == "clock_sync"} == {f"node-0{i}" for i in range(1, 9)}
+
+
+def test_error_lines_only_one_node_has_are_not_clean() -> None:
+    """A custom fault whose only trace is a repeated warning-level kernel line on one node."""
+    d = _diagnose({"id": "thermal-cpu", "faults": [{
+        "kind": "custom", "node": "node-07", "category": "thermal-power",
+        "kernel_log": [f"CPU{i}: Package temperature above threshold, cpu clock throttled (total events = 1386{i})"
+                       for i in range(4)]}],
+        "alert": "step time +35% since the afternoon, worst on node-07"})
+    assert d.verdict != "clean" and d.cause.node == "node-07" and d.cause.category == "thermal-power"
