@@ -3,7 +3,7 @@ network stack, storage, scheduler daemons). The registry includes them (``CHECKS
 
 Every check is read-only and parses the real tool's output (``diagnostics.parsers.health``).
 Kernel and job logs are matched against the signature catalogue (``diagnostics.signatures``,
-imported lazily so this module stays usable while it is absent); everything else reads counters
+imported lazily: a catalogue that fails to load makes these checks say so, never pass); everything else reads counters
 and states directly. A parser never raises: a missing tool or device, a permission refusal or an
 empty sysfs glob is status no_data (never ok), unreadable output is status error. A command that
 times out is reported by the toolkit as status timeout; only ``mount_health`` wraps its ``df`` in
@@ -59,8 +59,8 @@ _ERROR_WORDS = re.compile(
 _NOT_ERRORS = re.compile(r"\b(?:no errors?|0 errors?|error[_ ]?count[=:] ?0|errors=remount-ro|EDAC .* initialized)\b",
                          re.IGNORECASE)
 
-# --------------------------------------------------------------------------- helpers (own copies: the checks
-# package is being reorganised, its private helpers are not imported)
+# --------------------------------------------------------------------------- helpers (these checks read logs and
+# counters, not nvidia-smi: they share no helper with diagnostics.checks._common)
 
 _DENIED = ("permission denied", "operation not permitted", "must be root", "requires root", "access denied")
 
