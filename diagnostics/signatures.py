@@ -148,6 +148,8 @@ def _grouped(pattern: str) -> str:
 
 
 def clean_line(line: str) -> str:
+    if line.isprintable():  # the common case: no escape or control character to remove
+        return line[:MAX_LINE]
     line = _ANSI.sub("", line)
     line = _CONTROL.sub("", line).rstrip("\r")
     return line[:MAX_LINE]

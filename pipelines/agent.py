@@ -484,7 +484,8 @@ class Agent:
         if symptom:
             # The request reports a problem the checks do not explain: saying "nothing wrong" would
             # contradict it. Name what was checked and what could show it but does not run by itself.
-            cues = categorize(request.text)  # what the report itself speaks of (RoCE, all-reduce, disk …)
+            # what the report itself speaks of (RoCE, all-reduce, disk …): its opening words, not a paste
+            cues = categorize(request.text[:4000])
             category = (max(cues, key=lambda c: cues[c]) if cues
                         else kb[0].category if kb and kb[0].category else "other")
             summary = (f"the request reports a problem ({symptom}) that no check explains: {len(ran_ok)} checks ran "

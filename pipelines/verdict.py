@@ -95,7 +95,7 @@ UNSWEPT_CONFIRMERS = ("nccl_allreduce",)
 
 def reported_symptom(text: str) -> str:
     """The first words of ``text`` that report a problem, or "" for a routine question."""
-    m = _SYMPTOM.search(text or "")
+    m = _SYMPTOM.search((text or "")[:20000])  # the report's own words come first; a paste may follow
     if not m:
         return ""
     start = max(0, m.start() - 40)

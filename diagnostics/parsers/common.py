@@ -39,7 +39,11 @@ def clean(text: str) -> str:
     """What a terminal, a chat client or a markdown renderer adds to a tool's output, taken away
     without moving any line: CRLF and lone CR become LF, ANSI escapes and other control characters
     go, a markdown fence line becomes an empty line, and the indentation every line shares (a
-    pasted indented code block) is removed. Line numbers stay those of the input."""
+    pasted indented code block) is removed. Line numbers stay those of the input. Cleaning is
+    idempotent, and the last text cleaned is remembered (a paste is read by several readers)."""
+    if _LAST_CLEAN and (text is _LAST_CLEAN[0] or text is _LAST_CLEAN[1]):
+        return _LAST_CLEAN[1]
+    original = text
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if "\x1b" in text:
         text = _ANSI.sub("", text)
@@ -49,7 +53,12 @@ def clean(text: str) -> str:
     common = min(indents, default=0)
     if common and all(ln[:common].strip() == "" for ln in lines if ln.strip()):
         lines = [ln[common:] for ln in lines]
-    return "\n".join(lines)
+    cleaned = "\n".join(lines)
+    _LAST_CLEAN[:] = [original, cleaned]
+    return cleaned
+
+
+_LAST_CLEAN: list[str] = []  # [input, output] of the last call
 
 
 _SIZE = re.compile(r"^(?P<num>\d+(?:[.,]\d+)?)\s*(?P<unit>[KMGTPE]?)(?:i?B?)?$", re.IGNORECASE)
