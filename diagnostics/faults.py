@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from diagnostics.types import ValidationError
-from diagnostics.yamlfile import YamlFileError, read_yaml
+from diagnostics.yamlfile import YamlFileError, choice, read_yaml, str_list
 
 BUILTIN_FILE = Path(__file__).parent / "data" / "faults.yaml"
 
@@ -125,14 +125,6 @@ class FaultCatalog:
         return kind.category if kind else None
 
 
-def _strs(value: Any, what: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ValueError(f"field '{what}': must be a list of strings")
-    return tuple(value)
-
-
 def _field_spec(raw: Any) -> FieldSpec:
     if not isinstance(raw, Mapping) or not isinstance(raw.get("name"), str):
         raise ValueError("field 'fields': each entry needs a 'name'")
@@ -140,7 +132,7 @@ def _field_spec(raw: Any) -> FieldSpec:
     if ftype not in FIELD_TYPES:
         raise ValueError(f"field 'fields.{raw['name']}.type': {ftype!r} is not one of {', '.join(FIELD_TYPES)}")
     return FieldSpec(name=raw["name"], type=ftype, required=bool(raw.get("required", True)),
-                     default=raw.get("default"), choices=_strs(raw.get("choices"), "choices"),
+                     default=raw.get("default"), choices=str_list(raw.get("choices"), "choices"),
                      min=raw.get("min"), max=raw.get("max"))
 
 
@@ -159,7 +151,7 @@ def _plans(raw: Any, known_actions: Iterable[str]) -> tuple[tuple[PlanStep, ...]
             action = step.get("action") if isinstance(step, Mapping) else None
             if action not in allowed:
                 raise ValueError(f"field 'remediation': unknown action {action!r}; known: {', '.join(sorted(allowed))}")
-            steps.append(PlanStep(action, _strs(step.get("params"), "remediation.params")))
+            steps.append(PlanStep(action, str_list(step.get("params"), "remediation.params")))
         plans.append(tuple(steps))
     return tuple(plans)
 
@@ -171,25 +163,21 @@ def _kind(raw: Mapping[str, Any], where: str, known_checks: frozenset[str] | Non
     category = normalize_category(str(raw.get("category", "")))
     if category not in CATEGORIES:
         raise ValueError(f"field 'category': {raw.get('category')!r} is not one of {', '.join(CATEGORIES)}")
-    scope = raw.get("scope", "node")
-    if scope not in SCOPES:
-        raise ValueError(f"field 'scope': {scope!r} is not one of {', '.join(SCOPES)}")
-    severity = raw.get("severity", "warning")
-    if severity not in SEVERITIES:
-        raise ValueError(f"field 'severity': {severity!r} is not one of {', '.join(SEVERITIES)}")
+    scope = choice(raw, "scope", SCOPES, "node")
+    severity = choice(raw, "severity", SEVERITIES, "warning")
     description = raw.get("description")
     if not isinstance(description, str) or not description.strip():
         raise ValueError("field 'description': a one-line plain description is required")
-    checks = _strs(raw.get("checks"), "checks")
-    kb_checks = _strs(raw.get("kb_checks"), "kb_checks")
+    checks = str_list(raw.get("checks"), "checks")
+    kb_checks = str_list(raw.get("kb_checks"), "kb_checks")
     if known_checks is not None:
         unknown = [c for c in (*checks, *kb_checks) if c not in known_checks]
         if unknown:
             raise ValueError(f"field 'checks': unknown check name(s) {', '.join(unknown)}")
     return FaultKind(
         name=name, description=description.strip(), category=category, scope=scope, severity=severity,
-        checks=checks, kb_checks=kb_checks or checks, components=_strs(raw.get("components"), "components"),
-        explains=_strs(raw.get("explains"), "explains"),
+        checks=checks, kb_checks=kb_checks or checks, components=str_list(raw.get("components"), "components"),
+        explains=str_list(raw.get("explains"), "explains"),
         remediation=_plans(raw.get("remediation"), REMEDIATIONS),
         runbook=raw.get("runbook"), simulated=bool(raw.get("simulated", False)),
         fields=tuple(_field_spec(f) for f in raw.get("fields") or ()),

@@ -59,8 +59,9 @@ _ERROR_WORDS = re.compile(
 _NOT_ERRORS = re.compile(r"\b(?:no errors?|0 errors?|error[_ ]?count[=:] ?0|errors=remount-ro|EDAC .* initialized)\b",
                          re.IGNORECASE)
 
-# --------------------------------------------------------------------------- helpers (these checks read logs and
-# counters, not nvidia-smi: they share no helper with diagnostics.checks._common)
+# --------------------------------------------------------------------------- helpers (not checks._common's: here
+# a tool is also absent when root is refused or when it runs under `timeout N`, and a parser bug
+# is caught as an error, since these checks must never pass a node by accident)
 
 _DENIED = ("permission denied", "operation not permitted", "must be root", "requires root", "access denied")
 

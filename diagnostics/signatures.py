@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from diagnostics.faults import CATEGORIES, SCOPES, normalize_category
-from diagnostics.yamlfile import YamlFileError, read_yaml
+from diagnostics.yamlfile import YamlFileError, choice, read_yaml, str_list
 
 try:  # google-re2: linear-time matching; the dependency is declared, the fallback is for odd installs
     import re2 as _re2
@@ -225,14 +225,6 @@ class SignatureCatalog:
 # --------------------------------------------------------------------------- loading
 
 
-def _strs(value: Any, what: str) -> tuple[str, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        raise ValueError(f"field '{what}': must be a list of non-empty strings")
-    return tuple(v.strip() for v in value)
-
-
 def _required(raw: Mapping[str, Any], name: str) -> str:
     value = raw.get(name)
     if not isinstance(value, str) or not value.strip():
@@ -259,19 +251,13 @@ def _signature(raw: Mapping[str, Any], where: str, known_checks: frozenset[str] 
     category = normalize_category(str(raw.get("category", "")))
     if category not in CATEGORIES:
         raise ValueError(f"field 'category': {raw.get('category')!r} is not one of {', '.join(CATEGORIES)}")
-    severity = raw.get("severity")
-    if severity not in SEVERITIES:
-        raise ValueError(f"field 'severity': {severity!r} is not one of {', '.join(SEVERITIES)}")
-    scope = raw.get("scope", "node")
-    if scope not in SCOPES:
-        raise ValueError(f"field 'scope': {scope!r} is not one of {', '.join(SCOPES)}")
-    action = raw.get("action", "investigate")
-    if action not in ACTIONS:
-        raise ValueError(f"field 'action': {action!r} is not one of {', '.join(ACTIONS)}")
+    severity = choice(raw, "severity", SEVERITIES)
+    scope = choice(raw, "scope", SCOPES, "node")
+    action = choice(raw, "action", ACTIONS, "investigate")
     source = _required(raw, "source")
     if not source.startswith(("https://", "http://")):
         raise ValueError("field 'source': must be the URL the signature was written from")
-    checks = _strs(raw.get("checks"), "checks")
+    checks = str_list(raw.get("checks"), "checks", non_empty=True)
     if known_checks is not None:
         unknown = [c for c in checks if c not in known_checks]
         if unknown:
@@ -283,7 +269,7 @@ def _signature(raw: Mapping[str, Any], where: str, known_checks: frozenset[str] 
     return Signature(id=sig_id, title=_required(raw, "title"), pattern=pattern, category=category,
                      severity=str(severity), scope=str(scope), cause=_required(raw, "cause"),
                      fix=_required(raw, "fix"), action=str(action), source=source, checks=checks,
-                     keywords=_strs(raw.get("keywords"), "keywords"), fault_kind=fault_kind,
+                     keywords=str_list(raw.get("keywords"), "keywords", non_empty=True), fault_kind=fault_kind,
                      fallback=bool(raw.get("fallback", False)), where=where)
 
 

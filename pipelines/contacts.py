@@ -407,6 +407,7 @@ _STOP_NAMES = {"on", "to", "into", "in", "is", "as", "the", "a", "an", "port", "
                "and", "or", "with", "via", "from", "it", "them", "there", "here", "agent", "session", "login"}
 _USER_AT_HOST = re.compile(r"(?<![\w.-])[A-Za-z_][\w.-]*@([A-Za-z][\w-]*[A-Za-z0-9])(?![\w@-]|\.\w)")
 _SSH_TARGET = re.compile(r"\bssh\s+(?:-[A-Za-z]+(?:\s+(?!-)\S+)?\s+)*(?:[\w.-]+@)?([A-Za-z][\w.-]*[A-Za-z0-9])\b(?![.@-]\w)")
+_LIST_SEP = r"\s*,\s*(?:and\s+)?|\s+and\s+|\s*&\s*"  # "a, b and c", "a & b"
 _HOST_LIST = re.compile(r"(?<!jump )(?<!bastion )(?<!proxy )(?<!login )\b(?:hosts?|nodes?|machines?|servers?|boxes|workers?|compute\s+nodes?)(?:\s+(?:are|is)|\s*[=:])\s+"
                         r"((?:[A-Za-z][\w.-]*[A-Za-z0-9](?:\s*,\s*(?:and\s+)?|\s+and\s+|\s*&\s*|\s*/\s*|\s+)?)+)", re.IGNORECASE)
 _SSH_CONFIG_HOST = re.compile(r"(?mi)^\s*(?:Host|HostName)\s+([A-Za-z0-9][\w.*?-]*)\s*$")
@@ -473,7 +474,7 @@ def _explicit_hosts(clause: str) -> list[str]:
     out = [name for m in _USER_AT_HOST.finditer(clause) if (name := _named(m.group(1)))]
     found = [m.group(1) for m in _SSH_TARGET.finditer(clause)]
     for m in _HOST_LIST.finditer(clause):
-        found += [t for t in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+|\s*&\s*|\s*/\s*|\s+", m.group(1)) if t]
+        found += [t for t in re.split(rf"{_LIST_SEP}|\s*/\s*|\s+", m.group(1)) if t]
     found += [m.group(1) for m in _HOSTFILE_LINE.finditer(clause)]
     for token in found:
         name = _named(token)
@@ -488,7 +489,7 @@ def _listed_names(text: str) -> list[str]:
     out: list[str] = []
     for line in text.splitlines():
         for m in _HOST_LIST.finditer(line):
-            listed = [t for t in re.split(r"\s*,\s*(?:and\s+)?|\s+and\s+|\s*&\s*", m.group(1).strip()) if t]
+            listed = [t for t in re.split(_LIST_SEP, m.group(1).strip()) if t]
             if len(listed) >= 2 and "," in m.group(1) and all(re.fullmatch(r"[A-Za-z][\w.-]*", t) for t in listed):
                 out += [name for t in listed if (name := _named(t)) and len(name) >= 3]
     return out
@@ -573,8 +574,7 @@ def _extract(text: str, config_text: str | None = None) -> Extraction:
             (ignored.add(host) if ignore else keep.setdefault(host))
         if clause_hosts:
             previous_hosts = clause_hosts
-        continues_list = bool(clause_hosts) and bool(re.search(r"[\w.-]\s*$", clause)) and \
-            clause.rstrip().endswith(tuple(clause_hosts)) if clause_hosts else False
+        continues_list = bool(clause_hosts) and clause.rstrip().endswith(tuple(clause_hosts))
     for host in _listed_names(text):
         keep.setdefault(host)
     hosts = _drop_short_aliases(frozenset(h for h in keep if h not in ignored))

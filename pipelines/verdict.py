@@ -113,17 +113,19 @@ def _outlier_log_lines(findings: Sequence[Finding], results: Sequence[ToolResult
     a problem (warning or worse in the catalog, however rarely they repeat), wherever they show, and
     error lines no signature knows when fewer than half of the nodes that answered have them (a
     node whose log has error lines its peers lack has not passed)."""
-    weak = [f for f in findings if f.kind in LOG_LINE_KINDS and f.severity not in ("warning", "critical")]
-    known = [f for f in weak if str((f.data or {}).get("signature_severity", "")) in ("warning", "error", "critical")]
-    unknown = [f for f in weak if f not in known]
+    known: list[Finding] = []
+    unknown: list[Finding] = []
+    for f in findings:
+        if f.kind in LOG_LINE_KINDS and f.severity not in ("warning", "critical"):
+            bad = str((f.data or {}).get("signature_severity", "")) in ("warning", "error", "critical")
+            (known if bad else unknown).append(f)
     if unknown and len({f.host for f in unknown}) * 2 > max(len(answered), 1):
         unknown = []  # the same lines everywhere: the fleet's normal noise
     out = []
-    for f in known + unknown:
+    for f, note in [(f, "") for f in known] + [(f, " (not on its peers)") for f in unknown]:
         data = f.data or {}
         tool = _finding_tool(f, results)
         category = normalize_category(str(data.get("category") or check_category(tool)))
-        note = "" if f in known else " (not on its peers)"
         out.append(Anomaly(f.host, tool, f"{f.message}{note}", category, "warning", f.kind, f.gpu,
                            str(data.get("cause") or ""), str(data.get("source") or "")))
     return out
