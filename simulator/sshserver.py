@@ -225,7 +225,7 @@ class SimSSHServer:
                 process_factory=lambda process, ep=ep: self._process(ep, process),
                 allow_scp=False,
                 keepalive_interval=0,
-                login_timeout=30,
+                login_timeout=120,  # OpenSSH's LoginGraceTime default: one process serves the whole fleet
             )
             port = self.port_base + i if self.port_base else 0
             ep.port = port

@@ -35,6 +35,7 @@ import paramiko
 from diagnostics.executors._buffer import DEFAULT_OUTPUT_CAP, CappedBuffer
 from diagnostics.executors.fanout import (
     OVERLOADED,
+    ClientLag,
     HostClock,
     Stopwatch,
     client_lag,
@@ -72,11 +73,18 @@ class _ConnectError(Exception):
     def __init__(self, message: str, transport: str = "unreachable") -> None:
         super().__init__(message)
         self.transport = transport
+        self.dropped = False  # the node closed the connection before the login was complete
 
 
 def _overloaded(host: str, what: str, watch: Stopwatch) -> str:
     return (f"{OVERLOADED}: {what} on {host} took {watch.wall():.1f}s, but this process was running "
             f"{watch.lag():.1f}s late meanwhile (the node is not blamed)")
+
+
+def _closed_by_peer(failure: BaseException | None) -> bool:
+    """The node closed the connection (paramiko wraps the EOF, e.g. while reading the banner)."""
+    return failure is None or any(isinstance(e, (EOFError, ConnectionResetError))
+                                  for e in (failure, failure.__cause__, failure.__context__))
 
 
 def _is_timeout(exc: BaseException) -> bool:
@@ -387,6 +395,19 @@ class SSHExecutor:
         return address, port, user, name
 
     def _connect(self, host: str) -> _Connection:
+        session = Stopwatch()
+        try:
+            return self._connect_once(host, session)
+        except _ConnectError as exc:
+            # A node that closed a login early (sshd's MaxStartups drops excess unauthenticated
+            # connections at random) gets one more try while its connect time lasts.
+            if not exc.dropped or session.wall() >= self.config.connect_timeout_s / 2:
+                raise
+        with self._stats_lock:
+            self.stats.reconnects += 1
+        return self._connect_once(host, session)
+
+    def _connect_once(self, host: str, session: Stopwatch) -> _Connection:
         address, port, user, name = self._address(host)
         timeout = self.config.connect_timeout_s
         try:
@@ -422,7 +443,9 @@ class SSHExecutor:
             if not transport.is_active():
                 failure = transport.get_exception()
                 why = f"{type(failure).__name__}: {failure}" if failure is not None else "connection closed"
-                raise _ConnectError(f"SSH handshake with {host} ({address}:{port}) failed: {why}")
+                closed = _ConnectError(f"SSH handshake with {host} ({address}:{port}) failed: {why}")
+                closed.dropped = _closed_by_peer(failure)
+                raise closed
             key = transport.get_remote_server_key()
             self.host_keys.check(name, host, key, self.config.accept_new_host_keys)
             login = Stopwatch()
@@ -432,6 +455,12 @@ class SSHExecutor:
                 # paramiko gave up on the wall clock (at the cap): was it the node, or us?
                 if login.wall() >= cap and login.verdict(timeout) != "timeout":
                     raise _ConnectError(_overloaded(host, "logging in", login), "not_checked") from None
+                if not transport.is_active():
+                    # The node closed the login: its grace time ran out while this process ran
+                    # late (the wait was ours), or it dropped us early (worth one more try).
+                    if session.lag() >= ClientLag.BEHIND_SHARE * session.wall():
+                        raise _ConnectError(_overloaded(host, "logging in", session), "not_checked") from None
+                    exc.dropped = True
                 raise exc from None
         except BaseException:
             transport.close()

@@ -250,3 +250,63 @@ def test_concurrent_commands_share_one_connection_and_one_reconnect(sim_ssh: Any
     with ThreadPoolExecutor(8) as pool:
         assert all(r.ok for r in pool.map(lambda i: ex.run("node-01", f"d{i}"), range(16)))
     assert ex.stats.connects == 2 and ex.stats.commands == 32
+
+
+class _DropFirst:
+    """A TCP front for one node on 127.0.0.1: it closes its first connection at once (as sshd's
+    MaxStartups does to excess logins) and relays every later one to the node's real port."""
+
+    def __init__(self, port: int) -> None:
+        import socket
+        import threading
+
+        self.target = port
+        self.accepted = 0
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        import socket
+        import threading
+
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            if self.accepted == 1:
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.target))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: Any, dst: Any) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            dst.close()
+
+
+def test_a_login_the_node_dropped_early_is_tried_once_more(sim_ssh: Any) -> None:
+    import dataclasses
+
+    server = sim_ssh(FakeSim(1))
+    inventory = load_inventory(server.inventory_path)
+    node = inventory.node("node-01")
+    front = _DropFirst(inventory.address("node-01")[1])
+    inventory = dataclasses.replace(inventory, nodes=[dataclasses.replace(node, port=front.port)])
+    ex = SSHExecutor(inventory, server.ssh_config(accept_new_host_keys=True))
+    try:
+        r = ex.run("node-01", "a")
+        assert r.ok, r.error
+        assert front.accepted == 2 and ex.stats.connects == 1 and ex.stats.reconnects == 1
+    finally:
+        ex.close()
+        front.sock.close()
