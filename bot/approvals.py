@@ -14,7 +14,7 @@ from bot.middleware import ApprovalPolicy
 from bot.render import proposal_code, proposal_text, result_text
 from bot.services import Learner, Remediator, diagnosis_from_dict, proposal_from_dict
 from bot.store import ProposalRow, Store
-from pipelines.api import Proposal
+from pipelines.api import ExecutionResult, Proposal
 
 log = logging.getLogger("clusterdoc.bot")
 
@@ -31,6 +31,9 @@ class ApprovalsMixin:
         def _post(self, reply: Reply) -> str | None: ...
         def _post_async(self, reply: Reply) -> None: ...
         def _submit(self, fn: Callable[..., Any], *args: Any) -> None: ...
+        def _approve(self, event: Reaction, row: ProposalRow, proposal: Proposal, now: float) -> list[Reply]: ...
+        def _breaker_note(self, proposal_id: str, proposal: Proposal) -> str: ...
+        def _record_execution(self, row: ProposalRow, proposal: Proposal, result: ExecutionResult) -> None: ...
 
     def _on_reaction(self, event: Reaction) -> list[Reply]:
         emoji = normalize_emoji(event.emoji)
@@ -77,15 +80,9 @@ class ApprovalsMixin:
             self.store.audit(event.user, "approval_refused", row.id, "hash mismatch")
             return [Reply("error", event.channel, f"Proposal `{row.id}` changed since it was posted; not run.",
                           thread=row.thread, proposal_id=row.id)]
-        if not self.store.claim_for_execution(row.id, row.hash, event.user, now):
-            self.store.record_decision(row.id, row.hash, event.user, "approve", "duplicate")
-            return []  # someone else's approval won the race, or it just expired
-        self.store.record_decision(row.id, row.hash, event.user, "approve", "executing")
-        self.store.audit(event.user, "proposal_approved", row.id, {"hash": row.hash, "commands": proposal.commands()})
-        self.store.set_incident(row.incident_id, status="executing")
-        self._submit(self._execute, row, proposal, event.user, now)
-        return [Reply("text", event.channel, f"Approved by {event.user}: executing proposal `{row.id}`…",
-                      thread=row.thread, proposal_id=row.id)]
+        # targets still in the inventory, circuit breaker (two approvers above it), dry run, then the
+        # exactly-once claim and the execution: bot.safeguards
+        return self._approve(event, row, proposal, now)
 
     # -- background work ---------------------------------------------------------------------
     def _propose(self, incident_id: int, platform: str, channel: str, thread: str | None, requester: str,
@@ -98,7 +95,8 @@ class ApprovalsMixin:
             expires_at=self.clock() + self.config.approvals.expiry_s,
         )
         self.store.audit("agent", "proposal_posted", pid, {"hash": stored.hash, "commands": stored.commands()})
-        self._post(Reply("proposal", channel, proposal_text(stored, self.config.approvals.expiry_s),
+        note = self._breaker_note(pid, stored)  # "needs two approvers" (circuit breaker), dry run
+        self._post(Reply("proposal", channel, proposal_text(stored, self.config.approvals.expiry_s) + note,
                          thread=thread, code=proposal_code(stored), incident_id=str(incident_id),
                          proposal_id=pid, key=f"proposal:{pid}"))
 
@@ -118,6 +116,7 @@ class ApprovalsMixin:
                              f"{str(exc)[:200]}", thread=row.thread, proposal_id=row.id))
             return
         self.store.finish_execution(row.id, result.ok, result.verified, asdict(result))
+        self._record_execution(row, proposal, result)  # node history (bot.history)
         self.store.audit(approver, "proposal_executed", row.id,
                          {"ok": result.ok, "verified": result.verified, "steps": result.step_results,
                           "verification": result.verification})

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-COMMANDS = ("diagnose", "status", "help")
+COMMANDS = ("diagnose", "status", "help", "history")
 USAGE = (
     "usage: /diagnose <node|job> [what you see]   e.g. `/diagnose node-05` or `/diagnose job 4412 slow`\n"
+    "       /history <node>   (the node's last incidents)\n"
     "       /status   (open incidents)     /help"
 )
 _JOB_RE = re.compile(r"^(?:job[-_:#]?)?(\d+|[A-Za-z0-9][\w.-]*)$", re.IGNORECASE)
@@ -92,11 +93,15 @@ def resolve_target(
         return Subject("job", _strip_job(word))
     if not known:
         return Subject("node", word)  # no inventory to check against: let the agent find out
+    several = prefix_matches(word, known) if len(word) >= 3 else []
+    if len(several) > 1:  # "node-1" with node-10 … node-16: say which, run nothing
+        raise CommandError(ambiguous_text(word, several))
     suggestions = closest_nodes(word, known)
-    looks_like_node = forced == "node" or bool(suggestions) or _same_shape(word, known)
+    looks_like_node = (forced == "node" or bool(suggestions) or _same_shape(word, known)
+                       or word.lower().startswith("node"))
     if looks_like_node:
         hint = ", ".join(f"`{s}`" for s in suggestions) if suggestions else ", ".join(f"`{n}`" for n in known[:5])
-        raise CommandError(f"unknown node `{word}`; closest known: {hint}")
+        raise CommandError(f"unknown node `{word}`; closest known: {hint}. Nothing was started.")
     return Subject("job", word)  # a job name such as llama-7b-pretrain
 
 
@@ -111,6 +116,17 @@ def closest_nodes(word: str, known: Sequence[str], n: int = 3) -> list[str]:
                 and re.sub(r"\D", "", k).lstrip("0") == digits]
         return same[:n]
     return []
+
+
+def prefix_matches(word: str, known: Sequence[str]) -> list[str]:
+    """Known names that ``word`` is a proper prefix of (case-insensitive)."""
+    low = word.lower()
+    return [k for k in known if k.lower().startswith(low) and k.lower() != low]
+
+
+def ambiguous_text(word: str, matches: Sequence[str], shown: int = 8) -> str:
+    names = ", ".join(f"`{m}`" for m in matches[:shown]) + (f" … ({len(matches)} in all)" if len(matches) > shown else "")
+    return f"ambiguous node `{word}`: it matches {names}; name one exactly. Nothing was started."
 
 
 def _same_shape(word: str, known: Sequence[str]) -> bool:

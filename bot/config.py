@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from bot.alertmanager import AlertmanagerConfig
+from bot.silences import SilenceConfig
 
 SECRET_FIELDS = frozenset({"bot_token", "signing_secret", "app_token", "access_token", "password", "token"})
 
@@ -80,6 +81,27 @@ class ScheduleConfig:
 
 
 @dataclass
+class BreakerConfig:
+    """Circuit breaker across incidents: at most ``min(max_nodes, max_fraction × fleet)`` nodes (never
+    fewer than 1) drained or reset by clusterdoc per ``window_s``; above it a proposal needs two
+    distinct approvers. Counted from executions recorded in the state file (survives restarts)."""
+
+    max_nodes: int = 2
+    max_fraction: float = 0.05  # of the nodes in the inventory
+    window_s: float = 3600.0
+    actions: list[str] = field(default_factory=lambda: ["drain_node", "reset_gpu"])  # what counts
+
+
+@dataclass
+class HistoryConfig:
+    """Node history (incidents, verdicts, actions per node and GPU) kept in the state file."""
+
+    recurring_count: int = 3  # the Nth occurrence of one fault on one node+GPU is flagged …
+    recurring_days: float = 30.0  # … when all N fall within this many days
+    list_limit: int = 10  # incidents /history lists
+
+
+@dataclass
 class BotConfig:
     name: str = "clusterdoc"
     state_path: str = "clusterdoc-state.sqlite"  # incidents, approvals, audit, scheduler jobs
@@ -91,3 +113,7 @@ class BotConfig:
     rate_limit: RateLimitConfig = field(default_factory=RateLimitConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     alertmanager: AlertmanagerConfig = field(default_factory=AlertmanagerConfig)  # webhook receiver
+    silences: SilenceConfig = field(default_factory=SilenceConfig)  # /silence via Alertmanager's API
+    breaker: BreakerConfig = field(default_factory=BreakerConfig)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    dry_run: bool = False  # approved actions are shown (exact commands) but never run; env CLUSTERDOC_DRY_RUN=1 too

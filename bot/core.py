@@ -19,7 +19,7 @@ from typing import Any
 
 from bot.alerts import alert_request_text, parse_alert_text
 from bot.approvals import ApprovalsMixin
-from bot.commands import USAGE, CommandError, Subject, parse_command, split_command, target_from_text
+from bot.commands import USAGE, CommandError, Subject, parse_command, split_command
 from bot.config import BotConfig
 from bot.delivery import DeliveryMixin, Outbox, _no_outbox, _safe_png
 from bot.events import (
@@ -31,8 +31,10 @@ from bot.events import (
     Reaction,
     Reply,
 )
+from bot.history import HistoryMixin
 from bot.middleware import ApprovalPolicy, Middleware, MiddlewareMixin, RateLimiter
 from bot.render import diagnosis_text, graph_outline
+from bot.safeguards import SafeguardsMixin
 from bot.services import (
     AgentService,
     Directory,
@@ -42,15 +44,17 @@ from bot.services import (
     run_agent,
 )
 from bot.store import Store
+from bot.targets import Inventory, JobLookup, resolve_mention
 from pipelines.api import AgentEvent, DiagnosisRequest
 
 log = logging.getLogger("clusterdoc.bot")
 
 
 
-class Bot(MiddlewareMixin, ApprovalsMixin, DeliveryMixin):
+class Bot(MiddlewareMixin, ApprovalsMixin, DeliveryMixin, SafeguardsMixin, HistoryMixin):
     """The dispatch core: middleware (bot.middleware), routing and background work here, approvals
-    (bot.approvals), delivery through the outbox (bot.delivery)."""
+    (bot.approvals), delivery through the outbox (bot.delivery), targets / circuit breaker / dry run
+    (bot.safeguards), node history (bot.history)."""
 
     def __init__(
         self,
@@ -69,6 +73,8 @@ class Bot(MiddlewareMixin, ApprovalsMixin, DeliveryMixin):
         clock: Callable[[], float] = time.time,
         send_retries: int = 3,
         send_backoff_s: float = 0.5,
+        inventory: Inventory | None = None,
+        jobs: JobLookup | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -76,6 +82,8 @@ class Bot(MiddlewareMixin, ApprovalsMixin, DeliveryMixin):
         self.remediator = remediator
         self.learner = learner
         self.known_nodes = list(known_nodes)
+        self.inventory = inventory  # the live node list (a node may leave); default: known_nodes
+        self.jobs = jobs  # asks the scheduler whether a job exists; None: job ids are not checked
         self.policy = ApprovalPolicy(config, directory or NoDirectory())
         self.outbox: Outbox = outbox or _no_outbox
         self.identity = set(identity)
@@ -93,6 +101,8 @@ class Bot(MiddlewareMixin, ApprovalsMixin, DeliveryMixin):
         self._boot_time = time.time()  # incidents older than this process and still open were cut off
         self._platforms: dict[str, str] = {}  # channel -> platform, learnt from events
         self.middleware: list[Middleware] = [self._ignore_own, self._audit_in, self._authorize, self._rate_limit]
+        self._init_safeguards()
+        self._init_history()
 
     # -- public entry points ----------------------------------------------------------------
     def dispatch(self, event: Event) -> list[Reply]:
@@ -204,13 +214,15 @@ class Bot(MiddlewareMixin, ApprovalsMixin, DeliveryMixin):
 
     def _on_command(self, event: Command) -> list[Reply]:
         try:
-            parsed = parse_command(event.name, event.text, self.known_nodes)
+            parsed = parse_command(event.name, event.text, self.nodes_now())
         except CommandError as exc:
             return [Reply("error", event.channel, str(exc), thread=event.thread, ephemeral_to=event.user)]
         if parsed.name == "help":
             return [Reply("text", event.channel, USAGE, thread=event.thread, ephemeral_to=event.user)]
         if parsed.name == "status":
             return [Reply("text", event.channel, self._status_text(), thread=event.thread)]
+        if parsed.name == "history":
+            return self._history_command(event, parsed.text)
         text = f"diagnose {parsed.target.kind} {parsed.target.name}" + (f": {parsed.text}" if parsed.text else "")
         return self._open(event, parsed.target, text, "command")
 
@@ -220,18 +232,31 @@ class Bot(MiddlewareMixin, ApprovalsMixin, DeliveryMixin):
             return self._on_command(Command(event.platform, event.channel, event.user, split[0], split[1],
                                             event.message_id, event.thread))
         words = event.text.split()
-        if words and words[0].lower() in ("diagnose", "status", "help"):
+        if words and words[0].lower() in ("diagnose", "status", "help", "history"):
             return self._on_command(Command(event.platform, event.channel, event.user, words[0],
                                             " ".join(words[1:]), event.message_id, event.thread))
         if not event.text.strip():
             return [Reply("text", event.channel, USAGE, thread=event.thread or event.message_id or None)]
-        return self._open(event, target_from_text(event.text, self.known_nodes), event.text, "mention")
+        try:  # a node-shaped name the inventory lacks is refused, not turned into a whole-cluster run
+            target = resolve_mention(event.text, self.nodes_now())
+        except CommandError as exc:
+            return [Reply("error", event.channel, str(exc), thread=event.thread or event.message_id or None)]
+        return self._open(event, target, event.text, "mention")
 
     def _open(self, event: Command | Mention, target: Subject, text: str, source: str) -> list[Reply]:
         if self.store.count_open_incidents() >= self.config.max_open_incidents:
             return [Reply("error", event.channel, f"Too many open incidents ({self.config.max_open_incidents}); "
                           "close some first.", thread=event.thread, ephemeral_to=event.user)]
         thread = event.thread or event.message_id or None
+        if target.kind == "job" and target.name and self.jobs is not None:
+            try:
+                exists = self.jobs.job_exists(target.name)
+            except Exception as exc:  # the scheduler cannot be asked: diagnose anyway (read-only), say so
+                log.warning("job lookup for %s failed: %s", target.name, exc)
+                exists = True
+            if not exists:
+                return [Reply("error", event.channel, f"unknown job `{target.name}`: the scheduler does not know it. "
+                              "Nothing was started.", thread=thread, ephemeral_to=event.user)]
         incident_id = self.store.create_incident(
             platform=event.platform, channel=event.channel, thread=thread, requester=event.user,
             source=source, target=target.name, text=text,
@@ -330,7 +355,8 @@ class Bot(MiddlewareMixin, ApprovalsMixin, DeliveryMixin):
         self.store.set_incident(incident_id, diagnosis=diagnosis.to_dict(), summary=diagnosis.summary[:500])
         self.store.audit("agent", "diagnosis", str(incident_id), {"cause": asdict(diagnosis.cause),
                          "confidence": diagnosis.confidence, "llm": diagnosis.llm})
-        self._post(Reply("text", channel, diagnosis_text(incident_id, diagnosis), thread=thread,
+        recurring = self._history_note(incident, diagnosis)  # node history; "3rd Xid 79 on …" (bot.history)
+        self._post(Reply("text", channel, diagnosis_text(incident_id, diagnosis) + recurring, thread=thread,
                          incident_id=str(incident_id)))
         outline = graph_outline(diagnosis.graph)
         png = _safe_png(diagnosis.graph, f"incident #{incident_id}")
@@ -344,7 +370,8 @@ class Bot(MiddlewareMixin, ApprovalsMixin, DeliveryMixin):
     def _status_text(self) -> str:
         rows = [r for r in self.store.incidents() if r.status in ("open", "diagnosing", "proposed", "executing")]
         if not rows:
-            return "No open incidents."
-        return "Open incidents:\n" + "\n".join(f"#{r.id} [{r.status}] {r.target or ''} {r.text[:80]}" for r in rows[-20:])
+            return f"No open incidents.\n{self.breaker_status()}"
+        return ("Open incidents:\n" + "\n".join(f"#{r.id} [{r.status}] {r.target or ''} {r.text[:80]}" for r in rows[-20:])
+                + f"\n{self.breaker_status()}")
 
 

@@ -185,7 +185,10 @@ def diagnosis_text(incident_id: int, diagnosis: Diagnosis) -> str:
         label = cause.fault or (f"{cause.category} problem" if cause.category else "unexplained anomaly")
         wide = f"the {cause.scope}" if cause.scope in ("cluster", "job") and not cause.node else "the cluster"
         what = f"*{label}* on {where or wide}"
-    head = f"Incident #{incident_id}: {what} — _{verdict}_"
+    plain = getattr(diagnosis, "plain_summary", "").strip()
+    # The plain summary comes first (what is broken, what it costs, what will be done); details after.
+    head = (f"Incident #{incident_id}: {plain}\nDetails: {what} — _{verdict}_" if plain
+            else f"Incident #{incident_id}: {what} — _{verdict}_")
     tier = getattr(diagnosis, "llm_tier", "none")
     model = diagnosis.llm + (f" ({tier} tier)" if diagnosis.llm != "none" else "")
     lines = [head, diagnosis.summary.strip(), f"confidence {diagnosis.confidence:.0%} · model {model}"]
@@ -202,15 +205,19 @@ def diagnosis_text(incident_id: int, diagnosis: Diagnosis) -> str:
         lines.append("Similar past incidents:")
         for sim in similar:
             fix = f" — fix: {str(sim.get('fix'))[:100]}" if sim.get("fix") else ""
-            lines.append(f"  ◦ {str(sim.get('title'))[:80]}: {str(sim.get('cause'))[:140]}{fix} <{sim.get('url')}>")
+            seen = " (confirmed here)" if sim.get("confirmed") else " (not confirmed here)"
+            lines.append(f"  ◦ {str(sim.get('title'))[:80]}{seen}: {str(sim.get('cause'))[:140]}{fix} <{sim.get('url')}>")
     return "\n".join(line for line in lines if line)
 
 
 def proposal_text(proposal: Proposal, expiry_s: float) -> str:
     minutes = max(1, round(expiry_s / 60))
+    # where each step runs when that needs saying (a Slurm action on the controller), with its exact lines
+    where = "".join(f"• on `{s.run_host}`: `{' ; '.join(s.commands)}`\n  ({s.tool}: {s.note})\n"
+                    for s in proposal.steps if s.note)
     return (
         f"Proposal `{proposal.id}` ({proposal.risk} risk): {proposal.title}\n"
-        f"hash `{proposal.hash[:16]}`\n"
+        f"hash `{proposal.hash[:16]}`\n{where}"
         f"React ✅ to approve (approvers only), ❌ to reject. Expires in {minutes} min."
     )
 

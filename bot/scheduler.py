@@ -22,6 +22,7 @@ from typing import Any
 
 from bot.core import Bot
 from bot.events import Alert, Reply
+from bot.fleet import count_states, fleet_lines, fleet_states, save_counts
 from pipelines.health import early_warning, quick_sweep, stragglers
 
 log = logging.getLogger("clusterdoc.bot.scheduler")
@@ -121,6 +122,7 @@ class Schedules:
         started = time.monotonic()
         findings: list[dict[str, Any]] = []
         counts: dict[str, int] = {}
+        report: Any = None
         try:
             report = quick_sweep(self.toolkit, self.hosts)
             findings = [f.to_dict() for f in report.findings()]
@@ -139,9 +141,24 @@ class Schedules:
         cleared = sorted(set(previous["keys"]) - set(keys)) if previous else []
         self.bot.store.put_snapshot("health", {"keys": keys, "counts": counts, "at": time.time()})
         text = self._render(findings, perf, counts, new, cleared, previous is not None, time.monotonic() - started)
+        text = "\n".join([*self._fleet(report), text])  # the report leads with fleet health (bot.fleet)
         self.bot.store.audit("scheduler", "health_report", self.channel, {"findings": len(keys), "new": new})
         self.bot._post(Reply("report", self.channel, text))
         return text
+
+    def _fleet(self, report: Any) -> list[str]:
+        """Fleet health, the trend against last week and recurring faults; stores today's counts."""
+        now = self.bot.clock()
+        try:
+            states = fleet_states(report, self.hosts, self.bot.history.drained_by_us())
+            fleet = count_states(states)
+            lines = fleet_lines(self.bot.store, self.bot.history, fleet, now, sweep_ok=report is not None)
+            if report is not None:
+                save_counts(self.bot.store, fleet, now)
+            return lines
+        except Exception as exc:  # the rest of the report still goes out
+            log.exception("fleet health failed")
+            return [f"Fleet health: unavailable ({type(exc).__name__})"]
 
     def _render(self, findings: list[dict[str, Any]], perf: list[dict[str, Any]], counts: dict[str, int],
                 new: list[str], cleared: list[str], had_previous: bool, took_s: float) -> str:

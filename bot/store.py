@@ -152,6 +152,11 @@ class Store:
             raise
         conn.execute("COMMIT")
 
+    def connection(self) -> sqlite3.Connection:
+        """This thread's connection, for bot modules that keep their own tables in the same file
+        (bot.safeguards, bot.history, bot.fleet)."""
+        return self._conn()
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:
@@ -337,24 +342,30 @@ class Store:
         hash to ``executing`` (a conditional UPDATE inside one immediate transaction)."""
         now = time.time() if now is None else now
         with self.tx() as conn:
-            cur = conn.execute(
-                "UPDATE proposals SET state='executing', decided_by=?, decided_at=?"
-                " WHERE id=? AND state='pending' AND hash=? AND expires_at>?",
-                (approver, now, proposal_id, hash, now),
-            )
-            if cur.rowcount != 1:
-                return False
-            # one fix per incident: the alternatives offered next to it can no longer be approved
-            conn.execute(
-                "UPDATE proposals SET state='superseded' WHERE state='pending' AND id<>? AND incident_id="
-                "(SELECT incident_id FROM proposals WHERE id=?)",
-                (proposal_id, proposal_id),
-            )
-            conn.execute(
-                "INSERT INTO executions(proposal_id, approver, started_at, state) VALUES (?,?,?,'running')",
-                (proposal_id, approver, now),
-            )
-            return True
+            return self.claim_in(conn, proposal_id, hash, approver, now)
+
+    @staticmethod
+    def claim_in(conn: sqlite3.Connection, proposal_id: str, hash: str, approver: str, now: float) -> bool:
+        """``claim_for_execution`` inside a transaction the caller holds (so a caller can check more
+        — the circuit breaker — and claim in one step)."""
+        cur = conn.execute(
+            "UPDATE proposals SET state='executing', decided_by=?, decided_at=?"
+            " WHERE id=? AND state='pending' AND hash=? AND expires_at>?",
+            (approver, now, proposal_id, hash, now),
+        )
+        if cur.rowcount != 1:
+            return False
+        # one fix per incident: the alternatives offered next to it can no longer be approved
+        conn.execute(
+            "UPDATE proposals SET state='superseded' WHERE state='pending' AND id<>? AND incident_id="
+            "(SELECT incident_id FROM proposals WHERE id=?)",
+            (proposal_id, proposal_id),
+        )
+        conn.execute(
+            "INSERT INTO executions(proposal_id, approver, started_at, state) VALUES (?,?,?,'running')",
+            (proposal_id, approver, now),
+        )
+        return True
 
     def reject(self, proposal_id: str, user: str) -> bool:
         cur = self._conn().execute(

@@ -78,7 +78,8 @@ def run_bot(args: argparse.Namespace) -> int:
     for note in runtime.notes:
         print(f"note: {note}", file=sys.stderr)
     bot = Bot(cfg.bot, Store(cfg.bot.state_path), runtime.agent, runtime.remediator, learner=runtime.learner,
-              known_nodes=runtime.known_nodes)
+              known_nodes=runtime.known_nodes, inventory=runtime.inventory)
+    _silences(cfg, bot)
     senders: dict[str, Any] = {}
     closers: list[Any] = []
     try:
@@ -125,6 +126,14 @@ def run_bot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _silences(cfg: Any, bot: Any) -> None:
+    """/silence, /silences, /unsilence and silence-aware alert intake, when [bot.silences] api_url is set."""
+    if cfg.bot.silences.api_url:
+        from bot.silences import install_silences
+
+        install_silences(bot, cfg.bot.silences)
+
+
 def _schedules(cfg: Any, bot: Any, runtime: Any) -> Any:
     sched = cfg.bot.schedule
     if not (sched.health_report_cron or sched.early_warning_interval_s > 0):
@@ -157,7 +166,8 @@ def run_chat(args: argparse.Namespace) -> int:
         cfg.bot.approvals.approvers.append(args.user)
     state = cfg.bot.state_path if args.config else str(Path(tempfile.mkdtemp(prefix="clusterdoc-chat-")) / "state.sqlite")
     bot = Bot(cfg.bot, Store(state), runtime.agent, runtime.remediator, learner=runtime.learner,
-              known_nodes=runtime.known_nodes)
+              known_nodes=runtime.known_nodes, inventory=runtime.inventory)
+    _silences(cfg, bot)
     console = ConsoleAdapter(bot, user=args.user, images_dir=Path(state).parent)
     bot.start()
     print(f"nodes: {', '.join(runtime.known_nodes[:8])}{' …' if len(runtime.known_nodes) > 8 else ''}; "

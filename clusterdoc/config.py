@@ -30,6 +30,7 @@ SECRET_ENV: dict[str, tuple[str, str]] = {
     "MATRIX_ACCESS_TOKEN": ("bot.matrix", "access_token"),
     "MATRIX_PASSWORD": ("bot.matrix", "password"),
     "CLUSTERDOC_ALERTMANAGER_TOKEN": ("bot.alertmanager", "token"),
+    "CLUSTERDOC_ALERTMANAGER_API_TOKEN": ("bot.silences", "api_token"),
 }
 SECRET_FIELDS = {f for _, f in SECRET_ENV.values()}
 
@@ -192,6 +193,21 @@ def _check_bot(bot: BotConfig, source: str) -> None:
         raise ConfigError(f"{source}: bot.rate_limit: per_user must be >= 1 and window_s > 0")
     if bot.schedule.early_warning_interval_s < 0:
         raise ConfigError(f"{source}: bot.schedule.early_warning_interval_s must be >= 0")
+    b, h = bot.breaker, bot.history
+    if b.max_nodes < 1:
+        raise ConfigError(f"{source}: bot.breaker.max_nodes must be >= 1, got {b.max_nodes}")
+    if not 0 < b.max_fraction <= 1:
+        raise ConfigError(f"{source}: bot.breaker.max_fraction must be in (0, 1], got {b.max_fraction}")
+    if b.window_s <= 0:
+        raise ConfigError(f"{source}: bot.breaker.window_s must be > 0, got {b.window_s}")
+    from diagnostics.actions import ACTIONS_BY_NAME
+
+    unknown = [a for a in b.actions if a not in ACTIONS_BY_NAME]
+    if unknown:
+        raise ConfigError(f"{source}: bot.breaker.actions: {', '.join(unknown)} not a registry action; "
+                          f"known: {', '.join(sorted(ACTIONS_BY_NAME))}")
+    if h.recurring_count < 2 or h.recurring_days <= 0 or h.list_limit < 1:
+        raise ConfigError(f"{source}: bot.history: recurring_count must be >= 2, recurring_days > 0, list_limit >= 1")
     cron = bot.schedule.health_report_cron
     if cron:
         try:

@@ -35,6 +35,7 @@ class Runtime:
     notes: list[str] = field(default_factory=list)
     telemetry: Any = None  # a diagnostics.telemetry source when [telemetry] names a Prometheus
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    inventory: Callable[[], list[str]] | None = None  # the live node list (a real inventory file)
 
     def close(self) -> None:
         self.stack.close()
@@ -100,7 +101,41 @@ def build_runtime(
         raise
     return Runtime(agent=agent, toolkit=toolkit, kb=kb, remediator=ToolkitRemediator(toolkit),
                    learner=KBLearner(kb) if kb is not None else None, known_nodes=known, llm_name=llm_name,
-                   sim=sim, over_ssh=ssh_used, notes=notes, stack=stack, telemetry=_telemetry(cfg))
+                   sim=sim, over_ssh=ssh_used, notes=notes, stack=stack, telemetry=_telemetry(cfg),
+                   inventory=InventoryWatch(cfg.cluster.inventory, known) if not scenario else None)
+
+
+class InventoryWatch:
+    """The inventory's nodes now: the file is re-read when it changes, and a node removed from it
+    is gone (the bot refuses to approve actions on it). Nodes added to the file are not reachable
+    until a restart (the SSH executor was built from the file at start), so they are not added.
+    An unreadable or invalid file keeps the last good list (logged)."""
+
+    def __init__(self, path: str | Path, started_with: list[str]) -> None:
+        self.path = Path(path)
+        self.started_with = list(started_with)
+        self._nodes = list(started_with)
+        self._mtime = self._stat()
+
+    def _stat(self) -> float | None:
+        try:
+            return self.path.stat().st_mtime
+        except OSError:
+            return None
+
+    def __call__(self) -> list[str]:
+        mtime = self._stat()
+        if mtime is not None and mtime != self._mtime:
+            from diagnostics.inventory import load_inventory
+
+            try:
+                present = set(load_inventory(self.path).names)
+            except Exception as exc:
+                log.warning("inventory %s unreadable (%s); keeping the last good node list", self.path, exc)
+            else:
+                self._nodes = [n for n in self.started_with if n in present]
+                self._mtime = mtime
+        return list(self._nodes)
 
 
 def install_fault_knowledge(cfg: Any) -> list[str]:

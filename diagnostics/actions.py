@@ -4,16 +4,24 @@ names of formats/scenario.md. They run only through an approved proposal
 (``verify_with``; the action's params are passed on to it by name: ``drain_node``'s ``reason``
 tells ``node_state`` that the node must now be drained, ``resume_node`` passes nothing, so
 ``node_state`` expects it schedulable).
+
+Slurm's ``drain_node`` / ``resume_node`` are scheduler actions: ``Toolkit.place`` runs them on the
+inventory's Slurm controller (or, without one, on the node itself) with the node's Slurm name in
+``node`` (diagnostics.scheduling).
 """
 
 from __future__ import annotations
 
 from diagnostics.parsers.common import ParseError
 from diagnostics.registry import Param, ParseInput, ParseOutput, ToolSpec
+from diagnostics.scheduling import SLURM_NAME_PATTERN
 from diagnostics.types import Status
 
 GPU = Param("gpu", "int", "GPU index (nvidia-smi numbering)", min=0, max=63)
 REASON_PATTERN = r"[A-Za-z0-9 _.,:/@#()+=-]{1,120}"
+# The node's Slurm NodeName; Toolkit.place fills it from the inventory (slurm_name, else the node name).
+SLURM_NODE = Param("node", "str", "Slurm NodeName of the node (filled from the inventory)", required=False,
+                   pattern=SLURM_NAME_PATTERN)
 SERVICES = ("nvidia-persistenced", "nvidia-fabricmanager", "nvidia-dcgm", "dcgm", "nv-hostengine", "chronyd",
             "chrony", "slurmd", "kubelet", "containerd", "docker", "openibd")
 
@@ -72,31 +80,37 @@ ACTIONS: tuple[ToolSpec, ...] = (
     ),
     ToolSpec(
         name="drain_node",
-        description="Take the node out of scheduling: Slurm drain, or Kubernetes cordon + drain",
+        description="Take the node out of scheduling: Slurm drain (state=drain lets running jobs finish; "
+        "state=down kills them), or Kubernetes cordon + drain",
         category="job", level="quick", kind="mutating",
         params=(
             Param("reason", "str", "why (recorded by the scheduler)", required=False,
                   default="clusterdoc: drained pending repair", pattern=REASON_PATTERN),
+            SLURM_NODE,
+            Param("state", "choice", "Slurm: drain (running jobs finish, no new ones start) or down "
+                  "(running jobs are killed now)", required=False, default="drain", choices=("drain", "down")),
         ),
         commands=(),
         commands_by_scheduler={
-            "slurm": ('scontrol update nodename="$(hostname -s)" state=drain reason={reason}',),
+            # run on the Slurm controller (Toolkit.place) for the node's Slurm name; no $(...) anywhere
+            "slurm": ("scontrol update nodename={node} state={state} reason={reason}",),
             "kubernetes": ('kubectl cordon "$(hostname -s)"',
                            'kubectl drain "$(hostname -s)" --ignore-daemonsets --delete-emptydir-data --timeout=300s'),
         },
         parse=_safe_parse_action, risk="medium", verify_with="node_state", timeout_s=330.0,
+        scheduler_action=True,
     ),
     ToolSpec(
         name="resume_node",
         description="Put the node back into scheduling: Slurm resume, or Kubernetes uncordon",
         category="job", level="quick", kind="mutating",
-        params=(),
+        params=(SLURM_NODE,),
         commands=(),
         commands_by_scheduler={
-            "slurm": ('scontrol update nodename="$(hostname -s)" state=resume',),
+            "slurm": ("scontrol update nodename={node} state=resume",),
             "kubernetes": ('kubectl uncordon "$(hostname -s)"',),
         },
-        parse=_safe_parse_action, risk="low", verify_with="node_state",
+        parse=_safe_parse_action, risk="low", verify_with="node_state", scheduler_action=True,
     ),
     ToolSpec(
         name="clean_shm",

@@ -29,10 +29,12 @@ class Cluster:
     scheduler: str = "none"
     gpus_per_node: int | None = None
     gpu_model: str | None = None
+    workload: dict[str, Any] | None = None  # the training job (perf model inputs), when described
     kind: str = "inventory"
     handle: Any = None  # backend-specific object (the simulated cluster), for telemetry and tests
     scenario: Any = None
     notes: list[str] = field(default_factory=list)
+    slurm: Any = None  # diagnostics.scheduling.SlurmPlacement: controller host, Slurm node names
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     def close(self) -> None:
@@ -69,8 +71,9 @@ def _open_inventory(path: Any, *, ssh_config: Any = None, default_scheduler: str
     inventory = load_inventory(path)
     executor = SSHExecutor(inventory, ssh_config or SSHConfig())
     return Cluster(executor=executor, hosts=list(inventory.names), scheduler=inventory.scheduler or default_scheduler or "none",
-                   gpus_per_node=inventory.gpus_per_node, gpu_model=inventory.gpu, kind="inventory",
-                   handle=inventory, closers=[executor.close])
+                   gpus_per_node=inventory.gpus_per_node, gpu_model=inventory.gpu, workload=inventory.workload,
+                   kind="inventory",
+                   handle=inventory, closers=[executor.close], slurm=inventory.slurm_placement())
 
 
 register_backend("inventory", _open_inventory)

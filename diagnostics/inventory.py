@@ -2,7 +2,9 @@
 
 ```yaml
 cluster: a800-lab
-scheduler: slurm            # slurm | kubernetes | none
+scheduler: slurm            # slurm | kubernetes | none; or a mapping:
+# scheduler: {kind: slurm, controller: slurm-ctl}   # Slurm actions (scontrol) run on the controller
+# controller: a host name, an inventory node name, or {host, port, user[, name]}
 gpu: A800-SXM4-80GB
 gpus_per_node: 8
 ssh:                        # defaults for every node
@@ -13,19 +15,22 @@ ssh:                        # defaults for every node
 nodes:
   - {name: node-01, host: 10.0.0.11}
   - {name: node-02, host: 10.0.0.12, port: 2222, user: ops}
+  - {name: node-03, host: 10.0.0.13, slurm_name: gpu003}   # Slurm NodeName (default: name)
 ```
 Errors name the file, the line and the field.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import contextlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from diagnostics.scheduling import SlurmPlacement, is_slurm_name
 from diagnostics.types import ValidationError
 
 SCHEDULERS = ("slurm", "kubernetes", "none")
@@ -37,6 +42,17 @@ class InventoryError(ValidationError):
 
 @dataclass(frozen=True)
 class NodeEntry:
+    name: str
+    host: str
+    port: int | None = None  # None: the ssh default
+    user: str | None = None  # None: the ssh default
+    slurm_name: str | None = None  # Slurm NodeName; None: the same as name
+
+
+@dataclass(frozen=True)
+class ControllerEntry:
+    """The scheduler's controller host (Slurm: where ``scontrol update`` runs for every node)."""
+
     name: str
     host: str
     port: int | None = None  # None: the ssh default
@@ -60,6 +76,10 @@ class Inventory:
     gpus_per_node: int | None = None
     ssh: SSHDefaults = field(default_factory=SSHDefaults)
     source: Path | None = None
+    # The training job, for the expected step time (perf model): model_params, tokens_per_step,
+    # precision, interconnect. None: not described (the agent then compares peers only).
+    workload: dict[str, Any] | None = None
+    controller: ControllerEntry | None = None  # scheduler.controller (Slurm)
 
     def __post_init__(self) -> None:
         self._by_name = {n.name: n for n in self.nodes}
@@ -82,9 +102,17 @@ class Inventory:
             raise InventoryError(f"unknown node {name!r}{where}; known: {', '.join(self.names)}") from None
 
     def address(self, name: str) -> tuple[str, int, str | None]:
-        """(host, port, user) of a node with the ssh defaults applied."""
+        """(host, port, user) of a node (or of the scheduler controller) with the ssh defaults applied."""
+        c = self.controller
+        if c is not None and name == c.name and name not in self._by_name:
+            return c.host, c.port or self.ssh.port, c.user or self.ssh.user
         n = self.node(name)
         return n.host, n.port or self.ssh.port, n.user or self.ssh.user
+
+    def slurm_placement(self) -> SlurmPlacement:
+        """Where Slurm actions run (the controller, None: on the node) and each node's Slurm name."""
+        return SlurmPlacement(self.controller.name if self.controller else None,
+                              {n.name: n.slurm_name or n.name for n in self.nodes})
 
     def select(self, names: list[str] | None) -> list[str]:
         """The given node names validated (all nodes when None)."""
@@ -119,12 +147,25 @@ class Inventory:
                 entry["port"] = n.port
             if n.user is not None:
                 entry["user"] = n.user
+            if n.slurm_name is not None:
+                entry["slurm_name"] = n.slurm_name
             nodes.append(entry)
-        d: dict[str, Any] = {"cluster": self.cluster, "scheduler": self.scheduler}
+        scheduler: Any = self.scheduler
+        if self.controller is not None:
+            c = self.controller
+            ctl: dict[str, Any] = {"name": c.name, "host": c.host}
+            if c.port is not None:
+                ctl["port"] = c.port
+            if c.user is not None:
+                ctl["user"] = c.user
+            scheduler = {"kind": self.scheduler, "controller": ctl}
+        d: dict[str, Any] = {"cluster": self.cluster, "scheduler": scheduler}
         if self.gpu:
             d["gpu"] = self.gpu
         if self.gpus_per_node is not None:
             d["gpus_per_node"] = self.gpus_per_node
+        if self.workload:
+            d["workload"] = dict(self.workload)
         d["ssh"] = ssh
         d["nodes"] = nodes
         return d
@@ -198,7 +239,20 @@ def parse_inventory(text: str, source: Path | None = None) -> Inventory:
     if not isinstance(cluster, str) or not cluster:
         raise fail(("cluster",), f"must be a non-empty string, got {cluster!r}")
     scheduler = data.get("scheduler", "slurm")
-    if scheduler not in SCHEDULERS:
+    controller: ControllerEntry | None = None
+    if isinstance(scheduler, Mapping):  # {kind: slurm, controller: slurm-ctl}
+        sched_raw = scheduler
+        unknown = sorted(str(k) for k in sched_raw if k not in ("kind", "controller"))
+        if unknown:
+            raise fail(("scheduler", unknown[0]), "unknown key; a scheduler mapping has kind and controller")
+        scheduler = sched_raw.get("kind", "slurm")
+        if scheduler not in SCHEDULERS:
+            raise fail(("scheduler", "kind"), f"must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
+        if sched_raw.get("controller") is not None:
+            if scheduler != "slurm":
+                raise fail(("scheduler", "controller"), f"only Slurm actions run on a controller (kind is {scheduler!r})")
+            controller = _controller(sched_raw["controller"], lambda key, why: fail(("scheduler", "controller", *key), why))
+    elif scheduler not in SCHEDULERS:
         raise fail(("scheduler",), f"must be one of {', '.join(SCHEDULERS)}, got {scheduler!r}")
     gpu = data.get("gpu")
     if gpu is not None and not isinstance(gpu, str):
@@ -206,6 +260,8 @@ def parse_inventory(text: str, source: Path | None = None) -> Inventory:
     gpn = data.get("gpus_per_node")
     if gpn is not None and (isinstance(gpn, bool) or not isinstance(gpn, int) or gpn < 0):
         raise fail(("gpus_per_node",), f"must be a non-negative integer, got {gpn!r}")
+
+    workload = _workload(data.get("workload"), lambda key, why: fail(("workload", key) if key else ("workload",), why))
 
     ssh_raw = data.get("ssh") or {}
     if not isinstance(ssh_raw, Mapping):
@@ -238,8 +294,59 @@ def parse_inventory(text: str, source: Path | None = None) -> Inventory:
             raise fail(("nodes", i, "host"), f"must be a host name or address, got {host!r}")
         port = _port(item.get("port"), lambda why, i=i: fail(("nodes", i, "port"), why))
         user = _opt_str(item.get("user"), lambda why, i=i: fail(("nodes", i, "user"), why))
-        nodes.append(NodeEntry(node_name, host, port, user))
-    return Inventory(cluster, nodes, scheduler, gpu, gpn, ssh, source)
+        slurm_name = _opt_str(item.get("slurm_name"), lambda why, i=i: fail(("nodes", i, "slurm_name"), why))
+        if slurm_name is not None and not is_slurm_name(slurm_name):
+            raise fail(("nodes", i, "slurm_name"), f"{slurm_name!r} is not a Slurm node name (letters, digits, "
+                       "'-', '_', '.'; not starting with '-' or '.')")
+        nodes.append(NodeEntry(node_name, host, port, user, slurm_name))
+    return Inventory(cluster, nodes, scheduler, gpu, gpn, ssh, source, workload=workload, controller=controller)
+
+
+def _controller(raw: Any, fail: Any) -> ControllerEntry:
+    """``controller: slurm-ctl`` (a host, or an inventory node's name) or ``{host, port, user[, name]}``."""
+    if isinstance(raw, str):
+        if not raw:
+            raise fail((), "must be a host name or a mapping {host, port, user}")
+        return ControllerEntry(raw, raw)
+    if not isinstance(raw, Mapping):
+        raise fail((), f"must be a host name or a mapping {{host, port, user}}, got {raw!r}")
+    unknown = sorted(str(k) for k in raw if k not in ("name", "host", "port", "user"))
+    if unknown:
+        raise fail((unknown[0],), "unknown key; a controller has host, port, user and name")
+    host = _opt_str(raw.get("host"), lambda why: fail(("host",), why))
+    if host is None:
+        raise fail(("host",), "is required (the controller's host name or address)")
+    name = _opt_str(raw.get("name"), lambda why: fail(("name",), why)) or host
+    return ControllerEntry(name, host, _port(raw.get("port"), lambda why: fail(("port",), why)),
+                           _opt_str(raw.get("user"), lambda why: fail(("user",), why)))
+
+
+WORKLOAD_PRECISIONS = ("bf16", "fp16", "fp8", "tf32", "fp32")
+INTERCONNECTS = ("infiniband", "roce", "ethernet", "nvlink")
+
+
+def _workload(raw: Any, fail: Callable[[str, str], InventoryError]) -> dict[str, Any] | None:
+    """The inventory's optional ``workload`` mapping, validated (numbers positive, names known)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise fail("", "must be a mapping (model_params, tokens_per_step, precision, interconnect)")
+    out: dict[str, Any] = {}
+    for key in ("model_params", "tokens_per_step"):
+        value = raw.get(key)
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise fail(key, f"must be a positive number, got {value!r}")
+        out[key] = float(value)
+    for key, allowed, default in (("precision", WORKLOAD_PRECISIONS, "bf16"),
+                                  ("interconnect", INTERCONNECTS, "infiniband")):
+        value = raw.get(key, default)
+        if value not in allowed:
+            raise fail(key, f"must be one of {', '.join(allowed)}, got {value!r}")
+        out[key] = value
+    return out
 
 
 def _opt_str(value: Any, fail: Any) -> str | None:

@@ -102,6 +102,9 @@ class ToolSpec:
     commands_by_scheduler: Mapping[str, tuple[str, ...]] | None = None
     # Per-command timeout the toolkit gives the executor (long tests such as nccl-tests need more).
     timeout_s: float = 30.0
+    # A scheduler action (drain_node, resume_node): under Slurm it runs on the inventory's controller
+    # with the node's Slurm name in param ``node`` (``Toolkit.place``, diagnostics.scheduling).
+    scheduler_action: bool = False
 
     @property
     def read_only(self) -> bool:
@@ -342,9 +345,9 @@ def templates_for(spec: ToolSpec, scheduler: str) -> tuple[str, ...]:
 def render_commands(spec: ToolSpec, params: Mapping[str, Any], *, scheduler: str = "slurm") -> list[str]:
     """Fill ``{name}`` / ``{name?PREFIX}`` placeholders of already-validated params.
 
-    ``{name}`` becomes the shell-quoted value ('' when an optional param is unset);
-    ``{name?PREFIX}`` becomes PREFIX followed by the quoted value, or nothing when unset, e.g.
-    ``nvidia-smi -q -d CLOCK{gpu? -i }``.
+    ``{name}`` becomes the shell-quoted value; an unset optional param there is refused (the
+    command needs it: drain_node's Slurm ``node``); ``{name?PREFIX}`` becomes PREFIX followed by
+    the quoted value, or nothing when unset, e.g. ``nvidia-smi -q -d CLOCK{gpu? -i }``.
     """
     declared = {p.name for p in spec.params}
 
@@ -354,6 +357,9 @@ def render_commands(spec: ToolSpec, params: Mapping[str, Any], *, scheduler: str
             return match.group(0)
         value = params.get(name)
         if value is None:
+            if prefix is None:
+                where = f" under scheduler {scheduler!r}" if spec.commands_by_scheduler else ""
+                raise InvalidParamsError(f"tool {spec.name}: param {name!r} is required by its command{where}")
             return ""
         return f"{prefix or ''}{_render_value(value)}"
 

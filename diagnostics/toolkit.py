@@ -26,6 +26,7 @@ from diagnostics.registry import (
     render_commands,
     validate_params,
 )
+from diagnostics.scheduling import Placed, SlurmPlacement, place
 from diagnostics.types import (
     RAW_OUTPUT_CAP,
     CommandResult,
@@ -98,11 +99,13 @@ class Toolkit:
         *,
         scheduler: str = "slurm",
         output_cap: int = RAW_OUTPUT_CAP,
+        slurm: SlurmPlacement | None = None,
     ) -> None:
         self.registry = registry
         self.executor = executor
         self.scheduler = scheduler
         self.output_cap = output_cap
+        self.slurm = slurm or SlurmPlacement()  # controller + Slurm names, from the inventory
 
     # ---- single tools -------------------------------------------------------------------
     def run(self, tool: str, host: str, params: Mapping[str, Any] | None = None) -> ToolResult:
@@ -120,6 +123,15 @@ class Toolkit:
     def render(self, tool: str, params: Mapping[str, Any] | None = None) -> list[str]:
         """The exact command lines ``tool`` would run here (what a proposal shows and digests)."""
         return self.registry.render(tool, params, scheduler=self.scheduler)
+
+    def place(self, tool: str, node: str, params: Mapping[str, Any] | None = None) -> Placed:
+        """An action about ``node`` made ready to propose: where it runs (a Slurm scheduler action:
+        the inventory's controller, else the node), its params (plus the node's validated Slurm
+        name) and its exact command lines. Raises ValidationError (nothing can run) on bad input."""
+        spec = self.registry.get(tool)
+        run_on, full, note = place(spec, node, params, scheduler=self.scheduler, placement=self.slurm)
+        commands = render_commands(spec, validate_params(spec, full), scheduler=self.scheduler)
+        return Placed(tool, node, run_on, full, commands, note)
 
     def execute_action(
         self, tool: str, host: str, params: Mapping[str, Any] | None, *, approval: Approval

@@ -16,7 +16,13 @@ PRECISIONS: tuple[str, ...] = ("fp32", "tf32", "bf16", "fp16", "fp8")
 
 
 class UnknownHardwareError(PerfError, ValueError):
-    """A GPU or NIC name that is not in the catalog (the message lists the known names)."""
+    """A GPU or NIC name that is not in the catalog (the message lists the known names).
+
+    ``argument`` names the input that was wrong: ``gpu``, ``nic`` or ``interconnect``."""
+
+    def __init__(self, message: str, argument: str = "") -> None:
+        self.argument = argument
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,11 @@ class GPUSpec:
         return per_lane * self.pcie_width
 
 
+# payload fraction of the line rate that NCCL reaches over one RDMA NIC (InfiniBand, RoCE, EFA,
+# Omni-Path): about 92%, what nccl-tests' busbw shows per rail on healthy fabrics
+RDMA_PAYLOAD_EFFICIENCY = 0.92
+
+
 @dataclass(frozen=True)
 class NICSpec:
     name: str
@@ -69,6 +80,12 @@ class NICSpec:
     latency_us: float  # one-hop small-message latency
     source: str = ""
     aliases: tuple[str, ...] = field(default=())
+
+    @staticmethod
+    def rdma(name: str, rate_gbps: float, *, kind: str = "infiniband", latency_us: float = 2.0,
+             source: str = "") -> NICSpec:
+        """An RDMA NIC that is not in the catalog, from its line rate (payload at RDMA_PAYLOAD_EFFICIENCY)."""
+        return NICSpec(name, kind, rate_gbps, rate_gbps / 8 * RDMA_PAYLOAD_EFFICIENCY, latency_us, source)
 
 
 _NV_CLOCK_NOTE = "base/memory clocks and slowdown temperature as reported by nvidia-smi -q on this part"
@@ -274,7 +291,7 @@ _GPUS: dict[str, GPUSpec] = {
 _IB_SPEC = "NVIDIA ConnectX-6/7 and Quantum InfiniBand product briefs, https://www.nvidia.com/en-us/networking/infiniband-adapters/"
 _ROCE_SPEC = "NVIDIA ConnectX-6 Dx / ConnectX-7 Ethernet product briefs, https://www.nvidia.com/en-us/networking/ethernet-adapters/"
 
-# effective_gbs: payload NCCL reaches per NIC, about 92% of line rate for RDMA; NCCL over TCP
+# effective_gbs: payload NCCL reaches per NIC, RDMA_PAYLOAD_EFFICIENCY (92%) of line rate; NCCL over TCP
 # sockets is limited by the host network stack, not the link (a few GB/s per node in practice).
 _NICS: dict[str, NICSpec] = {
     spec.name: spec
@@ -341,7 +358,7 @@ def get_gpu(name: str | GPUSpec) -> GPUSpec:
         names = {_norm(candidate.name)} | {_norm(a) for a in candidate.aliases}
         if wanted & names:
             return candidate
-    raise UnknownHardwareError(f"unknown GPU model {name!r}; known: {', '.join(gpu_names())}")
+    raise UnknownHardwareError(f"unknown GPU model {name!r}; known: {', '.join(gpu_names())}", "gpu")
 
 
 def get_nic(name: str) -> NICSpec:
@@ -350,11 +367,14 @@ def get_nic(name: str) -> NICSpec:
     for candidate in _NICS.values():
         if wanted == _norm(candidate.name) or wanted in {_norm(a) for a in candidate.aliases}:
             return candidate
-    raise UnknownHardwareError(f"unknown NIC {name!r}; known: {', '.join(nic_names())}")
+    raise UnknownHardwareError(f"unknown NIC {name!r}; known: {', '.join(nic_names())}", "nic")
 
 
-def nic_for(gpu: str | GPUSpec, interconnect: str) -> NICSpec:
-    """The NIC a node of this GPU generation typically has for an interconnect kind, or a NIC name."""
+def nic_for(gpu: str | GPUSpec, interconnect: str | NICSpec) -> NICSpec:
+    """The NIC a node of this GPU generation typically has for an interconnect kind, or a NIC name
+    (a ``NICSpec`` is returned as it is)."""
+    if isinstance(interconnect, NICSpec):
+        return interconnect
     key = _norm(interconnect)
     if key in _DEFAULT_NIC:
         older, newer = _DEFAULT_NIC[key]
@@ -364,5 +384,6 @@ def nic_for(gpu: str | GPUSpec, interconnect: str) -> NICSpec:
     except UnknownHardwareError:
         raise UnknownHardwareError(
             f"unknown interconnect {interconnect!r}; known kinds: {', '.join(interconnect_kinds())}; "
-            f"NICs: {', '.join(nic_names())}"
+            f"NICs: {', '.join(nic_names())}",
+            "interconnect",
         ) from None

@@ -1,6 +1,7 @@
 """`clusterdoc perf …`: predict a training step, check a live or simulated cluster against it.
 
     clusterdoc perf predict --gpu H100-SXM5-80GB --gpus 64 --model-params 7e9 --tokens-per-step 4194304
+    clusterdoc perf predict ... --step-log train.log --observed-step-s 41   # healthy MFU from the job
     clusterdoc perf check --scenario scenarios/a800-throttle.yaml
     clusterdoc perf check --inventory inventory.yaml --gpu A800-SXM4-80GB --model-params 7e9 --tokens-per-step 4194304
     clusterdoc perf gpus            # the hardware catalog
@@ -13,10 +14,19 @@ import json
 import sys
 from typing import Any
 
-from perf.catalog import PRECISIONS, get_gpu, get_nic, gpu_names, interconnect_kinds, nic_names
+from perf.catalog import (
+    PRECISIONS,
+    UnknownHardwareError,
+    get_gpu,
+    get_nic,
+    gpu_names,
+    interconnect_kinds,
+    nic_names,
+)
 from perf.errors import PerfError
 from perf.findings import Finding
-from perf.workload import StepPrediction, predict_training_step
+from perf.history import calibrate_healthy_mfu, parse_step_times
+from perf.workload import StepPrediction, check_training_memory, predict_training_step
 
 
 def register(subparsers: Any) -> Any:
@@ -34,6 +44,13 @@ def register(subparsers: Any) -> Any:
     predict.add_argument("--tensor-parallel", type=int, default=1)
     predict.add_argument("--pipeline-parallel", type=int, default=1)
     predict.add_argument("--observed-step-s", type=float, help="measured step time: report the gap")
+    predict.add_argument("--healthy-step-s", type=float, action="append", default=[], metavar="SECONDS",
+                         help="a step time from a healthy stretch of this job (repeatable): the healthy MFU is "
+                              "fitted to them instead of assumed")
+    predict.add_argument("--step-log", metavar="FILE",
+                         help="healthy step times, one per line or Megatron 'elapsed time per iteration' lines")
+    predict.add_argument("--skip-steps", type=int, default=0, metavar="N",
+                         help="drop the first N healthy steps (warm-up)")
     predict.add_argument("--format", choices=("text", "json", "dot"), default="text")
     predict.set_defaults(handler=_predict)
 
@@ -80,25 +97,52 @@ def _parse_clocks(items: list[str], n: int, max_mhz: float) -> list[float] | Non
     return clocks
 
 
+def _healthy_steps(args: argparse.Namespace) -> list[float]:
+    steps = list(args.healthy_step_s)
+    if args.step_log:
+        try:
+            with open(args.step_log, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError as exc:
+            raise PerfError(f"--step-log {args.step_log}: {exc.strerror or exc}") from None
+        parsed = parse_step_times(text, name=args.step_log)
+        if not parsed:
+            raise PerfError(f"--step-log {args.step_log}: no step times found")
+        steps += parsed
+    return steps
+
+
 def _predict(args: argparse.Namespace) -> int:
     try:
         spec = get_gpu(args.gpu)
         clocks = _parse_clocks(args.sm_clock, args.gpus, spec.max_sm_clock_mhz) if args.gpus > 0 else None
+        job: dict[str, Any] = {
+            "precision": args.precision or "bf16", "interconnect": args.interconnect or "infiniband",
+            "tensor_parallel": args.tensor_parallel, "pipeline_parallel": args.pipeline_parallel,
+        }
+        check_training_memory(spec, args.gpus, args.model_params)
+        healthy = calibrate_healthy_mfu(spec, args.gpus, args.model_params, args.tokens_per_step,
+                                        _healthy_steps(args), skip_first=args.skip_steps, **job)
         pred = predict_training_step(
-            spec, args.gpus, args.model_params, args.tokens_per_step,
-            precision=args.precision or "bf16", interconnect=args.interconnect or "infiniband",
-            sm_clocks_mhz=clocks, bus_bw_gbs=args.bus_bw_gbs, added_latency_ms=args.added_latency_ms,
-            tensor_parallel=args.tensor_parallel, pipeline_parallel=args.pipeline_parallel,
+            spec, args.gpus, args.model_params, args.tokens_per_step, sm_clocks_mhz=clocks,
+            bus_bw_gbs=args.bus_bw_gbs, added_latency_ms=args.added_latency_ms, params=healthy.params, **job,
         )
+        pred.breakdown["healthy_mfu_source"] = healthy.source
         findings: list[Finding] = []
         if args.observed_step_s is not None:
             from perf.detectors import expected_vs_observed
 
             findings = expected_vs_observed(pred, args.observed_step_s, sm_clocks_mhz=clocks,
                                             max_sm_clock_mhz=spec.max_sm_clock_mhz)
+    except UnknownHardwareError as exc:
+        return _fail(f"{exc.argument}: {exc}" if exc.argument else str(exc))
     except PerfError as exc:
         return _fail(str(exc))
-    _emit(args.format, pred, findings, [], args.observed_step_s)
+    notes = [f"healthy MFU {healthy.healthy_mfu:.1%}, source: {healthy.source}"
+             + (f" (median {healthy.step_s:.4g} s, spread {healthy.spread:.1%})" if healthy.step_s else "")]
+    if healthy.note:
+        notes.append(healthy.note)
+    _emit(args.format, pred, findings, notes, args.observed_step_s)
     return 0
 
 
@@ -114,7 +158,8 @@ def format_prediction(pred: StepPrediction) -> str:
         f"{b['hbm_bw_gbs']:g} GB/s HBM",
         f"  communication      {pred.comm_s:10.3f} s   ring all-reduce of {b['grad_bytes'] / 1e9:.3g} GB at "
         f"{b['bus_bw_gbs']:.1f} GB/s bus bandwidth",
-        f"  other (host, gaps) {pred.overhead_s:10.3f} s   calibrated from a healthy MFU of {b['healthy_mfu']:.0%}",
+        f"  other (host, gaps) {pred.overhead_s:10.3f} s   calibrated from a healthy MFU of {b['healthy_mfu']:.1%}"
+        + (f" ({b['healthy_mfu_source']})" if b.get("healthy_mfu_source") else ""),
         f"SM-clock-bound share of a healthy step: {b['clock_bound_share']:.2f}",
     ]
     if pred.slowest_gpu is not None:

@@ -16,6 +16,14 @@ Training step (synchronous data parallel, optionally with tensor/pipeline parall
 Every rank waits for the slowest one at the gradient all-reduce, so the step is
 ``max_i(compute_i + memory + overhead) + comm``.
 
+Activation recomputation (``recompute="full"``: one more forward pass, +1/3 of the FLOPs;
+``"selective"``: the attention core's forward again) is paid on top of the healthy calibration,
+like a slower fabric: ``healthy_mfu`` describes a job that does not recompute.
+
+``VALIDATED_PARAMS`` is the constant set checked against published figures (perf/validate.py,
+docs/perf.md "Validation against published figures"); it differs from the defaults in
+``healthy_mfu`` and ``nvlink_hop_latency_s``.
+
 Why one A800 at 200 of 1410 MHz slows the job to ~1/3, not 1/7: with the defaults
 (healthy MFU 0.30, GEMMs at 0.85 of peak) the SM-clock-bound share of a healthy step is
 0.30/0.85 ≈ 0.35. The throttled rank's compute stretches 1410/200 = 7.05×, the other 0.65 of the
@@ -29,10 +37,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from perf.catalog import GPUSpec, get_gpu, nic_for
+from perf.catalog import GPUSpec, NICSpec, get_gpu, nic_for
 from perf.errors import PerfInputError, require_non_negative, require_positive, require_whole
 
 BYTES_PER_ELEMENT: dict[str, float] = {"fp32": 4, "tf32": 4, "bf16": 2, "fp16": 2, "fp8": 1}
+RECOMPUTE = ("none", "selective", "full")
+# bytes of training state per parameter with mixed precision and Adam: bf16/fp16 weights (2) and
+# gradients (2), fp32 master weights (4) and the two Adam moments (4 + 4)
+TRAINING_STATE_BYTES_PER_PARAM = 16.0
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,7 @@ class StepModelParams:
     optimizer_bytes_per_param: float = 32.0  # Adam with fp32 master weights: read+write states
     bucket_bytes: float = 25e6  # gradient bucket size (PyTorch DDP default 25 MB)
     nvlink_efficiency: float = 0.80  # ring busbw reached over NVLink vs one-direction link peak
+    nvlink_hop_latency_s: float = 1e-6  # per ring hop inside a node (small all-reduces pay 2(n-1) of them)
     seq_len: int = 4096
     gpus_per_node: int = 8
     nics_per_node: int | None = None  # None: one NIC per GPU (rail-optimised), as in DGX/HGX nodes
@@ -71,6 +84,19 @@ class StepPrediction:
         return float(self.breakdown.get("tokens_per_step", 0.0)) / self.total_s
 
 
+# The constant set validated against published training, all-reduce and decode figures
+# (perf/validate.py, perf/data/published.yaml). Two values differ from the defaults above:
+# * healthy_mfu 0.41 (default 0.30): the median of the MFUs the published training runs imply
+#   (validate.fit_healthy_mfu, rounded); runs written up in papers are tuned (0.31-0.54 implied),
+#   while the default describes an ordinary production job;
+# * nvlink_hop_latency_s 3.1 µs (default 1 µs): nccl-tests' 32 KiB all-reduce on 8 A100s takes
+#   43.8 µs = 2·(8-1) hops of 3.1 µs (stas00/ml-engineering, network/README.md).
+# gemm_efficiency 0.85 (A100 87%, H100 80% of dense BF16 peak in the MAMF table of
+# stas00/ml-engineering compute/accelerator/README.md), hbm_efficiency 0.80 and nvlink_efficiency
+# 0.80 are the defaults.
+VALIDATED_PARAMS = StepModelParams(healthy_mfu=0.41, nvlink_hop_latency_s=3.1e-6)
+
+
 @dataclass
 class InferencePrediction:
     """Prefill or decode time and the resource that bounds it."""
@@ -81,6 +107,7 @@ class InferencePrediction:
     compute_s: float
     memory_s: float
     breakdown: dict[str, Any] = field(default_factory=dict)
+    comm_s: float = 0.0  # tensor-parallel all-reduces, not overlapped (decode)
 
 
 def transformer_shape(model_params: float) -> tuple[int, int]:
@@ -91,13 +118,63 @@ def transformer_shape(model_params: float) -> tuple[int, int]:
     return layers, hidden
 
 
-def training_flops(model_params: float, tokens: float, seq_len: int = 4096) -> tuple[float, float]:
+def _shape(model_params: float, layers: int | None, hidden: int | None) -> tuple[int, int]:
+    """(layers, hidden): given ones win, the rest from ``transformer_shape``."""
+    derived_layers, derived_hidden = transformer_shape(model_params)
+    return (require_whole("layers", layers) if layers is not None else derived_layers,
+            require_whole("hidden", hidden) if hidden is not None else derived_hidden)
+
+
+def training_flops(model_params: float, tokens: float, seq_len: int = 4096, *, layers: int | None = None,
+                   hidden: int | None = None) -> tuple[float, float]:
     """(dense 6·N·T FLOPs, attention 12·L·s·d·T FLOPs) for one forward+backward pass."""
     n = require_positive("model_params", model_params)
     t = require_positive("tokens_per_step", tokens)
     s = require_positive("seq_len", seq_len)
-    layers, hidden = transformer_shape(n)
-    return 6 * n * t, 12 * layers * s * hidden * t
+    n_layers, d = _shape(n, layers, hidden)
+    return 6 * n * t, 12 * n_layers * s * d * t
+
+
+def recompute_flops(dense_flops: float, attention_flops: float, recompute: str) -> float:
+    """Extra FLOPs activation recomputation adds: a whole forward pass (full: 1/3 of fwd+bwd) or the
+    attention core's forward (selective, Korthikanti et al. 2022: 1/3 of the attention FLOPs)."""
+    mode = str(recompute).lower()
+    if mode not in RECOMPUTE:
+        raise PerfInputError("recompute", f"unknown mode {recompute!r}; known: {', '.join(RECOMPUTE)}")
+    if mode == "full":
+        return (dense_flops + attention_flops) / 3
+    if mode == "selective":
+        return attention_flops / 3
+    return 0.0
+
+
+def check_training_memory(gpu: str | GPUSpec, n_gpus: int, model_params: float) -> float:
+    """Raise ``PerfInputError("model_params")`` when the training state alone (16 B/param: weights,
+    gradients, fp32 master and Adam moments) is larger than every GPU's memory together, even fully
+    sharded; else return the fraction of the cluster's memory it takes."""
+    spec = get_gpu(gpu)
+    n = require_whole("n_gpus", n_gpus)
+    params = require_positive("model_params", model_params)
+    need_gb = params * TRAINING_STATE_BYTES_PER_PARAM / 1e9
+    have_gb = n * spec.hbm_gb
+    if need_gb > have_gb:
+        raise PerfInputError(
+            "model_params",
+            f"{params:.3g} parameters need at least {need_gb:,.0f} GB of training state "
+            f"({TRAINING_STATE_BYTES_PER_PARAM:g} B/param) but {n} x {spec.name} have {have_gb:,.0f} GB in all",
+        )
+    return need_gb / have_gb
+
+
+def _check_weights_fit(spec: GPUSpec, n_gpus: float, model_params: float, elem: float) -> None:
+    need_gb = model_params * elem / 1e9
+    have_gb = n_gpus * spec.hbm_gb
+    if need_gb > have_gb:
+        raise PerfInputError(
+            "model_params",
+            f"{model_params:.3g} parameters need {need_gb:,.0f} GB of weights but "
+            f"{n_gpus:g} x {spec.name} have {have_gb:,.0f} GB in all",
+        )
 
 
 def ring_allreduce_s(
@@ -116,7 +193,7 @@ def ring_allreduce_s(
 def bus_bandwidth_gbs(
     gpu: str | GPUSpec,
     n_gpus: int,
-    interconnect: str = "infiniband",
+    interconnect: str | NICSpec = "infiniband",
     params: StepModelParams | None = None,
 ) -> float:
     """Ring all-reduce bus bandwidth per rank: NVLink inside one node, else the node's NICs."""
@@ -140,7 +217,7 @@ def predict_training_step(
     tokens_per_step: float,
     *,
     precision: str = "bf16",
-    interconnect: str = "infiniband",
+    interconnect: str | NICSpec = "infiniband",
     sm_clocks_mhz: Sequence[float] | None = None,
     bus_bw_gbs: float | None = None,
     added_latency_ms: float = 0.0,
@@ -148,8 +225,15 @@ def predict_training_step(
     pipeline_parallel: int = 1,
     micro_batches: int = 8,
     params: StepModelParams | None = None,
+    layers: int | None = None,
+    hidden: int | None = None,
+    seq_len: int | None = None,
+    recompute: str = "none",
 ) -> StepPrediction:
-    """Expected step time of a dense transformer training job (see module docstring)."""
+    """Expected step time of a dense transformer training job (see module docstring).
+
+    ``layers``/``hidden`` default to the shape ``transformer_shape`` derives from the size,
+    ``seq_len`` to ``params.seq_len``; ``recompute`` is none | selective | full."""
     spec = get_gpu(gpu)
     p = params or StepModelParams()
     n = require_whole("n_gpus", n_gpus)
@@ -166,11 +250,15 @@ def predict_training_step(
     elem = BYTES_PER_ELEMENT[precision.lower()]
 
     clocks = _clock_ratios(spec, n, sm_clocks_mhz)
+    seq = require_whole("seq_len", seq_len) if seq_len is not None else p.seq_len
 
-    dense_flops, attn_flops = training_flops(model_params, tokens_per_step, p.seq_len)
-    layers, hidden = transformer_shape(model_params)
+    layers, hidden = _shape(model_params, layers, hidden)
+    dense_flops, attn_flops = training_flops(model_params, tokens_per_step, seq, layers=layers, hidden=hidden)
     flops_per_gpu = (dense_flops + attn_flops) / n
     compute_nominal = flops_per_gpu / (peak * p.gemm_efficiency)
+    # recomputation is paid on top of the healthy calibration (healthy_mfu: a job that does not recompute)
+    recompute_per_gpu = recompute_flops(dense_flops, attn_flops, recompute) / n
+    recompute_s = recompute_per_gpu / (peak * p.gemm_efficiency)
 
     # memory-bound kernels: activation traffic for this rank's tokens and layers, plus the optimizer
     tokens_per_rank = tokens_per_step / dp
@@ -181,14 +269,17 @@ def predict_training_step(
 
     nominal_bw = bus_bandwidth_gbs(spec, n, interconnect, p)
     bw = require_positive("bus_bw_gbs", bus_bw_gbs) if bus_bw_gbs is not None else nominal_bw
-    nic_latency_s = nic_for(spec, interconnect).latency_us * 1e-6 if n > p.gpus_per_node else 1e-6
-    nodes = math.ceil(n / p.gpus_per_node)
+    nic_latency_s = nic_for(spec, interconnect).latency_us * 1e-6 if n > p.gpus_per_node else p.nvlink_hop_latency_s
+    # nodes one data-parallel ring crosses: its members sit tensor_parallel ranks apart (Megatron's
+    # rank order: TP innermost), so a node holds gpus_per_node / TP of them
+    g = p.gpus_per_node
+    nodes = min(math.ceil(n / g), math.ceil(dp * min(tp, g) / g))
     comm_nominal = _comm_s(model_params, elem, dp, tp, pp, mb, tokens_per_rank, hidden, layers,
                            spec, p, nominal_bw, nic_latency_s, nodes)
     # the healthy MFU describes a job on a proper RDMA fabric: calibrate the overhead against
     # InfiniBand, so a job on RoCE or TCP sockets pays its slower all-reduce on top
     ref_bw = bus_bandwidth_gbs(spec, n, "infiniband", p)
-    ref_latency = nic_for(spec, "infiniband").latency_us * 1e-6 if n > p.gpus_per_node else 1e-6
+    ref_latency = nic_for(spec, "infiniband").latency_us * 1e-6 if n > p.gpus_per_node else p.nvlink_hop_latency_s
     comm_reference = _comm_s(model_params, elem, dp, tp, pp, mb, tokens_per_rank, hidden, layers,
                              spec, p, ref_bw, ref_latency, nodes)
     comm_s = _comm_s(model_params, elem, dp, tp, pp, mb, tokens_per_rank, hidden, layers,
@@ -200,12 +291,13 @@ def predict_training_step(
     modelled = compute_nominal + memory_s + comm_reference
     overhead_s = max(0.0, healthy_total * (1 - bubble) - modelled)
 
-    per_gpu = [(compute_nominal / r + memory_s + overhead_s) / (1 - bubble) for r in clocks]
+    compute_all = compute_nominal + recompute_s
+    per_gpu = [(compute_all / r + memory_s + overhead_s) / (1 - bubble) for r in clocks]
     slowest_local = max(per_gpu)
     total_s = slowest_local + comm_s
     slowest = per_gpu.index(slowest_local) if max(clocks) - min(clocks) > 1e-9 else None
-    compute_s = compute_nominal / min(clocks)
-    clock_bound_share = compute_nominal / (compute_nominal + memory_s + overhead_s + comm_nominal)
+    compute_s = compute_all / min(clocks)
+    clock_bound_share = compute_all / (compute_all + memory_s + overhead_s + comm_nominal)
 
     breakdown: dict[str, Any] = {
         "gpu": spec.name,
@@ -214,12 +306,14 @@ def predict_training_step(
         "tensor_parallel": tp,
         "pipeline_parallel": pp,
         "precision": precision.lower(),
-        "interconnect": interconnect,
+        "interconnect": interconnect.name if isinstance(interconnect, NICSpec) else interconnect,
         "model_params": float(model_params),
         "tokens_per_step": float(tokens_per_step),
         "layers": layers,
         "hidden": hidden,
-        "seq_len": p.seq_len,
+        "seq_len": seq,
+        "recompute": str(recompute).lower(),
+        "recompute_flops_per_gpu": recompute_per_gpu,
         "dense_flops": dense_flops,
         "attention_flops": attn_flops,
         "flops_per_gpu": flops_per_gpu,
@@ -235,9 +329,9 @@ def predict_training_step(
         "added_latency_ms": float(added_latency_ms),
         "pipeline_bubble": bubble,
         "clock_bound_share": clock_bound_share,
-        "healthy_step_s": compute_nominal + memory_s + overhead_s + comm_nominal
+        "healthy_step_s": compute_all + memory_s + overhead_s + comm_nominal
         if bubble == 0
-        else (compute_nominal + memory_s + overhead_s) / (1 - bubble) + comm_nominal,
+        else (compute_all + memory_s + overhead_s) / (1 - bubble) + comm_nominal,
         "mfu": flops_per_gpu / peak / total_s,
     }
     return StepPrediction(
@@ -284,7 +378,8 @@ def _comm_s(
 ) -> float:
     grad_bytes = model_params / (tp * pp) * elem
     buckets = max(1, math.ceil(grad_bytes / p.bucket_bytes))
-    # only hops that leave a node pay the network latency: 2(nodes-1) per all-reduce per bucket
+    # only hops that leave a node pay the network latency: 2(nodes-1) per all-reduce per bucket, where
+    # nodes is how many nodes one data-parallel ring spans
     dp_comm = ring_allreduce_s(dp, grad_bytes, bus_bw) + (
         buckets * 2 * (nodes - 1) * hop_latency_s if dp > 1 else 0.0
     )
@@ -315,6 +410,7 @@ def predict_prefill(
     g = require_positive("n_gpus", n_gpus)
     peak = spec.peak_flops(precision)
     elem = BYTES_PER_ELEMENT[precision.lower()]
+    _check_weights_fit(spec, g, n, elem)
     compute = 2 * n * t / (peak * gemm_efficiency * g)
     memory = n * elem / (spec.hbm_bw_gbs * 1e9 * g)  # the weights are read once
     return InferencePrediction(
@@ -331,21 +427,39 @@ def predict_decode(
     context_tokens: float = 2048,
     precision: str = "bf16",
     n_gpus: int = 1,
-    hbm_efficiency: float = 0.8,
+    hbm_efficiency: float | None = None,
+    layers: int | None = None,
+    hidden: int | None = None,
+    params: StepModelParams | None = None,
 ) -> InferencePrediction:
-    """One decode step: weights plus KV cache read from HBM per token; memory-bound at small batch."""
+    """One decode step: weights plus KV cache read from HBM per token; memory-bound at small batch.
+
+    With ``n_gpus`` > 1 (tensor parallel) every layer adds two all-reduces of the activations, which
+    are not overlapped: at batch 1 their latency (2(n-1) hops each) is what they cost.
+    ``hbm_efficiency`` defaults to ``params.hbm_efficiency``."""
     spec = get_gpu(gpu)
+    p = params or StepModelParams()
     n = require_positive("model_params", model_params)
     b = require_positive("batch", batch)
     ctx = require_positive("context_tokens", context_tokens)
-    g = require_positive("n_gpus", n_gpus)
+    g = require_whole("n_gpus", n_gpus)
+    hbm_eff = require_positive("hbm_efficiency", hbm_efficiency if hbm_efficiency is not None else p.hbm_efficiency)
     peak = spec.peak_flops(precision)
     elem = BYTES_PER_ELEMENT[precision.lower()]
-    layers, hidden = transformer_shape(n)
-    kv_bytes = 2 * layers * hidden * elem * ctx * b  # K and V for every cached token
-    memory = (n * elem + kv_bytes) / (spec.hbm_bw_gbs * 1e9 * hbm_efficiency * g)
+    _check_weights_fit(spec, g, n, elem)
+    n_layers, d = _shape(n, layers, hidden)
+    kv_bytes = 2 * n_layers * d * elem * ctx * b  # K and V for every cached token
+    memory = (n * elem + kv_bytes) / (spec.hbm_bw_gbs * 1e9 * hbm_eff * g)
     compute = 2 * n * b / (peak * 0.7 * g)
+    comm = 0.0
+    if g > 1:
+        hop = p.nvlink_hop_latency_s if g <= p.gpus_per_node else nic_for(spec, "infiniband").latency_us * 1e-6
+        bw = bus_bandwidth_gbs(spec, g, "infiniband", p)
+        comm = 2 * n_layers * ring_allreduce_s(g, b * d * elem, bw, hop_latency_s=hop)
+    step = max(compute, memory) + comm
     return InferencePrediction(
-        "decode", max(compute, memory), "memory" if memory >= compute else "compute", compute, memory,
-        {"weight_bytes": n * elem, "kv_bytes": kv_bytes, "tokens_per_s": b / max(compute, memory)},
+        "decode", step, "memory" if memory >= compute else "compute", compute, memory,
+        {"weight_bytes": n * elem, "kv_bytes": kv_bytes, "tokens_per_s": b / step, "layers": n_layers,
+         "hidden": d, "allreduces": 2 * n_layers if g > 1 else 0},
+        comm_s=comm,
     )

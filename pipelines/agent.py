@@ -11,6 +11,7 @@ the same loop runs on evidence alone and ``Diagnosis.degraded`` says so.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from pipelines.contacts import regex_extract
 from pipelines.dot.graph import Attachment, DotGraph, DotNode
 from pipelines.dot.parse import parse_dot
 from pipelines.evidence import Candidate, confidence, rank_candidates, verify_claim
+from pipelines.expectation import EXPECTATION_CHECKS, RESOURCE_CHECKS, Expectation, compare, reports_slowdown
 from pipelines.extract import Entities
 from pipelines.faults import (
     EXPLAINS,
@@ -48,6 +50,7 @@ from pipelines.hypotheses import (
 )
 from pipelines.llm.base import LLM, LLMReply, NoLLM
 from pipelines.llm.capability import Capability, probe
+from pipelines.plain import Facts, check_plain, plain_messages, plain_schema, template_summary
 from pipelines.planner import ClusterInfo, ToolPlan, fill_params, ordered_hypotheses, plan_for_fault
 from pipelines.prompts import (
     MAX_TOKENS,
@@ -98,6 +101,7 @@ class _Run:
         self.unreachable: set[str] = set()
         self.hypotheses: list[Hypothesis] = []  # signature and KB leads (typed, never evidence)
         self.full_text = ""  # the request text before capping (signature matching reads all of it)
+        self.expectation: Expectation | None = None  # the job's step time against the perf model
 
 
 @dataclass
@@ -204,6 +208,10 @@ class Agent:
         state = yield from self._read_and_hypothesise(run, text, target, use_kb, use_model)
         yield from self._choose_and_run_checks(run, state, use_model, selfplay)
         best, ranked, rounds = yield from self._attribute_and_escalate(run, state, target, use_model, selfplay)
+        if best is not None:  # the paper's measure: how many test cases it took to find the cause
+            run.timings["invocations_to_cause"] = float(run.invocations)
+        if reports_slowdown(text):
+            yield from self._expectation(run, rounds)
         # ---- outcome ----
         if best is None:
             yield self._unverified(run, ranked, state.scope, rounds, started, request)
@@ -404,6 +412,8 @@ class Agent:
         summary = f"{best.fault} on {where}: " + "; ".join(f.message for f in verdict.support[:2])
         if others:
             summary += " | also found: " + ", ".join(c.label() for c in others[:3])
+        if run.expectation is not None and run.expectation.slow:
+            summary += " | " + run.expectation.text()
         run.graph.add("summary", f"[verified] {summary}", [run.graph.nodes[-1].id], round=rounds)
         evidence = [f.to_dict() for f in verdict.support + best.explains]
         yield self._final(run, cause, summary, evidence, confidence(best, ranked), props, started,
@@ -442,6 +452,9 @@ class Agent:
                 summary = (f"unexplained anomalies on {where} ({loc.category}): "
                            + "; ".join(a.message for a in anomalies[:3])
                            + ". No check proves the cause yet; these need a closer look.")
+            if run.expectation is not None and run.expectation.slow:
+                summary += " Job: " + run.expectation.text() + "."
+                anomaly_dicts.append(_expectation_anomaly(run.expectation))
             cause = Cause(None, loc.node, lead_a.gpu if (lead_a and loc.node) else None, loc.category,
                           loc.scope if loc.node is None else ("gpu" if lead_a and lead_a.gpu is not None else "node"),
                           description)
@@ -480,6 +493,21 @@ class Agent:
                                [], 0.3, [], started, verified=False, request=request, verdict="unexplained",
                                anomalies=[{"host": "-", "check": c, "message": f"{c} did not run or did not pass",
                                            "category": check_category(c)} for c in sorted(set(missing) | failed)[:10]])
+        exp = run.expectation
+        if exp is not None and exp.slow:
+            # Every node passed its own checks, yet the job is slower than its hardware should make
+            # it: a slowdown the fleet shares. The resource the measurements lay it at is the lead.
+            category = exp.category or "other"
+            unmeasured = [c for r, c in RESOURCE_CHECKS.items() if c not in exp.measured and c in self._read_only_names()]
+            summary = (f"the job is slower than the hardware should make it, on every node alike: {exp.text()}; "
+                       f"{len(ran_ok)} per-node checks ran and passed ({', '.join(sorted(ran_ok)[:8])})")
+            if exp.attributed_to in ("", "unexplained") and unmeasured:
+                summary += f"; measure with {', '.join(unmeasured)}"
+            run.graph.add("summary", f"[unexplained] {summary}", [run.graph.nodes[-1].id], round=rounds)
+            return self._final(run, Cause(None, None, None, category, "job", exp.text()), summary, [], 0.35, [],
+                               started, verified=False, request=request, verdict="unexplained",
+                               anomalies=[_expectation_anomaly(exp)], checks_passed=sorted(ran_ok),
+                               confirm_with=unmeasured)
         symptom = reported_symptom(request.text)
         if symptom:
             # The request reports a problem the checks do not explain: saying "nothing wrong" would
@@ -544,6 +572,35 @@ class Agent:
                       "before blaming one", [run.graph.nodes[-1].id], round=rounds)
         yield from self._run_plan(run, ToolPlan(tool, peers, filled[0], filled[1],
                                                 f"{kind.name} can be fleet-wide: are the peers affected too?"), rounds)
+
+    def _expectation(self, run: _Run, rounds: int) -> Iterator[AgentEvent]:
+        """A reported slowdown: the job's step time against the perf model's expectation (what
+        peer comparison cannot see when every GPU shares the slowdown), with the gap laid at the
+        resource the checks measured. Needs the job's workload (inventory or scenario)."""
+        if not self.cluster.workload or not self.cluster.gpu_model or not self.cluster.hosts:
+            return
+        hosts = list(self.cluster.hosts)
+        for tool in EXPECTATION_CHECKS:
+            seen = {r.host for r in run.results if r.tool == tool}
+            missing = [h for h in hosts if h not in seen]
+            if not missing or tool not in self._read_only_names() or run.invocations >= self.config.max_tool_calls:
+                continue
+            filled = fill_params(self.toolkit.registry.get(tool), self.cluster, missing)
+            if filled is not None:
+                yield from self._run_plan(run, ToolPlan(tool, missing, filled[0], filled[1],
+                                                        "the job's step time against the perf model"), rounds)
+        try:
+            run.expectation = compare(self.cluster, run.results)
+        except Exception as exc:  # an unknown GPU model or a bad workload: say so, keep the evidence
+            run.notes.append(f"perf model comparison skipped: {exc}")
+            return
+        if run.expectation is None:
+            run.notes.append("perf model comparison skipped: no step time in the job's log")
+            return
+        exp = run.expectation
+        run.graph.add("verification", f"expected vs observed: {exp.text()}", [run.graph.nodes[-1].id], round=rounds,
+                      source="evidence", status="supported" if exp.slow else "refuted",
+                      attachments=[Attachment("perf_model", json.dumps(exp.to_dict(), indent=1, default=str))])
 
     def _hypothesis_checks(self, run: _Run, scope: list[str], source: str = "signature") -> Iterator[AgentEvent]:
         """The checks the signature matches (or, later, the top past incidents) say would confirm them."""
@@ -788,13 +845,19 @@ class Agent:
                proposals: list[Proposal], started: float, *, verified: bool, request: DiagnosisRequest,
                verdict: str = "unexplained", anomalies: list[dict[str, Any]] | None = None,
                checks_passed: list[str] | None = None, confirm_with: list[str] | None = None) -> AgentEvent:
+        plain = self._plain_summary(run, Facts(
+            verdict, cause, proposals, list(anomalies or []), list(confirm_with or []), list(checks_passed or []),
+            run.expectation, len(self.cluster.hosts), self._hosts_affected(run, cause, anomalies or []),
+            checked=bool(run.results), reason=summary, known_hosts=list(self.cluster.hosts)), summary)
         degraded = ""
         if isinstance(self.llm, NoLLM):
             degraded = "no model configured: diagnosis from the checks' evidence only"
         elif self.config.mode == "preplan":
             degraded = ""
         elif run.llm_failures >= self.config.llm_failures_before_degraded:
-            degraded = f"model failed {run.llm_failures} time(s) ({run.llm_errors[-1]}): diagnosis from the checks' evidence only"
+            errors = list(dict.fromkeys(run.llm_errors))  # the first failure and the last, when they differ
+            said = errors[0] if len(errors) == 1 else f"{errors[0]}; last: {errors[-1]}"
+            degraded = f"model failed {run.llm_failures} time(s) ({said}): diagnosis from the checks' evidence only"
         elif run.llm_errors:
             run.graph.notes.append("model errors: " + "; ".join(run.llm_errors))
         run.graph.notes.extend(run.notes)
@@ -822,10 +885,56 @@ class Agent:
             confirm_with=list(confirm_with or []),
             hypotheses=[h.to_dict() for h in run.hypotheses[:8]],
             llm_tier=self.capability.tier,
+            llm_capability=self.capability.to_dict(),
+            plain_summary=plain,
             similar=[{"id": h.id, "title": h.title, "cause": h.cause, "fix": h.fix, "url": h.url,
-                      "category": h.category} for h in run.hypotheses if h.source == "kb"][:3],
+                      "category": h.category, "confirmed": _confirmed_here(h, cause, verified)}
+                     for h in run.hypotheses if h.source == "kb"][:3],
         )
         return AgentEvent("diagnosis", {"diagnosis": diagnosis})
+
+    def _plain_summary(self, run: _Run, facts: Facts, technical: str) -> str:
+        """Three plain sentences (pipelines/plain.py): a capable model's, when it passes the checks,
+        else the template's. A refused answer is named in the graph and counts as a model failure."""
+        template = template_summary(facts)
+        use_model = (not isinstance(self.llm, NoLLM) and self.config.mode != "preplan" and self.capability.steers
+                     and facts.checked)
+        if not use_model:
+            return template
+        reply = self._ask(run, plain_messages(facts, template, technical), plain_schema(), MAX_TOKENS["plain"])
+        if reply is None or reply.data is None:
+            return template
+        text = " ".join(str(reply.data.get("summary", "")).split())
+        why = check_plain(text, facts, [s.name for s in self._read_only_specs()])
+        if why:
+            run.llm_failures += 1
+            run.llm_errors.append(f"model summary refused: {why}")
+            run.graph.notes.append(f"model summary refused ({why}); the template's summary is used")
+            return template
+        return text
+
+    def _hosts_affected(self, run: _Run, cause: Cause, anomalies: Sequence[dict[str, Any]]) -> int:
+        """How many nodes show a cause that no single node owns (for the plain summary)."""
+        if cause.node is not None:
+            return 1
+        if cause.fault:
+            return len(spread(cause.fault, run.findings, list(self.cluster.hosts)))
+        return len({str(a.get("host")) for a in anomalies if str(a.get("host") or "-") != "-"})
+
+
+def _expectation_anomaly(exp: Expectation) -> dict[str, Any]:
+    return {"host": "-", "check": "perf_model", "message": exp.text(), "category": exp.category or "other",
+            "severity": "warning", "data": exp.to_dict()}
+
+
+def _confirmed_here(record: Hypothesis, cause: Cause, verified: bool) -> bool:
+    """A past incident is confirmed here when a check verified the same fault kind (or, for a
+    record with no kind, the same category)."""
+    if not verified:
+        return False
+    if record.fault_kind:
+        return record.fault_kind == cause.fault
+    return bool(record.category) and record.category == cause.category
 
 
 def promote_known_kinds(findings: Sequence[Finding]) -> list[Finding]:

@@ -67,6 +67,13 @@ class ProposalStep:
     host: str
     params: dict[str, Any]
     commands: tuple[str, ...]  # exactly what will run, already rendered and quoted
+    # Where the commands run when that is not ``host`` (a Slurm action: the controller); in the hash.
+    run_on: str = ""
+    note: str = ""  # for people (where it runs and why); shown with the proposal, not hashed
+
+    @property
+    def run_host(self) -> str:
+        return self.run_on or self.host
 
 
 @dataclass(frozen=True)
@@ -83,7 +90,8 @@ class Proposal:
     def hash(self) -> str:
         """Content hash an approval binds to: any change to a command changes it."""
         payload = {
-            "steps": [[s.tool, s.host, sorted(s.params.items()), list(s.commands)] for s in self.steps],
+            "steps": [[s.tool, s.host, sorted(s.params.items()), list(s.commands)] + ([s.run_on] if s.run_on else [])
+                      for s in self.steps],
             "script": self.script,
         }
         return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
@@ -101,7 +109,8 @@ class Proposal:
         """Rebuild a stored proposal (``to_dict``); the caller compares the hash."""
         steps = tuple(
             ProposalStep(tool=str(s["tool"]), host=str(s["host"]), params=dict(s.get("params") or {}),
-                         commands=tuple(str(c) for c in s.get("commands") or ()))
+                         commands=tuple(str(c) for c in s.get("commands") or ()),
+                         run_on=str(s.get("run_on") or ""), note=str(s.get("note") or ""))
             for s in data.get("steps") or ()
         )
         return cls(id=str(data["id"]), title=str(data.get("title", "")), risk=data.get("risk", "medium"),
@@ -130,6 +139,8 @@ class Diagnosis:
     hypotheses: list[dict[str, Any]] = field(default_factory=list)  # signature / KB matches (typed)
     similar: list[dict[str, Any]] = field(default_factory=list)  # top past incidents from the KB
     llm_tier: str = "none"  # the model's capability tier (none | narrow | capable)
+    llm_capability: dict[str, Any] = field(default_factory=dict)  # the self-test: tier, passed, probes, tokens_per_s, pinned, note
+    plain_summary: str = ""  # three sentences without jargon: what is broken, what it costs, what will be done
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -158,6 +169,8 @@ class Diagnosis:
             hypotheses=list(data.get("hypotheses") or []),
             similar=list(data.get("similar") or []),
             llm_tier=str(data.get("llm_tier") or "none"),
+            llm_capability=dict(data.get("llm_capability") or {}),
+            plain_summary=str(data.get("plain_summary") or ""),
         )
 
 

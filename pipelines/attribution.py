@@ -52,16 +52,34 @@ CATEGORY_CUES: dict[str, tuple[str, ...]] = {
                       "power cap", r"\bpsu\b", "watt", "hvac"),
 }
 _CUES = {cat: [re.compile(c, re.IGNORECASE) for c in cues] for cat, cues in CATEGORY_CUES.items()}
-LOG_WEIGHT = 1.0
-SIGNATURE_WEIGHT = 1.6
-KB_WEIGHT = 1.2
-CATEGORY_WEIGHT = 0.35
-LOG_CATEGORY_WEIGHT = 0.25
-# Sentence similarity (MiniLM cosine) weights: the log, the signatures' causes, the records' causes.
-# Chosen on the shipped and the first real C cases (docs/attribution.md has the figures).
-SEMANTIC_LOG_WEIGHT = 1.5
-SEMANTIC_SIGNATURE_WEIGHT = 1.0
-SEMANTIC_KB_WEIGHT = 2.0
+
+
+@dataclass(frozen=True)
+class Weights:
+    """How much each piece of evidence counts. Terms: overlap with the log's words, with the
+    matched signatures' causes and with the retrieved records' causes; category agreement with the
+    signatures and with the log. Meaning (MiniLM cosine): to the log, the signatures' causes, the
+    records' causes (each record weighted by how much its symptoms resemble the log)."""
+
+    log: float
+    signature: float
+    kb: float
+    category: float
+    log_category: float
+    semantic_log: float = 0.0
+    semantic_signature: float = 0.0
+    semantic_kb: float = 0.0
+
+
+# Words only (no ``embeddings`` extra): chosen on the shipped and the first real C cases.
+LEXICAL = Weights(log=1.0, signature=1.6, kb=1.2, category=0.35, log_category=0.25)
+# With meaning. A wrong choice repeats the log's own words as often as the right one does (it
+# names the component that failed), so the log counts by meaning and by category, and words
+# count only where a signature or a past incident ties them to a cause. Chosen on the shipped
+# cases and the 85 real cases of c_real{,_2..5}; docs/agent.md has the figures, including a set
+# scored only once, after the choice.
+WITH_MEANING = Weights(log=0.0, signature=2.4, kb=1.2, category=0.0, log_category=1.0,
+                       semantic_log=1.5, semantic_signature=0.0, semantic_kb=2.0)
 KB_TOP_K = 5
 # Unless the model is trusted to steer (a capable tier), its pick must be within this share of the
 # evidence's best score: a 270M model breaks ties, it does not overrule the evidence.
@@ -112,7 +130,7 @@ def retrieve(kb: Any, log: str, hyps: Sequence[Hypothesis], *, top_k: int = KB_T
 
 
 def semantic_scores(log: str, choices: Sequence[tuple[str, str]], hyps: Sequence[Hypothesis],
-                    hits: Sequence[Any], encoder: Any) -> dict[str, float]:
+                    hits: Sequence[Any], encoder: Any, weights: Weights = WITH_MEANING) -> dict[str, float]:
     """Each candidate's similarity in meaning to the log, the signatures' causes and the records'
     established causes (records weighted by how much their symptoms resemble the log)."""
     import numpy as np
@@ -127,21 +145,21 @@ def semantic_scores(log: str, choices: Sequence[tuple[str, str]], hyps: Sequence
     cv, lv = vec[:n], vec[n]
     sv = vec[n + 1:n + 1 + ns]
     rv, symptoms = vec[n + 1 + ns:n + 1 + ns + nr], vec[n + 1 + ns + nr:]
-    weights = np.array([h.weight for h in sig]) if sig else None
+    sig_weights = np.array([h.weight for h in sig]) if sig else None
     resemblance = np.clip(symptoms @ lv, 0.0, 1.0) if nr else None
     scores: dict[str, float] = {}
     for i, (key, _) in enumerate(choices):
-        total = SEMANTIC_LOG_WEIGHT * float(cv[i] @ lv)
-        if weights is not None:
-            total += SEMANTIC_SIGNATURE_WEIGHT * float((sv @ cv[i]) @ weights / weights.sum())
+        total = weights.semantic_log * float(cv[i] @ lv)
+        if sig_weights is not None and weights.semantic_signature:
+            total += weights.semantic_signature * float((sv @ cv[i]) @ sig_weights / sig_weights.sum())
         if resemblance is not None and resemblance.sum() > 0:
-            total += SEMANTIC_KB_WEIGHT * float(((rv @ cv[i]) * resemblance).sum() / resemblance.sum())
+            total += weights.semantic_kb * float(((rv @ cv[i]) * resemblance).sum() / resemblance.sum())
         scores[key] = total
     return scores
 
 
 def evidence_scores(log: str, choices: Sequence[tuple[str, str]], hyps: Sequence[Hypothesis],
-                    hits: Sequence[Any]) -> dict[str, float]:
+                    hits: Sequence[Any], weights: Weights = LEXICAL) -> dict[str, float]:
     """The no-model score of each candidate: term overlap with the log, the signatures' causes and
     the records' causes, plus category agreement with the signatures."""
     choice_tokens = {key: [t for t in tokens(text) if t not in GENERIC_TERMS] for key, text in choices}
@@ -166,20 +184,20 @@ def evidence_scores(log: str, choices: Sequence[tuple[str, str]], hyps: Sequence
     scores: dict[str, float] = {}
     for key, text in choices:
         ctoks = choice_tokens[key]
-        total = LOG_WEIGHT * overlap(log_tok, ctoks, idf)
+        total = weights.log * overlap(log_tok, ctoks, idf)
         for h in sig:
             known = [t for t in tokens(f"{h.title} {h.cause} {h.fix} {' '.join(h.keywords)}") if t not in GENERIC_TERMS]
-            total += SIGNATURE_WEIGHT * (h.weight / sig_weight_total) * overlap(known, ctoks, idf)
+            total += weights.signature * (h.weight / sig_weight_total) * overlap(known, ctoks, idf)
         for rank, hit in enumerate(hits):
             rec = hit.record
             known = [t for t in tokens(f"{rec.result} {' '.join(rec.problemkey)}") if t not in GENERIC_TERMS]
             weight = min(1.0, resemblance[rank]) / (1 + 0.5 * rank)
-            total += KB_WEIGHT * weight * overlap(known, ctoks, idf)
+            total += weights.kb * weight * overlap(known, ctoks, idf)
         cats = categorize(text)
         if sig_cats:
-            total += CATEGORY_WEIGHT * sum(sig_cats.get(c, 0.0) * v for c, v in cats.items())
+            total += weights.category * sum(sig_cats.get(c, 0.0) * v for c, v in cats.items())
         if log_cats:
-            total += LOG_CATEGORY_WEIGHT * sum(log_cats.get(c, 0.0) * v for c, v in cats.items())
+            total += weights.log_category * sum(log_cats.get(c, 0.0) * v for c, v in cats.items())
         scores[key] = round(total, 4)
     return scores
 
@@ -211,9 +229,10 @@ def attribute(log: str, choices: Sequence[tuple[str, str]], *, kb: Any = None, s
     hyps = from_signatures(log, signatures)
     hits = retrieve(kb, log, hyps, splits=kb_splits, exclude_sources=exclude_sources)
     hyps = hyps + from_kb_hits(hits[:3])
-    scores = evidence_scores(f"{log}\n{question}", choices, hyps, hits)
+    weights = LEXICAL if encoder is None else WITH_MEANING
+    scores = evidence_scores(f"{log}\n{question}", choices, hyps, hits, weights)
     if encoder is not None:
-        meaning = semantic_scores(log, choices, hyps, hits, encoder)
+        meaning = semantic_scores(log, choices, hyps, hits, encoder, weights)
         scores = {key: round(value + meaning[key], 4) for key, value in scores.items()}
     keys = [k for k, _ in choices]
     best = max(scores, key=lambda k: (scores[k], -keys.index(k)))

@@ -108,7 +108,11 @@ def cmd_diagnose(args: argparse.Namespace) -> int:
 def render_text(diagnosis: Any) -> str:
     from pipelines.dot import DotGraph, outline
 
-    lines = ["== reasoning (Diagram of Thought) ==", outline(DotGraph.from_json(diagnosis.graph)), "", "== diagnosis =="]
+    lines = []
+    plain = getattr(diagnosis, "plain_summary", "")
+    if plain:  # first: what a non-expert needs; the details follow
+        lines += ["== in short ==", plain, ""]
+    lines += ["== reasoning (Diagram of Thought) ==", outline(DotGraph.from_json(diagnosis.graph)), "", "== diagnosis =="]
     c = diagnosis.cause
     where = f" on {c.node}" + (f" GPU {c.gpu}" if c.gpu is not None else "") if c.node else ""
     scope = f" [{c.scope}-wide]" if c.scope in ("cluster", "job") and c.node is None and diagnosis.verdict != "clean" else ""
@@ -122,11 +126,14 @@ def render_text(diagnosis: Any) -> str:
     if diagnosis.checks_passed:
         lines.append("checks that ran and passed: " + ", ".join(diagnosis.checks_passed))
     for sim in diagnosis.similar[:3]:
-        lines.append(f"similar past incident: {sim.get('title')}: {str(sim.get('cause'))[:140]} ({sim.get('url')})")
+        seen = "confirmed here" if sim.get("confirmed") else "not confirmed here"
+        lines.append(f"similar past incident ({seen}): {sim.get('title')}: {str(sim.get('cause'))[:140]} ({sim.get('url')})")
     if diagnosis.degraded:
         lines.append(f"note: {diagnosis.degraded}")
     if diagnosis.llm != "none":
-        lines.append(f"model: {diagnosis.llm} (tier {diagnosis.llm_tier})")
+        cap = getattr(diagnosis, "llm_capability", {}) or {}
+        why = f": {cap['note']}" if cap.get("note") else ""
+        lines.append(f"model: {diagnosis.llm} (tier {diagnosis.llm_tier}{why})")
     lines.append("")
     lines.append("== evidence ==")
     for f in diagnosis.evidence or []:
@@ -138,7 +145,10 @@ def render_text(diagnosis: Any) -> str:
     lines.append("== proposals (nothing runs until approved in chat) ==")
     for p in diagnosis.proposals:
         lines.append(f"- {p.id} [{p.risk}] {p.title}  hash {p.hash[:16]}")
-        lines.extend(f"    $ {cmd}" for cmd in p.commands())
+        for step in p.steps:
+            if step.note:  # where it runs when that needs saying (a Slurm action on the controller)
+                lines.append(f"    # {step.tool} on {step.run_host}: {step.note}")
+            lines.extend(f"    $ {cmd}" for cmd in step.commands)
     if not diagnosis.proposals:
         lines.append("- none")
     t = diagnosis.timings

@@ -15,6 +15,8 @@ Mode = Literal["plain", "rag", "rag-dot-selfplay", "preplan"]
 
 BACKENDS: tuple[str, ...] = ("none", "llamacpp", "ollama", "openai")
 MODES: tuple[str, ...] = ("plain", "rag", "rag-dot-selfplay", "preplan")
+# How far a model may steer (pipelines.llm.capability): "auto" runs the self-test at warm-up.
+TIERS: tuple[str, ...] = ("auto", "narrow", "capable")
 
 # Defaults per backend: the model name, and the env variable that overrides host/base URL.
 DEFAULT_MODELS: dict[str, str] = {
@@ -41,6 +43,9 @@ class LLMConfig:
     model_path: str = ""  # llama.cpp: a GGUF file to use instead of the packaged gemma3 270M
     api_key_env: str = "OPENAI_API_KEY"  # openai: the env variable holding the key (never logged)
     tier: str = "auto"  # auto (self-test at warm-up) | narrow | capable: how far the model may steer
+    stream: bool = False  # openai: stream answers (timeout_s bounds the whole answer)
+    fold_system: bool = False  # openai: put the system text into the first user turn (servers whose chat
+    #                            template drops system messages, e.g. llama.cpp's server with --chat_format gemma)
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
@@ -49,6 +54,9 @@ class LLMConfig:
             raise ValueError(f"llm.timeout_s must be > 0, got {self.timeout_s}")
         if self.max_tokens <= 0:
             raise ValueError(f"llm.max_tokens must be > 0, got {self.max_tokens}")
+        if self.tier not in TIERS:
+            raise ValueError(f"llm.tier: {self.tier!r} is not one of {', '.join(TIERS)} "
+                             "(no model at all: llm.backend = \"none\")")
 
     @property
     def model_name(self) -> str:

@@ -94,7 +94,7 @@ _HOST_PREFIXES = {
     "node", "nodes", "gpu", "gpunode", "worker", "wrk", "compute", "cmp", "dgx", "hgx", "host",
     "srv", "server", "login", "trn", "train", "hpc", "cn", "gn", "cpu", "mgmt", "head",
     "master", "box", "vm", "ip", "a100", "h100", "h800", "a800", "b200", "gb200", "storage", "nfs",
-    "slurm", "k8s", "kube", "ml", "ai", "infer", "inference", "gpuhost", "n", "c", "g", "r",
+    "slurm", "k8s", "kube", "ml", "ai", "infer", "inference", "gpuhost", "n", "c", "g", "r", "nid",
 }
 _GPU_MODEL = re.compile(r"^(?:[abhlvtkpm]\d{1,3}[a-z]?|g[bh]\d{3}|rtx\d+\w*|mi\d+\w*)$", re.IGNORECASE)
 # Things that look like host names but are software, models or hardware (cuda-12, llama-7b …).
@@ -103,27 +103,31 @@ _NOT_HOSTS = re.compile(
     r"gemma|mixtral|t5|rank|epoch|step|layer|mlx\d|ib\d|eth\d|ens\d|v\d|ubuntu|rhel|centos|"
     r"driver|cudnn|nvlink|pcie|gen\d|xid|ecc|sxm\d?|hbm\d?|ddr\d?|rtx|tesla|ampere|hopper|c10d|"
     r"ipv\d|tcp|udp|nvidia|mellanox|connectx|cx\d|veth|ip6tnl|bond\d|docker\d|virbr|enp\d|eno\d|ens\d|lo\d|"
-    r"mlnx|ofed|if\d|lib[a-z])"
+    r"mlnx|ofed|if\d|lib[a-z]|microk8s|k3s|k8s\b|detectron\d|yolov?\d)"
     r"(?:[-_.]|\d|$)",
     re.IGNORECASE,
 )
 _HOST_CUE_BEFORE = re.compile(
-    r"(?:\bon|\bhost|\bnode|\bserver|\bbox|\bmachine|\bssh|\bto|\bat|\bfrom|\bin|\bcheck|\bsee|\bnamed|"
-    r"\bcalled)\s*[:=]?\s*(?:the\s+)?$",
+    r"(?:\bon|(?<!\d-)\bhost|(?<!\d-)\bnode|(?<!\d-)\bserver|(?<!\d-)\bbox|(?<!\d-)\bmachine|\bssh|\bto|\bat|"
+    r"\bfrom|\bin|\bcheck|\bsee|\bnamed|\bcalled|\bdrain|\bcordon|\breboot|\brestart|\breimage|\bresume|"
+    r"\binto|\bonto|\bexcept|\bbesides)\s*[:=]?\s*(?:the\s+)?$",  # not "a 2-machine launch"
     re.IGNORECASE,
 )
 
 _IGNORE_CUES = re.compile(
     r"\b(?:ignore|ignoring|ignored|skip|skipping|disregard|exclude|excluding|except|"
-    r"don'?t\s+(?:touch|bother|look|check|ssh|care)|do\s+not\s+(?:touch|bother|look|check|ssh)|"
+    r"don'?t\s+(?:try\s+to\s+)?(?:touch|bother|look|check|ssh|care|reach|contact|poke)|"
+    r"do\s+not\s+(?:try\s+to\s+)?(?:touch|bother|look|check|ssh|reach|contact|poke)|"
     r"not\s+that\s+one|decommissioned|retired|old\s+(?:box|node|host|server|machine|one)|"
     r"no\s+longer|unrelated|not\s+(?:part\s+of|relevant|involved|affected)|was\s+replaced|"
     r"leave\s+(?:(?:it|them|that|this|those)\s+)?(?:out|alone)|leave\s+(?:it|them|that|this)\s*(?=[.,;)]|$)|"
     r"(?:that|this)\s+one(?:'s|\s+is)\s+fine|out\s+of\s+scope|irrelevant|doesn'?t\s+matter|"
     r"dead\s+box|wrong\s+(?:box|host|ip)|(?:been|was|were)\s+(?:reimaged|replaced|rebuilt|drained|retired)|"
-    r"(?:was|were)\s+(?:a\s+)?typos?|cpu[- ]only|not\s+(?:one\s+of\s+ours|ours|in\s+(?:the|this)\s+job)|"
+    r"(?:was|were)\s+(?:a\s+)?typos?|cpu[- ]only|not\s+(?:one\s+of\s+ours|one\s+of\s+our\s+(?:machines|nodes|hosts|boxes|servers)|ours|in\s+(?:the|this)\s+job)|"
     # a host said to be healthy, already dealt with, or only a way in is not one to look at
     r"(?:is|are|looks?|seems?|been)\s+(?:fine|healthy|ok|okay|unaffected)|(?:rma'?d|rma-?ed|swapped\s+out)|"
+    r"nothing\s+wrong\s+with|just\s+where\s+(?:i|we)\b|doesn'?t\s+do\s+it|don'?t\s+(?:count|include)|"
+    r"leave\s+(?:that|this|it|them|those)\s+(?:one\s+|ones\s+)?(?:running|up|in\s+service|as\s+is)|"
     r"no\s+need\s+to\s+(?:touch|look\s+at|check)|doesn'?t\s+need\s+(?:checking|to\s+be\s+checked|looking)|"
     r"(?:already|been)\s+(?:fixed|resolved|repaired)|nothing\s+to\s+(?:check|log\s+into|look\s+at|do)\s+there|"
     r"nothing\s+to\s+log\s+into|known[- ]bad|don'?t\s+resume|stays?\s+(?:out|drained|down|offline)|"
@@ -187,10 +191,12 @@ _SSH_PORT_PATTERNS = [
     re.compile(r"\bsshd?\b[^\n]{0,60}?\bon\s+(?:the\s+)?(?:default\s+|standard\s+|usual\s+)?port\s+(\d{1,5})\b(?!\.\d)",
                re.IGNORECASE),
     # "ssh is 2222 on all boxes", "ssh is plain 22 on these", "sshd on the node is 2200"
-    re.compile(r"\bsshd?\b(?:\s+on\s+the\s+(?:node|box|host|machine)s?)?\s+(?:port\s+)?is\s+(?:on\s+)?(?:plain\s+|just\s+|still\s+)?"
+    re.compile(r"\bsshd?\b(?:\s+on\s+(?:the\s+|all\s+|these\s+|those\s+)?(?:[\w-]+\s+)?(?:node|box|host|machine|server)s?)?\s+"
+               r"(?:port\s+)?is\s+(?:on\s+)?(?:the\s+)?(?:(?:plain|just|still|normal|default|standard|usual|regular)\s+)?"
                r"(?:port\s+)?(\d{2,5})\b(?![.:]\d)", re.IGNORECASE),
-    # "22 is blocked from vpn, use 2222"
-    re.compile(r"\b22\s+is\s+(?:blocked|closed|firewalled)[^.\n]{0,40}?\buse\s+(?:port\s+)?(\d{2,5})\b", re.IGNORECASE),
+    # "ssh to arax is on 1022"
+    re.compile(r"\bsshd?\s+(?:to|on|for|into)\s+[\w.-]+\s+is\s+(?:on\s+|at\s+)?(?:port\s+)?(\d{2,5})\b(?![.:]\d)",
+               re.IGNORECASE),
     # "`core@gb200-r3-t05`, port 2222"
     re.compile(r"[\w.-]+@[\w.-]+`?\s*,?\s*(?:on\s+)?port\s+(\d{2,5})\b", re.IGNORECASE),
     # mpirun's ssh options: -mca plm_rsh_args "-p 12345"
@@ -200,6 +206,10 @@ _SSH_PORT_PATTERNS = [
     re.compile(r"\bsshd?\b[^\n]{0,60}?\blisten(?:s|ing)?\s+on\s+(?:port\s+)?(\d{1,5})\b(?!\.\d)", re.IGNORECASE),
     re.compile(r"\b(?:ssh\b[^\n]{0,40}?\bport|port\b[^\n]{0,20}?\bssh)\D{0,24}(\d{1,5})\b(?!\.\d)", re.IGNORECASE),
 ]
+# "22 is blocked from vpn, use 2222", "port 22 is closed on workers, use 2222": read over the whole
+# message (the comma splits the clause); 22 is then not the port to use.
+_PORT_INSTEAD = re.compile(r"\b(?:port\s+)?(\d{2,5})\s+is\s+(?:blocked|closed|firewalled|filtered|not\s+open)[^.\n]{0,40}?"
+                           r"\buse\s+(?:port\s+)?(\d{2,5})\b", re.IGNORECASE)
 _SSH_CONTEXT = re.compile(r"\b(?:ssh|sshd|log\s*in|login|connect|reach(?:able)?|jump)\b", re.IGNORECASE)
 _NON_SSH_CONTEXT = re.compile(
     r"\b(?:master_port|master_addr|rendezvous|rdzv|c10d|tcpstore|store|http|https|grafana|prometheus|"
@@ -233,6 +243,54 @@ def _clauses(text: str) -> list[str]:
         else:
             merged.append(part)
     return merged
+
+
+# "the other nodes are fine, no need to check them": "them" is the unnamed others, not the host before.
+_OTHERS = re.compile(r"\b(?:the\s+)?(?:other|remaining)\s+(?:[\w-]+\s+){0,2}?(?:nodes|hosts|machines|servers|boxes|"
+                     r"workers|ones|pairings?)\b|\bevery\s+other\b|\ball\s+the\s+others?\b|\bthe\s+rest\b", re.IGNORECASE)
+# Words that say the rest works: "fine on every node except X" names X as the broken one.
+_WORKS_BEFORE = re.compile(r"\b(?:fine|works?|working|ok|okay|good|healthy|pass(?:es|ed)?|succeed\w*|normal(?:ly)?)\b",
+                           re.IGNORECASE)
+# "we'll exclude it from our jobs": the user steers around the broken node, it is still the one.
+_STEERS_AROUND = re.compile(r"\s+(?:it|them|\S+)\s+from\s+(?:our|my|the|their|all|future)\s+(?:\w+\s+)?"
+                            r"(?:jobs?|runs?|allocations?|submissions?|partitions?|queues?|scheduling|hostfile)\b",
+                            re.IGNORECASE)
+
+
+# "nothing to do there", "don't change anything on the hop", "nothing to do with ssh": a refusal
+# about one place or thing, not about the whole request.
+_SCOPED_NEGATIVE = re.compile(r"\s*(?:anything\s+|else\s+)?(?:there|on\s+(?:it|that|this|the\s+\w+|[\w.-]+\d[\w.-]*)|"
+                              r"itself|with\b|in\s+there)", re.IGNORECASE)
+
+
+# A clause about a thing that is not a machine: a later "it" or "not a machine" is about that thing.
+_SOMETHING_ELSE = re.compile(r"\b(?:the|its|that|this|my|our|your)\s+(?:[\w:-]+\s+){0,3}?(?:endpoint|service|url|api|"
+                             r"dashboard|exporter|daemon|container|pod|process|laptop|frontend|backend|proxy|nginx|"
+                             r"balancer|vip|ui|gateway|registry|bucket|database)\b", re.IGNORECASE)
+_HEARSAY = re.compile(r"\b(?:says?|said|reports?|reported|claims?|shows?|thinks?|marks?|believes?)\b", re.IGNORECASE)
+# "dl-box-1 got the same reboot and came back fine", "from X … works fine": that host is the
+# healthy comparison. Not when the subject in between is something else ("the pod had been
+# running fine", "docker works fine on it").
+_FINE_AFTER_HOST = re.compile(r"(?:(?!\b(?:it|its|pod|pods|container|job|jobs|docker|process|service|except|but)\b)[^.;\n])"
+                              r"{0,60}?\b(?:came\s+back|comes\s+back|works?|runs?|working|running)\s+(?:just\s+)?"
+                              r"(?:fine|ok|okay|normally)\b", re.IGNORECASE)
+
+
+def _ignore_cue(clause: str) -> bool:
+    """Whether a clause says to leave an address out (an ignore cue that is not one of the
+    phrasings above in which the named host is the broken one)."""
+    for m in _IGNORE_CUES.finditer(clause):
+        word = m.group(0).lower()
+        if _WORKS_BEFORE.search(word) and re.search(r"\bexcept\b", clause[m.end():], re.IGNORECASE):
+            continue  # "runs fine on every node except X"
+        if _WORKS_BEFORE.search(word) and _HEARSAY.search(clause[: m.start()]):
+            continue  # "autopilot says X is healthy": a claim being disputed
+        if word.startswith("except") and _WORKS_BEFORE.search(clause[: m.start()]):
+            continue
+        if word.startswith("exclud") and _STEERS_AROUND.match(clause[m.end():]):
+            continue
+        return True
+    return False
 
 
 def _is_ip(text: str) -> bool:
@@ -310,12 +368,23 @@ def _accept_hostname(match: re.Match[str], clause: str) -> bool:
         return False  # veth0:2a02… is an interface and an IPv6 address, not host:port
     if match.group("user") or match.group("port"):
         return True
+    if "." in low and clause[end:end + 1] == "/":
+        return False  # feature.node.kubernetes.io/pci-10de.present: a label key or a URL path
     if "." in low and re.search(r"\.(?:local|internal|lan|corp|cluster|example|com|net|org|io|hpc)$", low):
         return True
+    if re.search(r"[a-z]", low) and "-" in low and _MACHINE_VERB_AFTER.match(clause[end:]):
+        return True  # "gpuw-03 keeps flapping": a name with a number that does what machines do
     prefix = re.split(r"[-\d.]", low, maxsplit=1)[0]
     if prefix in _HOST_PREFIXES and ("-" in low or (len(prefix) > 1 and re.search(r"\d{2,}", low))):
         return True
     return bool(_HOST_CUE_BEFORE.search(clause[: match.start()]))
+
+
+# Verbs whose subject is a machine ("gpuw-03 keeps flapping to NodeStatusUnknown", "… went down").
+_MACHINE_VERB_AFTER = re.compile(r"\s+(?:keeps\s+(?:flapping|rebooting|crashing|dropping|going|dying|hanging|losing)|"
+                                 r"went\s+(?:down|offline|unresponsive|notready)|is\s+(?:down|unreachable|"
+                                 r"not\s*ready|offline|unresponsive)|rebooted|crashed|lost\s+(?:its|a|the|all)|"
+                                 r"dropped\s+(?:off|out)|fell\s+off|won'?t\s+(?:boot|come\s+up|start))\b", re.IGNORECASE)
 
 
 # A line of pasted tool output (not the operator's own words): addresses in it are facts of the
@@ -515,15 +584,24 @@ def _extract(text: str, config_text: str | None = None) -> Extraction:
                 port = parse_port(m.group(2))
                 if port is not None:
                     ports.setdefault(port)
+    for m in _PORT_INSTEAD.finditer(text):
+        blocked, instead = parse_port(m.group(1)), parse_port(m.group(2))
+        if blocked is not None:
+            ignored_ports.add(blocked)
+        if instead is not None:
+            ports.setdefault(instead)
     continues_list = False
+    healthy_peers = {normalize_host(m.group("host")) for m in ADDRESS_RE.finditer(text)
+                     if _FINE_AFTER_HOST.match(text[m.end():])}
     for clause in _clauses(text):
         jumps = [normalize_host(m.group(1)) for m in _JUMP.finditer(clause)]
         # "reachable through the bastion: ssh -J ops@bastion g183": only the jump host is left out
-        ignore = bool(_IGNORE_CUES.search(_JUMP_WORDS.sub("", clause) if jumps else clause))
+        ignore = _ignore_cue(_JUMP_WORDS.sub("", clause) if jumps else clause)
         ignored.update(jumps)
         # "don't touch 10.0.9.9" names a host to leave out; it says nothing about running commands.
-        if (not (ignore and ADDRESS_RE.search(clause)) and _NEGATIVE_EXEC.search(clause)
-                and not _READ_ONLY_REQUEST.search(clause)):
+        neg = _NEGATIVE_EXEC.search(clause)
+        if (neg and not (ignore and ADDRESS_RE.search(clause)) and not _READ_ONLY_REQUEST.search(clause)
+                and not _SCOPED_NEGATIVE.match(clause[neg.end():])):
             negative_exec = True
         clause_hosts: list[str] = []
         # "check s12gn3064 and s13gn0402: …" is split at "and": a clause that opens with a name
@@ -560,7 +638,9 @@ def _extract(text: str, config_text: str | None = None) -> Extraction:
         short = (len(re.findall(r"[A-Za-z']+", clause)) <= 4 and bool(_IMPERATIVE_IGNORE.match(clause))
                  and not _SHORT_TAG.search(clause))
         names_other = bool(_OTHER_THING.search(clause))  # "… is the exporter container id, ignore it"
-        if ignore and not clause_hosts and previous_hosts and not names_other and (_BACK_REFERENCE.search(clause) or short):
+        others = not clause_hosts and bool(_OTHERS.search(clause))
+        if (ignore and not clause_hosts and previous_hosts and not names_other and not others
+                and (_BACK_REFERENCE.search(clause) or short)):
             ignored.update(previous_hosts)
         if ignore:  # "leave 101 and 102 alone", "t15 stays in service": short forms of named hosts
             tagged = [h for tag in _SHORT_TAG.findall(_PORT_MENTION.sub("", clause)) for h in keep
@@ -571,9 +651,12 @@ def _extract(text: str, config_text: str | None = None) -> Extraction:
         for host in clause_hosts:
             if service_only:
                 continue
-            (ignored.add(host) if ignore else keep.setdefault(host))
+            (ignored.add(host) if ignore or host in healthy_peers else keep.setdefault(host))
         if clause_hosts:
             previous_hosts = clause_hosts
+        elif others or _SOMETHING_ELSE.search(clause):
+            # "them"/"it" now refers to the unnamed others or to a thing (an endpoint, a pod)
+            previous_hosts = []
         continues_list = bool(clause_hosts) and clause.rstrip().endswith(tuple(clause_hosts))
     for host in _listed_names(text):
         keep.setdefault(host)

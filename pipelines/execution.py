@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from diagnostics.approval import Approval, command_digest
-from diagnostics.types import Status, ToolResult
+from diagnostics.types import Status, ToolResult, ValidationError
 from pipelines.api import ExecutionResult, Proposal
 from pipelines.safety import check_commands
 
@@ -26,9 +26,28 @@ def approve(proposal: Proposal, approver: str, *, ttl_s: float | None = 900.0, n
         approver=approver,
         approved_at=t,
         command_digests=digests[1:],
-        hosts=tuple(sorted({s.host for s in proposal.steps})),
+        hosts=tuple(sorted({s.run_host for s in proposal.steps})),  # where each step's commands run
         expires_at=(t + ttl_s) if ttl_s is not None else None,
     )
+
+
+def _changed_since_approval(toolkit: Any, step: Any) -> str:
+    """Why ``step`` may not run now: it renders other commands, or would run on another host (the
+    inventory's Slurm controller or node name changed since it was approved); '' when unchanged."""
+    place = getattr(toolkit, "place", None)
+    try:
+        if place is not None:
+            placed = place(step.tool, step.host, step.params)
+            rendered, run_on = list(placed.commands), placed.run_on
+        else:
+            rendered, run_on = list(toolkit.render(step.tool, step.params)), step.host
+    except ValidationError as exc:
+        return f"{step.tool} on {step.host} cannot be rendered any more: {exc}"
+    if rendered != list(step.commands):
+        return f"{step.tool} now renders different commands than the approved ones"
+    if run_on != step.run_host:
+        return f"{step.tool} would now run on {run_on}, but was approved to run on {step.run_host}"
+    return ""
 
 
 def execute_proposal(proposal: Proposal, approval: Approval, toolkit: Any) -> ExecutionResult:
@@ -44,15 +63,15 @@ def execute_proposal(proposal: Proposal, approval: Approval, toolkit: Any) -> Ex
         return ExecutionResult(proposal.id, False, [], None, False, f"not run: deny rule {violations[0].rule}: {violations[0].message}")
     results: list[ToolResult] = []
     for step in proposal.steps:
-        rendered = toolkit.render(step.tool, step.params)
-        if list(rendered) != list(step.commands):
-            return ExecutionResult(proposal.id, False, [r.to_dict() for r in results], None, False,
-                                   f"not run: {step.tool} now renders different commands than the approved ones")
-        r = toolkit.execute_action(step.tool, step.host, step.params, approval=approval)
+        why = _changed_since_approval(toolkit, step)
+        if why:
+            return ExecutionResult(proposal.id, False, [r.to_dict() for r in results], None, False, f"not run: {why}")
+        # a Slurm action runs on the controller it was approved for (step.run_on), about step.host
+        r = toolkit.execute_action(step.tool, step.run_host, step.params, approval=approval)
         results.append(r)
         if r.status not in (Status.OK, Status.PROBLEM):
             return ExecutionResult(proposal.id, False, [x.to_dict() for x in results], None, False,
-                                   f"{step.tool} on {step.host} failed: {r.error or r.status.value}")
+                                   f"{step.tool} on {step.run_host} failed: {r.error or r.status.value}")
     verification: ToolResult | None = None
     verified = False
     message = "done"

@@ -114,7 +114,7 @@ def step_times_from_results(results: Iterable[ToolResult]) -> dict[str, float]:
     return out
 
 
-def _observed_step(results: Iterable[ToolResult], step_times: Mapping[str, float]) -> float | None:
+def observed_step(results: Iterable[ToolResult], step_times: Mapping[str, float]) -> float | None:
     for result in results:
         for key in ("step_time_s", "job_step_time_s", "observed_step_s"):
             v = number(result.data.get(key))
@@ -212,7 +212,7 @@ def run_check(inputs: CheckInputs) -> CheckResult:
         source.close()
     model = source.model
     step_times = step_times_from_results(step_results)
-    observed = _observed_step(step_results, step_times) or observed_sim or None
+    observed = observed_step(step_results, step_times) or observed_sim or None
 
     findings = detect_stragglers(samples, step_times=step_times, slowdown_temp_c=source.slowdown_temp_c(),
                                  notes=notes)

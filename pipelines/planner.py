@@ -35,6 +35,7 @@ class ClusterInfo:
     gpus_per_node: int | None = None
     gpu_model: str | None = None
     scheduler: str = "slurm"
+    workload: dict[str, Any] | None = None  # the training job (model_params, tokens_per_step, ...), when known
 
 
 def fill_params(spec: Any, cluster: ClusterInfo, hosts: Sequence[str], gpu: int | None = None) -> tuple[dict[str, Any], dict[str, dict[str, Any]]] | None:

@@ -16,7 +16,7 @@ from pipelines.safety import DATA_RULE, tag_data
 
 SYSTEM = "You are clusterdoc, a GPU cluster diagnosis assistant. " + DATA_RULE
 # Completion budgets per round: the JSON answers are short, and the embedded model is slow.
-MAX_TOKENS = {"hypotheses": 72, "critique": 64, "attribution": 56}
+MAX_TOKENS = {"hypotheses": 72, "critique": 64, "attribution": 56, "plain": 200}
 
 
 def hypothesis_schema() -> dict[str, Any]:

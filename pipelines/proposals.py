@@ -74,23 +74,25 @@ def build_proposals(
                 ok = False
                 break
             try:
-                commands = toolkit.render(action, params)
+                step = _step(toolkit, action, cause.node, params)
             except ValidationError as exc:
                 notes.append(f"remediation {action} could not be rendered: {exc}")
                 ok = False
                 break
-            violations = check_commands(commands, declared_action=action, gpu_model=gpu_model)
+            violations = check_commands(list(step.commands), declared_action=action, gpu_model=gpu_model)
             if violations:
                 notes.append(f"remediation {action} refused by the deny rules: {violations[0].message}")
                 ok = False
                 break
             risk = max(risk, getattr(spec, "risk", "medium"), key=lambda r: _RISK_ORDER.get(r, 1))
-            steps.append(ProposalStep(action, cause.node, params, tuple(commands)))
+            steps.append(step)
         if not ok or not steps:
             continue
         title = " then ".join(s.tool for s in steps) + f" on {cause.node}" + (f" GPU {cause.gpu}" if cause.gpu is not None else "")
         if n > 0:
             title = f"alternative: {title}"
+        if any(s.run_on for s in steps):
+            title += " (via the Slurm controller)"
         draft = Proposal(id="", title=title, risk=risk, steps=tuple(steps), cause=cause, rationale=rationale)  # type: ignore[arg-type]
         out.append(
             Proposal(
@@ -102,6 +104,43 @@ def build_proposals(
                 rationale=rationale,
             )
         )
+    return out + _harsher_drains(out, toolkit, notes)
+
+
+def _step(toolkit: Any, action: str, node: str, params: dict[str, Any]) -> ProposalStep:
+    """One step with its exact commands and where they run (``Toolkit.place``: a Slurm action runs
+    on the inventory's controller for the node's Slurm name); toolkits without ``place`` render."""
+    declared = {p.name for p in getattr(toolkit.registry.get(action), "params", ())}
+    if action == "drain_node" and "state" in declared:
+        params = {**params, "state": params.get("state", "drain")}  # the gentle drain unless asked
+    place = getattr(toolkit, "place", None)
+    if place is None:
+        return ProposalStep(action, node, params, tuple(toolkit.render(action, params)))
+    placed = place(action, node, params)
+    return ProposalStep(action, node, dict(placed.params), tuple(placed.commands),
+                        run_on=placed.run_on if placed.run_on != node else "", note=placed.note)
+
+
+def _harsher_drains(proposals: Sequence[Proposal], toolkit: Any, notes: list[str]) -> list[Proposal]:
+    """For each Slurm drain proposed (``state=drain``: running jobs finish first), the harsher
+    alternative ``state=down`` (running jobs killed now), offered last so the gentle one stays first."""
+    if getattr(toolkit, "scheduler", None) != "slurm":
+        return []
+    out: list[Proposal] = []
+    for p in proposals:
+        if not any(s.tool == "drain_node" and s.params.get("state") == "drain" for s in p.steps):
+            continue
+        try:
+            steps = tuple(_step(toolkit, s.tool, s.host, {**s.params, "state": "down"}) if s.tool == "drain_node" else s
+                          for s in p.steps)
+        except ValidationError as exc:
+            notes.append(f"drain_node state=down could not be rendered: {exc}")
+            continue
+        title = p.title.removeprefix("alternative: ").replace("drain_node", "drain_node (state=down: kills running jobs)", 1)
+        draft = Proposal(id="", title=f"alternative: {title}", risk="high", steps=steps, cause=p.cause,
+                         rationale=p.rationale)
+        out.append(Proposal(id=f"prop-{draft.hash[:10]}", title=draft.title, risk="high", steps=steps, cause=p.cause,
+                            rationale=p.rationale))
     return out
 
 

@@ -46,12 +46,13 @@ def open_target(kind: str, source: Any, **options: Any) -> Target:
 
     opened = open_cluster(kind, source, **options)
     try:
-        toolkit = Toolkit(default_registry(), opened.executor, scheduler=opened.scheduler)
+        toolkit = Toolkit(default_registry(), opened.executor, scheduler=opened.scheduler,
+                          slurm=getattr(opened, "slurm", None))
     except BaseException:
         opened.close()
         raise
     info = ClusterInfo(hosts=list(opened.hosts), gpus_per_node=opened.gpus_per_node, gpu_model=opened.gpu_model,
-                       scheduler=opened.scheduler)
+                       scheduler=opened.scheduler, workload=opened.workload)
     return Target(toolkit, info, opened.executor, opened.handle if opened.kind == "scenario" else None,
                   opened.scenario, list(opened.notes), opened)
 

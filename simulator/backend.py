@@ -15,6 +15,16 @@ from simulator.cluster import SimCluster
 from simulator.scenario import Scenario, load_scenario
 
 
+def scenario_workload(scenario: Scenario) -> dict[str, Any] | None:
+    """The scenario's training job as the perf model's inputs (what an inventory's ``workload`` says)."""
+    spec = scenario.cluster
+    w = spec.workload
+    if w is None or w.kind != "llm_training":
+        return None
+    return {"model_params": w.model_params, "tokens_per_step": w.tokens_per_step, "precision": w.precision,
+            "interconnect": spec.interconnect}
+
+
 def open_scenario(source: Any, *, over_ssh: bool = False, workdir: str | Path | None = None, **_: Any) -> Cluster:
     """A simulated cluster from a Scenario or a path: in-process, or served over real SSH on
     127.0.0.1 (falls back to in-process, with a note, when no SSH server can start)."""
@@ -23,7 +33,7 @@ def open_scenario(source: Any, *, over_ssh: bool = False, workdir: str | Path | 
     spec = scenario.cluster
     cluster = Cluster(executor=None, hosts=list(sim.hosts), scheduler=spec.scheduler,
                       gpus_per_node=spec.gpus_per_node, gpu_model=spec.gpu, kind="scenario", handle=sim,
-                      scenario=scenario)
+                      scenario=scenario, workload=scenario_workload(scenario))
     if over_ssh:
         try:
             from simulator.sshserver import serve

@@ -11,9 +11,10 @@ sort, uniq, tr) and ``2>/dev/null`` redirections are understood; the program is 
 name (nvidia-smi in ``nvsmi.py``, the rest in ``hosttools.py``). Unknown programs answer
 ``bash: X: command not found`` with exit code 127, as bash does.
 
-The training job's step time comes from ``perf.workload.predict_training_step`` fed with every
-GPU's effective SM clock and the job's effective bus bandwidth and latency, so a fault changes
-the step time the way the performance model says it should.
+The training job's step time comes from the simulator's own physics (``physics.py``, via
+``job.py``) fed with every GPU's effective SM clock and every node's links, NCCL settings and
+latency, so a fault changes the step time the way the hardware would, independently of the
+``perf`` model that clusterdoc checks the job against.
 """
 
 from __future__ import annotations
@@ -55,10 +56,12 @@ class SimExecutor:
 class SimCluster(JobMixin, ShellMixin):
     TRAIN_LOG = "/var/log/clusterdoc/train.log"
 
-    def __init__(self, scenario: Scenario | str) -> None:
+    def __init__(self, scenario: Scenario | str, *, slurm_controller: str | None = None) -> None:
         if isinstance(scenario, str):
             scenario = load_scenario(scenario)
         self.scenario = scenario
+        # a host that is not a node and answers scontrol/sinfo for all of them (simulator.controller)
+        self.slurm_controller = slurm_controller
         self.nodes: dict[str, NodeState] = build_nodes(scenario)
         self.time_s = 0.0
         self.uptime_offset_s = 86_400.0 * 12 + 3_600.0  # nodes booted 12 days before time 0
@@ -104,6 +107,15 @@ class SimCluster(JobMixin, ShellMixin):
         """Answer one command line as the node would; never raises."""
         start = time.perf_counter()
         node = self.nodes.get(host)
+        if node is None and host == self.slurm_controller and self.scenario.cluster.scheduler == "slurm":
+            from simulator.controller import controller_command
+
+            with self._lock:
+                try:
+                    rc, out, err = controller_command(self, host, command)
+                except Exception as exc:  # a simulator bug must look like a failing tool
+                    rc, out, err = 1, "", f"simulator error: {type(exc).__name__}: {exc}\n"
+            return CommandResult(host, command, rc, out, err, time.perf_counter() - start)
         if node is None:
             return CommandResult(host, command, None, "", "", 0.0, "unreachable",
                                  f"unknown host {host!r} (not a node of scenario {self.scenario.id})")
@@ -160,10 +172,11 @@ class SimCluster(JobMixin, ShellMixin):
 
     # state changes used by mutating commands ---------------------------------------
 
-    def drain(self, node: NodeState, reason: str, *, full: bool = True) -> None:
-        node.sched_state = "drained"
+    def drain(self, node: NodeState, reason: str, *, full: bool = True, down: bool = False) -> None:
+        """Slurm ``state=drain`` (or ``state=down``: the node is DOWN and its job killed)."""
+        node.sched_state = "down" if down else "drained"
         node.drain_reason = reason
-        if full:
+        if full or down:
             node.job_running = False  # the job's ranks leave the node (requeued elsewhere)
         self._changed()
 

@@ -540,7 +540,7 @@ def scontrol(sim: SimCluster, node: NodeState, argv: list[str]) -> Out:
                 return 1, "", "You must specify a reason when DOWNING or DRAINING a node. Request denied\n"
             for t in targets:
                 if t is not None:
-                    sim.drain(t, kv["reason"])
+                    sim.drain(t, kv["reason"], down=state == "down")
         elif state in ("resume", "undrain", "idle"):
             for t in targets:
                 if t is not None:

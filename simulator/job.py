@@ -1,13 +1,16 @@
 """The simulated training job: one synchronous data-parallel job over every GPU, its step time
-(``perf.workload.predict_training_step`` fed with each GPU's effective SM clock and the job's bus
-bandwidth and latency, so a fault slows it the way the performance model says), and the per-rank
-step log the job-log checks tail (plus the lines a ``custom`` fault appends)."""
+(the simulator's own physics, ``simulator.physics``, fed with each GPU's effective SM clock, each
+node's links and NCCL settings, so a fault slows it the way the hardware would, independently of
+the ``perf`` model that clusterdoc checks it against), and the per-rank step log the job-log checks
+tail (plus the lines a ``custom`` fault appends)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from simulator import physics
+from simulator.scenario import hca_count
 from simulator.state import NodeState, stable_uniform
 from simulator.telemetry import gpu_reading
 
@@ -75,128 +78,83 @@ class JobMixin:
         return job
 
     def _compute_job(self) -> JobState | None:
-        from perf.workload import StepModelParams, predict_training_step
-
         c = self.scenario.cluster
         w = c.workload
         if w is None or w.kind != "llm_training":
             return None
         active = [n for n in self.nodes.values() if n.job_running and not n.drained]
         ranks: list[tuple[str, int]] = []
-        clocks: list[float] = []
+        ratios: list[float] = []
+        hosts: list[float] = []
         for n in active:
+            factor = physics.host_slowdown(n.governor, n.extra_load, n.ncpu)
             for g in n.gpus:
                 if not g.present:
                     continue
                 r = gpu_reading(self.scenario.seed, n, g, -1, busy=True)
                 ranks.append((n.name, g.index))
-                clocks.append(max(r.sm_mhz, 1.0))
+                ratios.append(max(r.sm_mhz, 1.0) / n.gpu_spec.max_sm_clock_mhz)
+                hosts.append(factor)
         if not ranks:
             return None
-        gpn = max(c.gpus_per_node, 1)
-        params = StepModelParams(gpus_per_node=gpn)
-        bw, latency_ms = self._bus_bandwidth(active, len(ranks), params)
-        precision = w.precision
-        try:
-            pred = predict_training_step(
-                c.gpu, len(ranks), w.model_params, w.tokens_per_step, precision=precision,
-                interconnect=c.interconnect, sm_clocks_mhz=clocks, bus_bw_gbs=bw,
-                added_latency_ms=latency_ms, params=params,
-            )
-        except ValueError:
-            pred = predict_training_step(
-                c.gpu, len(ranks), w.model_params, w.tokens_per_step, interconnect=c.interconnect,
-                sm_clocks_mhz=clocks, bus_bw_gbs=bw, added_latency_ms=latency_ms, params=params,
-            )
-        extra = {n.name: self._host_slowdown_s(n, pred.overhead_s) for n in active}
-        slowest_local = max(pred.per_gpu_s[i] + extra[h] for i, (h, _g) in enumerate(ranks))
-        total = slowest_local + pred.comm_s
-        if self._baseline is None:
-            all_gpus = sum(1 for _ in self.nodes.values()) * gpn
-            try:
-                base = predict_training_step(c.gpu, all_gpus, w.model_params, w.tokens_per_step,
-                                             precision=precision, interconnect=c.interconnect, params=params)
-            except ValueError:
-                base = predict_training_step(c.gpu, all_gpus, w.model_params, w.tokens_per_step,
-                                             interconnect=c.interconnect, params=params)
-            self._baseline = base.total_s
-        rank_of = {r: i for i, r in enumerate(ranks)}
-        return JobState(total, self._baseline, ranks, list(pred.per_gpu_s), pred.comm_s, extra, rank_of)
-
-    @staticmethod
-    def _host_slowdown_s(n: NodeState, overhead_s: float) -> float:
-        """Host-side work (data loading, launches) slows with a powersave governor or CPU hogs."""
-        extra = 0.0
-        if n.governor == "powersave":
-            extra += overhead_s * 0.25
-        if n.extra_load > n.ncpu:
-            extra += overhead_s * min(1.0, (n.extra_load / n.ncpu - 1.0) * 0.5)
-        return extra
-
-    def _bus_bandwidth(self, active: list[NodeState], n_gpus: int, params: Any) -> tuple[float, float]:
-        """Effective ring bus bandwidth (GB/s) and added latency (ms) of the job's all-reduce."""
-        from diagnostics.parsers.nccl import nccl_env_effects
-        from perf.catalog import nic_for
-        from perf.workload import bus_bandwidth_gbs
-
-        c = self.scenario.cluster
         spec = active[0].gpu_spec
-        gpn = max(c.gpus_per_node, 1)
-        intra = bus_bandwidth_gbs(spec, min(n_gpus, gpn), c.interconnect, params)
-        link_factor = 1.0
-        for n in active:
-            for g in n.gpus:
-                if g.present and g.nvlink_up:
-                    link_factor = min(link_factor, sum(g.nvlink_up) / len(g.nvlink_up))
+        nodes_in_job = len({h for h, _g in ranks})
+        fabric = self._fabric(active, len(ranks))
+        step = physics.synchronous_step(spec, w.model_params, w.tokens_per_step, ratios, fabric,
+                                        n_nodes=nodes_in_job, precision=w.precision, host_factors=hosts)
+        # local work at nominal host speed, and what a slow host adds to each of its ranks
+        nominal = [cs + step.memory_s + physics.STEP_OVERHEAD_S for cs in step.compute_s]
+        extra = {h: step.overhead_s[i] - physics.STEP_OVERHEAD_S for i, (h, _g) in enumerate(ranks)}
+        if self._baseline is None:
+            gpn = max(c.gpus_per_node, 1)
+            n_nodes = len(self.nodes)
+            healthy = physics.healthy_fabric(spec, c.interconnect, n_nodes, gpn, self._rails())
+            self._baseline = physics.synchronous_step(
+                spec, w.model_params, w.tokens_per_step, [1.0] * (n_nodes * gpn), healthy,
+                n_nodes=n_nodes, precision=w.precision,
+            ).step_s
+        rank_of = {r: i for i, r in enumerate(ranks)}
+        return JobState(step.step_s, self._baseline, ranks, nominal, step.comm_s, extra, rank_of)
+
+    def _rails(self) -> int:
+        c = self.scenario.cluster
+        return hca_count(c) if c.interconnect != "ethernet" else 0
+
+    def _fabric(self, active: list[NodeState], n_ranks: int) -> physics.Fabric:
+        """The job's all-reduce links as the nodes' state has them (faults, NCCL settings)."""
+        from diagnostics.parsers.nccl import nccl_env_effects
+
         effects: dict[str, float] = {}
         for n in active:
             for effect, factor in nccl_env_effects(n.nccl_env).items():
                 effects[effect] = min(effects.get(effect, 1.0), factor)
-        intra *= link_factor * effects.get("intra", 1.0)
-        latency = max((n.added_latency_ms for n in active), default=0.0)
-        if n_gpus <= gpn:
-            return intra * effects.get("channels", 1.0), latency
-        tcp = c.interconnect == "ethernet" or effects.get("tcp", 1.0) < 1.0
-        if tcp:
-            inter = bus_bandwidth_gbs(spec, n_gpus, "ethernet", params)
-        else:
-            nic = nic_for(spec, c.interconnect)
-            rails = max((len(n.hcas) for n in active), default=0)
-            inter = 0.0
-            for r in range(rails):
-                worst = 1.0
-                for n in active:
-                    if r >= len(n.hcas):
-                        worst = 0.0
-                        continue
-                    h = n.hcas[r]
-                    f = (h.rate_gbps / h.max_rate_gbps if h.max_rate_gbps else 0.0) if h.up else 0.0
-                    if r < len(n.gpus):  # GPUDirect RDMA runs through the GPU's PCIe link
-                        g = n.gpus[r]
-                        f = min(f, (g.pcie_width / spec.pcie_width) * 2.0 ** (g.pcie_gen - spec.pcie_gen) * 1.6)
-                    worst = min(worst, f)
-                inter += nic.effective_gbs * worst
-            inter *= effects.get("gdr", 1.0)
-        bw = min(intra, inter) * effects.get("channels", 1.0)
-        return max(bw, 0.05), latency
+        links = [self._node_links(n) for n in active]
+        return physics.build_fabric(active[0].gpu_spec, self.scenario.cluster.interconnect, links, n_ranks,
+                                    rails=self._rails(), nccl_effects=effects)
+
+    @staticmethod
+    def _node_links(n: NodeState) -> physics.NodeLinks:
+        shares = [sum(g.nvlink_up) / len(g.nvlink_up) for g in n.gpus if g.present and g.nvlink_up]
+        return physics.NodeLinks(
+            nvlink_share=min(shares, default=1.0),
+            pcie=[(g.pcie_gen, g.pcie_width) for g in n.gpus],
+            nic_gbps=[h.rate_gbps if h.up else None for h in n.hcas],
+            added_latency_s=n.added_latency_ms / 1000.0,
+        )
 
     def node_allreduce_busbw_gbs(self, node: NodeState, ngpus: int) -> float:
         """Peak bus bandwidth of a single-node all_reduce_perf run over ``ngpus`` GPUs."""
         from diagnostics.parsers.nccl import nccl_env_effects
-        from perf.workload import StepModelParams, bus_bandwidth_gbs
 
-        spec = node.gpu_spec
         if ngpus <= 1:
             return 0.0
-        bw = bus_bandwidth_gbs(spec, ngpus, self.scenario.cluster.interconnect,
-                               StepModelParams(gpus_per_node=max(ngpus, 1)))
         gpus = [g for g in node.gpus if g.present][:ngpus]
-        factors = [sum(g.nvlink_up) / len(g.nvlink_up) for g in gpus if g.nvlink_up]
-        if factors:
-            bw *= min(factors)
+        shares = [sum(g.nvlink_up) / len(g.nvlink_up) for g in gpus if g.nvlink_up]
+        links = physics.NodeLinks(nvlink_share=min(shares, default=1.0),
+                                  pcie=[(g.pcie_gen, g.pcie_width) for g in gpus])
         effects = nccl_env_effects(node.nccl_env)
-        bw *= effects.get("intra", 1.0) * effects.get("channels", 1.0)
-        return bw
+        bw = physics.intra_node_gbs(node.gpu_spec, links, ngpus)
+        return bw * effects.get("intra", 1.0) * effects.get("channels", 1.0)
 
     def train_log(self, node: NodeState) -> str:
         """Recent lines of the job's per-rank step log on this node."""

@@ -126,13 +126,14 @@ def make_agent(ctx: RunContext, toolkit: Any, scenario: Any) -> Any:
     from pipelines.agent import Agent
     from pipelines.config import AgentConfig
     from pipelines.planner import ClusterInfo
+    from simulator.backend import scenario_workload
 
     llm_config = ctx.llm.config()
     llm = ctx.llm.llm() if ctx.llm.enabled else _no_llm()
     splits = ctx.kb_splits()
     spec = scenario.cluster
     cluster = ClusterInfo(hosts=list(scenario.hosts), gpus_per_node=spec.gpus_per_node, gpu_model=spec.gpu,
-                          scheduler=spec.scheduler)
+                          scheduler=spec.scheduler, workload=scenario_workload(scenario))
     agent = Agent(AgentConfig(mode=ctx.mode, llm=llm_config, kb_splits=splits), toolkit, ctx.kb(), llm,
                   cluster=cluster)
     agent.warm_up()

@@ -5,8 +5,9 @@ kind derived from the first scenario's cluster, so all three kinds are always co
 ramps in linearly over ``--ramp`` samples: ``SimCluster`` runs the healthy cluster and the
 benchmark turns the fault's knob (locked clock, power limit, forced temperature) a step per sample.
 Each sample is ``SimCluster.gpu_samples`` of every node (the simulator's seeded noise); the job's
-throughput comes from ``perf.workload`` with every GPU's sampled clock, as the simulator's job does. We count samples from onset until ``perf.detectors.EarlyWarning`` names the faulted GPU,
-and until throughput has dropped 10%. The warning must come first in every case.
+throughput is the simulated job's own (``SimCluster.step_time_s``, ``simulator.physics``) with the
+knob where it is. We count samples from onset until ``perf.detectors.EarlyWarning`` names the
+faulted GPU, and until throughput has dropped 10%. The warning must come first in every case.
 
 Then a clean week for 64 GPUs (one sample a minute): false alarms, target fewer than 1.
 
@@ -23,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from perf.detectors import EarlyWarning, EarlyWarningConfig, GpuSample
-from perf.workload import predict_training_step
 from simulator import NodeState, SimCluster
 from simulator.scenario import Fault, Scenario, load_scenario
 
@@ -52,16 +52,10 @@ def _samples(sim: SimCluster) -> list[GpuSample]:
     return [sample for host in sim.hosts for sample in sim.gpu_samples(host)]
 
 
-def _step_s(scenario: Scenario, samples: Sequence[GpuSample]) -> float:
-    """The synchronous step with every GPU at its sampled clock (the simulator's own job model)."""
-    c = scenario.cluster
-    w = c.workload
-    step = predict_training_step(
-        c.gpu, len(samples), w.model_params if w else 7e9, w.tokens_per_step if w else 4194304,
-        precision=w.precision if w else "bf16", interconnect=c.interconnect,
-        sm_clocks_mhz=[s.sm_clock_mhz or 1.0 for s in samples],
-    )
-    return step.total_s
+def _step_s(sim: SimCluster) -> float:
+    """The simulated job's synchronous step with the fault's knob where it is now."""
+    sim._changed()  # the benchmark turns the knob on node state directly: recompute the job
+    return sim.step_time_s()
 
 
 def _apply(node: NodeState, fault: Fault, frac: float, start_temp: float) -> None:
@@ -84,7 +78,7 @@ def run_case(scenario: Scenario, fault: Fault, name: str, ramp: int, warmup: int
     sim = SimCluster(dataclasses.replace(scenario, faults=()))
     node = sim.node(fault.node or sim.hosts[0])
     ew = EarlyWarning(EarlyWarningConfig(slowdown_temp_c=node.gpu_spec.slowdown_temp_c))
-    baseline = sim.baseline_step_time_s() or _step_s(scenario, _samples(sim))
+    baseline = _step_s(sim)  # the healthy cluster's step, noise included
     result = CaseResult(name, fault.kind, f"{fault.node} GPU {fault.gpu}", None, None)
     start_temp = 0.0
     for i in range(warmup + 3 * ramp):
@@ -100,7 +94,7 @@ def run_case(scenario: Scenario, fault: Fault, name: str, ramp: int, warmup: int
                     result.warn_at, result.warn_kind = since + 1, f.kind
             else:
                 result.wrong_gpu_alarms += 1
-        if since >= 0 and result.drop_at is None and baseline / _step_s(scenario, samples) <= 0.9:
+        if since >= 0 and result.drop_at is None and baseline / _step_s(sim) <= 0.9:
             result.drop_at = since + 1
         if result.warn_at is not None and result.drop_at is not None:
             break

@@ -148,7 +148,8 @@ class SlackAdapter:
         def on_command(ack: Any, command: dict[str, Any]) -> None:
             text = str(command.get("text") or "").strip()
             first = text.split(" ", 1)[0].lower()
-            name, rest = (first, text[len(first):].strip()) if first in ("help", "status") else ("diagnose", text)
+            # `/diagnose history node-17`: a sub-command; anything else is what to diagnose
+            name, rest = (first, text[len(first):].strip()) if first in ("help", "status", "history") else ("diagnose", text)
             replies = self.bot.dispatch(Command("slack", str(command.get("channel_id", "")),
                                                 str(command.get("user_id", "")), name, rest))
             ack(text="\n".join(r.text for r in replies) or "ok")

@@ -57,8 +57,11 @@ def test_every_contract_name_is_declared_with_valid_metadata() -> None:
 
 def test_drain_and_resume_render_per_scheduler_and_none_is_refused() -> None:
     drain = next(a for a in ACTIONS if a.name == "drain_node")
-    slurm = render_commands(drain, validate_params(drain, {"reason": "gpu 3 at 200 MHz"}), scheduler="slurm")
-    assert slurm == ["scontrol update nodename=\"$(hostname -s)\" state=drain reason='gpu 3 at 200 MHz'"]
+    slurm = render_commands(drain, validate_params(drain, {"node": "gpu-05", "reason": "gpu 3 at 200 MHz"}),
+                            scheduler="slurm")
+    assert slurm == ["scontrol update nodename=gpu-05 state=drain reason='gpu 3 at 200 MHz'"]  # no $(hostname -s)
+    with pytest.raises(ValidationError, match="'node' is required"):  # never `nodename= ` with nothing
+        render_commands(drain, validate_params(drain, {}), scheduler="slurm")
     k8s = render_commands(drain, validate_params(drain, {}), scheduler="kubernetes")
     assert [c.split()[1] for c in k8s] == ["cordon", "drain"]
     with pytest.raises(ValidationError, match="scheduler"):

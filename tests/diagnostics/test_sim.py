@@ -130,12 +130,14 @@ def test_drain_then_reset_gpu_then_resume(scheduler: str) -> None:
     # a GPU in use cannot be reset: the action fails and says why
     refused = tk.execute_action("reset_gpu", "node-02", {"gpu": 3}, approval=approve(tk, "reset_gpu", {"gpu": 3}))
     assert refused.status is Status.ERROR and "in use" in refused.error
-    drained, drained_ok = run_action(tk, "drain_node", "node-02", {"reason": "clusterdoc: ECC errors on GPU 3"})
+    # Toolkit.place fills the node's Slurm name (no controller here: it runs on node-02 itself)
+    drain = tk.place("drain_node", "node-02", {"reason": "clusterdoc: ECC errors on GPU 3"})
+    drained, drained_ok = run_action(tk, "drain_node", drain.run_on, drain.params)
     assert drained.status is Status.OK and drained_ok.status is Status.OK, drained_ok.findings
     assert tk.run("node_state", "node-02").findings[0].kind == "node_drained"
     reset, ecc = run_action(tk, "reset_gpu", "node-02", {"gpu": 3})
     assert reset.status is Status.OK and ecc.status is Status.OK
-    resumed, resumed_ok = run_action(tk, "resume_node", "node-02", {})
+    resumed, resumed_ok = run_action(tk, "resume_node", "node-02", tk.place("resume_node", "node-02").params)
     assert resumed.status is Status.OK and resumed_ok.status is Status.OK
     assert sim.node("node-02").sched_state == "allocated"
 

@@ -58,7 +58,7 @@ def test_case_study_localizes_gpu_within_three_invocations() -> None:
     agent, _, _ = make_agent({("node-05", "gpu_clock_throttle"): 3})
     d = agent.diagnose(DiagnosisRequest(CASE))
     assert (d.cause.fault, d.cause.node, d.cause.gpu) == ("gpu_clock_throttle", "node-05", 3)
-    assert d.verified and d.timings["tool_invocations"] <= 3
+    assert d.verified and d.timings["invocations_to_cause"] <= 3
     assert d.degraded and "evidence" in d.degraded
     assert DotGraph.from_json(d.graph).validate() == []
     assert d.proposals and d.proposals[0].steps[0].tool == "reset_gpu_clocks"

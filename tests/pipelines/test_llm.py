@@ -73,7 +73,7 @@ def test_agent_with_real_embedded_model_stays_evidence_verified() -> None:
     d = agent.diagnose(DiagnosisRequest("Job llama-7b-pretrain: step time up 3x in the last 20 minutes"))
     assert d.llm == "llamacpp" and d.tokens["prompt"] > 0
     assert (d.cause.fault, d.cause.node, d.cause.gpu) == ("gpu_clock_throttle", "node-05", 3) and d.verified
-    assert d.timings["tool_invocations"] <= 3
+    assert d.timings["invocations_to_cause"] <= 3
 
 
 def test_slow_server_times_out_with_a_clear_error() -> None:
