@@ -13,10 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-COMMANDS = ("diagnose", "status", "help", "history")
+COMMANDS = ("diagnose", "status", "help", "history", "wrong")
 USAGE = (
     "usage: /diagnose <node|job> [what you see]   e.g. `/diagnose node-05` or `/diagnose job 4412 slow`\n"
     "       /history <node>   (the node's last incidents)\n"
+    "       /wrong <what it was>   (in an incident's thread: correct the diagnosis; stored as a past incident)\n"
     "       /status   (open incidents)     /help"
 )
 _JOB_RE = re.compile(r"^(?:job[-_:#]?)?(\d+|[A-Za-z0-9][\w.-]*)$", re.IGNORECASE)

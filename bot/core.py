@@ -21,6 +21,7 @@ from bot.alerts import alert_request_text, parse_alert_text
 from bot.approvals import ApprovalsMixin
 from bot.commands import USAGE, CommandError, Subject, parse_command, split_command
 from bot.config import BotConfig
+from bot.corrections import correction_command
 from bot.delivery import DeliveryMixin, Outbox, _no_outbox, _safe_png
 from bot.events import (
     Alert,
@@ -223,6 +224,8 @@ class Bot(MiddlewareMixin, ApprovalsMixin, DeliveryMixin, SafeguardsMixin, Histo
             return [Reply("text", event.channel, self._status_text(), thread=event.thread)]
         if parsed.name == "history":
             return self._history_command(event, parsed.text)
+        if parsed.name == "wrong":
+            return correction_command(self, event, parsed.text)
         text = f"diagnose {parsed.target.kind} {parsed.target.name}" + (f": {parsed.text}" if parsed.text else "")
         return self._open(event, parsed.target, text, "command")
 
@@ -232,7 +235,8 @@ class Bot(MiddlewareMixin, ApprovalsMixin, DeliveryMixin, SafeguardsMixin, Histo
             return self._on_command(Command(event.platform, event.channel, event.user, split[0], split[1],
                                             event.message_id, event.thread))
         words = event.text.split()
-        if words and words[0].lower() in ("diagnose", "status", "help", "history"):
+        if words and words[0].lower().rstrip(":") in ("diagnose", "status", "help", "history", "wrong"):
+            words[0] = words[0].rstrip(":")
             return self._on_command(Command(event.platform, event.channel, event.user, words[0],
                                             " ".join(words[1:]), event.message_id, event.thread))
         if not event.text.strip():

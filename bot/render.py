@@ -215,8 +215,10 @@ def proposal_text(proposal: Proposal, expiry_s: float) -> str:
     # where each step runs when that needs saying (a Slurm action on the controller), with its exact lines
     where = "".join(f"• on `{s.run_host}`: `{' ; '.join(s.commands)}`\n  ({s.tool}: {s.note})\n"
                     for s in proposal.steps if s.note)
+    # what it costs the jobs on the node (pipelines.impact): "stops job …", "no jobs running on …", "unknown: …"
+    impact = f"Jobs: {proposal.impact.text}\n" if proposal.impact is not None and proposal.impact.text else ""
     return (
-        f"Proposal `{proposal.id}` ({proposal.risk} risk): {proposal.title}\n"
+        f"Proposal `{proposal.id}` ({proposal.risk} risk): {proposal.title}\n{impact}"
         f"hash `{proposal.hash[:16]}`\n{where}"
         f"React ✅ to approve (approvers only), ❌ to reject. Expires in {minutes} min."
     )

@@ -40,6 +40,13 @@ class Learner(Protocol):
     def learn(self, incident_text: str, diagnosis: Diagnosis | None, proposal: Proposal, result: ExecutionResult) -> None: ...
 
 
+class Corrector(Protocol):
+    """Stores an operator's correction of a diagnosis (``/wrong …``); returns the record's id."""
+
+    def correct(self, incident_text: str, said: str, correction: str, category: str, *, node: str | None,
+                author: str, incident_id: str) -> str: ...
+
+
 class Directory(Protocol):
     """Platform facts the approval policy needs (Slack user groups, Matrix power levels)."""
 
@@ -94,6 +101,13 @@ class KBLearner:
             # collapse into one KB record
             incident_id=f"{proposal.id}-{uuid.uuid4().hex[:8]}", category=cause.category,
         )
+
+
+    def correct(self, incident_text: str, said: str, correction: str, category: str, *, node: str | None,
+                author: str, incident_id: str) -> str:
+        record = self.kb.learn_correction(incident_text, said, correction, category, node=node, author=author,
+                                          incident_id=incident_id)
+        return str(record.id)
 
 
 def proposal_from_dict(data: dict[str, Any]) -> Proposal:

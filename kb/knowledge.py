@@ -8,7 +8,9 @@ to the store, and every hit is checked again before it is returned).
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,17 @@ class Hit:
 
     def to_dict(self) -> dict[str, Any]:
         return {"rank": self.rank, "score": round(self.score, 6), "record": self.record.to_dict()}
+
+
+_STOP_WORDS = frozenset(("the", "was", "were", "that", "this", "with", "from", "for", "not", "but", "its", "into",
+                         "then", "than", "which", "when", "while", "had", "has", "have", "are", "it's", "wasn't",
+                         "actually", "really", "just"))
+
+
+def _seen(node: str | None, when: float | None, actions: Sequence[str]) -> str:
+    date = time.strftime("%Y-%m-%d", time.gmtime(when if when is not None else time.time()))
+    fix = f", fixed by {', '.join(actions)}" if actions else ""
+    return f"seen {'on ' + node + ' ' if node else ''}on {date}{fix}"
 
 
 class KnowledgeBase:
@@ -194,9 +207,12 @@ class KnowledgeBase:
         *,
         incident_id: str | None = None,
         category: str | None = None,
+        when: float | None = None,
     ) -> Record:
         """Turn a resolved, verified incident into a record the very next search can find. A cause
-        with no fault kind (an open-world fault) is learnt too, under the ``category`` it was given."""
+        with no fault kind (an open-world fault) is learnt too, under the ``category`` it was given.
+        Its result says where and when it was seen here and what fixed it, so the next similar
+        alert can cite it ("seen on node-12 on 2026-11-02, fixed by reset_gpu_clocks")."""
         if verified is not True:
             raise KBError("refusing to learn from an incident whose fix was not verified")
         if not isinstance(summary, str) or not summary.strip():
@@ -230,7 +246,7 @@ class KnowledgeBase:
                 "problemkey": [label, label.replace("_", " ")],
                 "rawtext": rawtext,
                 "function": dedupe([*checks, *actions]),
-                "result": f"{label.replace('_', ' ')}{where}: {summary.strip()}",
+                "result": f"{label.replace('_', ' ')}{where}: {summary.strip()} ({_seen(node, when, actions)})",
                 "source": f"clusterdoc:incident/{ident}",
                 "category": category,
                 "components": list(components),
@@ -239,6 +255,52 @@ class KnowledgeBase:
                 "fault": cause_fault if kind is not None else None,
             },
             where=f"incident {ident}",
+            rawtext_cap=self.config.rawtext_cap,
+        )
+        self.add_records([record])
+        return record
+
+    def learn_correction(
+        self,
+        incident_text: str,
+        said: str,
+        correction: str,
+        category: str,
+        *,
+        node: str | None = None,
+        author: str = "",
+        incident_id: str | None = None,
+        when: float | None = None,
+    ) -> Record:
+        """An operator's correction of a diagnosis ("it was the NFS mount") as a record: what the
+        incident showed, what clusterdoc said, and what the operator established, under the
+        category of the correction; retrievable at once like a learnt incident."""
+        correction = " ".join((correction or "").split())
+        if len(correction) < 3:
+            raise RecordError("the correction is empty: say what it was (e.g. 'it was the NFS mount')",
+                              field="correction")
+        category = str(category or "").replace("-", "_")
+        date = time.strftime("%Y-%m-%d", time.gmtime(when if when is not None else time.time()))
+        where = f" on {node}" if node else ""
+        ident = incident_id or hashlib.sha256(f"{incident_text}\x1f{correction}".encode()).hexdigest()[:12]
+        words = [w for w in re.findall(r"[A-Za-z][\w./-]{2,}", correction) if w.lower() not in _STOP_WORDS][:5]
+        record = Record.from_dict(
+            {
+                "problemkey": [*(words or [category]), "operator correction"][:6],
+                "rawtext": "\n".join([f"Incident{where} ({date}): {' '.join(incident_text.split())[:1500]}",
+                                      f"clusterdoc said: {' '.join(said.split())[:600]}",
+                                      f"Operator correction{f' by {author}' if author else ''}: {correction}"]),
+                "function": [],
+                "result": f"{correction} (operator correction{where}, {date}; clusterdoc had said: "
+                          f"{' '.join(said.split())[:160]})",
+                "source": f"clusterdoc:correction/{ident}",
+                "category": category,
+                "components": [],
+                "origin": "incident",
+                "split": "perceivable",
+                "fault": None,
+            },
+            where=f"correction {ident}",
             rawtext_cap=self.config.rawtext_cap,
         )
         self.add_records([record])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from diagnostics.faults import catalog
-from diagnostics.types import Finding, ToolResult, cap_text
+from diagnostics.types import Finding, Status, ToolResult, cap_text
 from pipelines.api import AgentEvent, Cause, Diagnosis, DiagnosisRequest, Proposal
 from pipelines.attribution import categorize
 from pipelines.components import CheckRunner, EntityExtractor, KBLookup, MergeModelEntities, ModelStep
@@ -48,6 +48,7 @@ from pipelines.hypotheses import (
     from_signatures,
     signature_catalog,
 )
+from pipelines.impact import CAPACITY_TOOLS, NodeJobs, add_impact, list_node_jobs
 from pipelines.llm.base import LLM, LLMReply, NoLLM
 from pipelines.llm.capability import Capability, probe
 from pipelines.plain import Facts, check_plain, plain_messages, plain_schema, template_summary
@@ -404,6 +405,7 @@ class Agent:
                            okind.scope if okind else "node")
             props.extend(build_proposals(ocause, self.toolkit, gpu_model=self.cluster.gpu_model, notes=prop_notes)[:1])
         props = cap_drains(props, len(all_hosts) or 1, cfg.max_drain_fraction, prop_notes)
+        props = yield from self._job_impact(run, props, prop_notes)
         if cfg.model_scripts and use_model and props:
             props[0] = self._model_script(run, props[0], prop_notes)
         run.graph.notes.extend(prop_notes)
@@ -418,6 +420,35 @@ class Agent:
         evidence = [f.to_dict() for f in verdict.support + best.explains]
         yield self._final(run, cause, summary, evidence, confidence(best, ranked), props, started,
                           verified=True, request=request, verdict="verified")
+
+    def _job_impact(self, run: _Run, props: list[Proposal], notes: list[str]) -> Generator[AgentEvent, None, list[Proposal]]:
+        """Before a drain, a down or a GPU reset is proposed: the jobs on the node (read-only
+        node_jobs, job_checkpoint) and what the action costs them (pipelines.impact). These calls
+        stay within max_tool_calls but are counted apart (timings ``impact_invocations``): the
+        diagnosis' own count is the method's measure."""
+        if not any(s.tool in CAPACITY_TOOLS for p in props for s in p.steps):
+            return props
+        budget = self.config.max_tool_calls
+        calls = 0
+
+        def run_tool(tool: str, host: str, params: dict[str, Any]) -> ToolResult:
+            nonlocal calls
+            if run.invocations + calls >= budget:
+                return ToolResult(tool, host, Status.ERROR, error=f"tool budget of {budget} calls spent", params=params)
+            calls += 1
+            result: ToolResult = self.toolkit.run(tool, host, params)
+            run.tool_calls.append(result.to_dict())
+            return result
+
+        def lookup(node: str) -> NodeJobs:
+            if run.invocations + calls >= budget:
+                return NodeJobs(node, False, reason=f"tool budget of {budget} calls spent")
+            return list_node_jobs(self.toolkit, node, run_tool)
+
+        yield AgentEvent("status", {"message": "listing the jobs on the node before proposing a drain or reset"})
+        out = add_impact(props, self.toolkit, lookup, gpu_model=self.cluster.gpu_model, notes=notes)
+        run.timings["impact_invocations"] = float(calls)
+        return out
 
     def _unverified(self, run: _Run, ranked: list[Candidate], scope: list[str], rounds: int, started: float,
                     request: DiagnosisRequest) -> AgentEvent:

@@ -76,6 +76,40 @@ class ProposalStep:
         return self.run_on or self.host
 
 
+ImpactStatus = Literal["jobs", "none", "unknown"]
+
+
+@dataclass(frozen=True)
+class Impact:
+    """What a proposal that drains, downs or resets a node costs the jobs on it (``node_jobs``,
+    ``job_checkpoint``; pipelines.impact). Shown with the proposal, never part of its hash: it
+    describes the cluster at proposal time (run times and checkpoint ages move on), while the hash
+    binds an approval to what runs."""
+
+    status: ImpactStatus  # jobs: some run there; none: the scheduler listed none; unknown: not listed
+    text: str  # the line shown: "stops job 4412 of alice, …" / "no jobs running on node-05" / "unknown: …"
+    nodes: tuple[str, ...] = ()
+    # one per job or pod: id, user, name, state, elapsed_s, nodes, gpus, node, kind, stops,
+    # checkpoint_age_s, checkpoint_step
+    jobs: tuple[dict[str, Any], ...] = ()
+    gentle: bool = False  # the action lets running jobs finish (Slurm state=drain)
+    reason: str = ""  # unknown: why the jobs could not be listed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "text": self.text, "nodes": list(self.nodes),
+                "jobs": [dict(j) for j in self.jobs], "gentle": self.gentle, "reason": self.reason}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> Impact | None:
+        if not data:
+            return None
+        status = data.get("status")
+        return cls(status=status if status in ("jobs", "none", "unknown") else "unknown",
+                   text=str(data.get("text") or ""), nodes=tuple(str(n) for n in data.get("nodes") or ()),
+                   jobs=tuple(dict(j) for j in data.get("jobs") or () if isinstance(j, dict)),
+                   gentle=bool(data.get("gentle", False)), reason=str(data.get("reason") or ""))
+
+
 @dataclass(frozen=True)
 class Proposal:
     id: str
@@ -85,6 +119,7 @@ class Proposal:
     cause: Cause
     script: str = ""  # optional model-written script, already passed the deny rules
     rationale: str = ""
+    impact: Impact | None = None  # what it costs the jobs on the node (shown, not hashed)
 
     @property
     def hash(self) -> str:
@@ -101,6 +136,7 @@ class Proposal:
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["impact"] = self.impact.to_dict() if self.impact is not None else None
         d["hash"] = self.hash
         return d
 
@@ -115,7 +151,7 @@ class Proposal:
         )
         return cls(id=str(data["id"]), title=str(data.get("title", "")), risk=data.get("risk", "medium"),
                    steps=steps, cause=Cause.from_dict(data.get("cause")), script=str(data.get("script", "")),
-                   rationale=str(data.get("rationale", "")))
+                   rationale=str(data.get("rationale", "")), impact=Impact.from_dict(data.get("impact")))
 
 
 @dataclass

@@ -145,6 +145,8 @@ def render_text(diagnosis: Any) -> str:
     lines.append("== proposals (nothing runs until approved in chat) ==")
     for p in diagnosis.proposals:
         lines.append(f"- {p.id} [{p.risk}] {p.title}  hash {p.hash[:16]}")
+        if p.impact is not None:  # what it costs the jobs on the node (pipelines.impact)
+            lines.append(f"    jobs: {p.impact.text}")
         for step in p.steps:
             if step.note:  # where it runs when that needs saying (a Slurm action on the controller)
                 lines.append(f"    # {step.tool} on {step.run_host}: {step.note}")

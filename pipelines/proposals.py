@@ -144,6 +144,29 @@ def _harsher_drains(proposals: Sequence[Proposal], toolkit: Any, notes: list[str
     return out
 
 
+def gentle_drain(cause: Cause, node: str, toolkit: Any, *, gpu_model: str | None = None,
+                 notes: list[str] | None = None) -> Proposal | None:
+    """"Drain after the job ends": ``drain_node`` alone with Slurm ``state=drain`` (running jobs
+    finish, no new ones start), for a node whose proposals would otherwise stop its jobs
+    (pipelines.impact); the GPU reset or repair follows once the node is idle. None where it cannot
+    be rendered or the scheduler has no gentle drain (Kubernetes' drain evicts pods)."""
+    notes = notes if notes is not None else []
+    if getattr(toolkit, "scheduler", None) != "slurm":
+        return None
+    try:
+        step = _step(toolkit, "drain_node", node, {"reason": _reason(cause), "state": "drain"})
+    except ValidationError as exc:
+        notes.append(f"drain after the job ends could not be rendered: {exc}")
+        return None
+    violations = check_commands(list(step.commands), declared_action="drain_node", gpu_model=gpu_model)
+    if violations:
+        notes.append(f"drain after the job ends refused by the deny rules: {violations[0].message}")
+        return None
+    title = f"drain after the job ends: drain_node on {node} (state=drain)" + (" (via the Slurm controller)" if step.run_on else "")
+    draft = Proposal(id="", title=title, risk="medium", steps=(step,), cause=cause)
+    return Proposal(id=f"prop-{draft.hash[:10]}", title=title, risk="medium", steps=(step,), cause=cause)
+
+
 def attach_script(proposal: Proposal, script: str, *, gpu_model: str | None = None) -> tuple[Proposal, list[str]]:
     """A model-written script joins a proposal only if it passes the deny rules; returns the
     (possibly unchanged) proposal and the reasons a script was refused."""
@@ -156,7 +179,7 @@ def attach_script(proposal: Proposal, script: str, *, gpu_model: str | None = No
     )
     return (
         Proposal(id=f"prop-{draft.hash[:10]}", title=proposal.title, risk="high", steps=proposal.steps,
-                 cause=proposal.cause, script=script, rationale=proposal.rationale),
+                 cause=proposal.cause, script=script, rationale=proposal.rationale, impact=proposal.impact),
         [],
     )
 

@@ -1,5 +1,5 @@
 """The simulated Slurm controller: a host that is not a GPU node and answers Slurm's client
-commands (``scontrol``, ``sinfo``) for every node of the cluster, as ``slurmctld``'s head node does.
+commands (``scontrol``, ``sinfo``, ``squeue``) for every node of the cluster, as ``slurmctld``'s head node does.
 
 Used when a test or benchmark gives ``SimCluster(..., slurm_controller="slurm-ctl")`` and the
 toolkit's inventory names that controller: ``drain_node`` / ``resume_node`` then run there, naming
@@ -42,4 +42,6 @@ def controller_command(sim: SimCluster, host: str, command: str) -> Out:
         return hosttools.scontrol(sim, next(iter(sim.nodes.values())), args)
     if program == "sinfo":
         return hosttools.sinfo(sim, next(iter(sim.nodes.values())), args)
+    if program == "squeue":
+        return hosttools.squeue(sim, next(iter(sim.nodes.values())), args)
     return 127, "", f"bash: {program}: command not found\n"

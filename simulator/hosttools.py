@@ -8,10 +8,13 @@ spellings (``df -P /`` vs ``df -Pk /``, ``dmesg -T`` vs ``journalctl -k``) work.
 from __future__ import annotations
 
 import fnmatch
+import json
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from simulator.job import JOB_ID, JOB_STARTED_S, JOB_USER
 from simulator.state import NodeState, stable_uniform
 
 if TYPE_CHECKING:
@@ -577,9 +580,119 @@ def _scontrol_node(sim: SimCluster, n: NodeState) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+def _elapsed(seconds: float) -> str:
+    """squeue %M: [days-]hours:minutes:seconds, days and hours only when needed."""
+    s = int(seconds)
+    d, h, m, sec = s // 86400, s // 3600 % 24, s // 60 % 60, s % 60
+    if d:
+        return f"{d}-{h:02d}:{m:02d}:{sec:02d}"
+    return f"{h}:{m:02d}:{sec:02d}" if h else f"{m}:{sec:02d}"
+
+
+def squeue(sim: SimCluster, node: NodeState, argv: list[str]) -> Out:
+    """``squeue [-w NODES] [-h] [-o FORMAT]``: the scenario's one job (simulator.job) on every node
+    it runs on; the format letters clusterdoc uses (%i %u %T %t %M %D %b %j %N %P %C %l), with
+    optional widths (``%.18i``)."""
+    if sim.scenario.cluster.scheduler != "slurm":
+        return not_found("squeue")
+    fmt, names, noheader = "%.18i %.9P %.8j %.8u %.2t %.10M %.6D %R", None, False
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-o", "--format") and i + 1 < len(argv):
+            fmt, i = argv[i + 1], i + 1
+        elif a.startswith("--format="):
+            fmt = a.split("=", 1)[1]
+        elif a in ("-w", "--nodelist") and i + 1 < len(argv):
+            names, i = argv[i + 1].split(","), i + 1
+        elif a.startswith("--nodelist="):
+            names = a.split("=", 1)[1].split(",")
+        elif a in ("-h", "--noheader"):
+            noheader = True
+        i += 1
+    if names is not None:
+        unknown = [n for n in names if _target(sim, node, n) is None]
+        if unknown:
+            return 1, "", f"squeue: error: Invalid node name specified: {unknown[0]}\n"
+    job_nodes = sim.job_nodes()
+    w = sim.scenario.cluster.workload
+    on = [n.name for n in job_nodes]
+    wanted = names is None or any((t := _target(sim, node, n)) is not None and t.name in on for n in names)
+    gpn = sim.scenario.cluster.gpus_per_node
+    values = {"i": str(JOB_ID), "u": JOB_USER, "T": "RUNNING", "t": "R", "M": _elapsed(sim.job_elapsed_s()),
+              "D": str(len(job_nodes)), "b": f"gres/gpu:{gpn}", "j": w.name if w else "job",
+              "N": ",".join(on), "P": "gpu", "C": str(sum(n.ncpu for n in job_nodes)), "l": "UNLIMITED",
+              "R": ",".join(on)}
+    heads = {"i": "JOBID", "u": "USER", "T": "STATE", "t": "ST", "M": "TIME", "D": "NODES", "b": "TRES_PER_NODE",
+             "j": "NAME", "N": "NODELIST", "P": "PARTITION", "C": "CPUS", "l": "TIME_LIMIT", "R": "NODELIST(REASON)"}
+
+    def render(table: dict[str, str]) -> str:
+        def one(m: re.Match[str]) -> str:
+            text = table.get(m.group(3), "")
+            width = int(m.group(2) or 0)
+            text = text[:width] if width else text  # squeue cuts a field to its width
+            return text.rjust(width) if m.group(1) else text.ljust(width)
+        return _SQUEUE_FIELD.sub(one, fmt)
+
+    lines = [] if noheader else [render(heads)]
+    if job_nodes and wanted:
+        lines.append(render(values))
+    return 0, "".join(line + "\n" for line in lines), ""
+
+
+_SQUEUE_FIELD = re.compile(r"%(\.)?(\d+)?([A-Za-z])")
+
+
+def _pods(sim: SimCluster, node: NodeState, argv: list[str]) -> Out:
+    """``kubectl get pods -A --field-selector spec.nodeName=N -o json``: the job's worker pod on a
+    node it runs on, plus the device plugin's DaemonSet pod every GPU node has."""
+    selector = ""
+    for k, a in enumerate(argv):
+        if a == "--field-selector" and k + 1 < len(argv):
+            selector = argv[k + 1]
+        elif a.startswith("--field-selector="):
+            selector = a.split("=", 1)[1]
+    wanted = list(sim.nodes.values())
+    if selector.startswith("spec.nodeName="):
+        t = _target(sim, node, selector.split("=", 1)[1])
+        wanted = [t] if t is not None else []
+    w = sim.scenario.cluster.workload
+    job = w.name if w else "job"
+    started = sim.wallclock(JOB_STARTED_S).strftime("%Y-%m-%dT%H:%M:%SZ")
+    booted = sim.wallclock(-sim.uptime_offset_s + 120).strftime("%Y-%m-%dT%H:%M:%SZ")
+    on = {n.name for n in sim.job_nodes()}
+    items: list[dict[str, object]] = []
+    for t in wanted:
+        items.append({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"nvidia-device-plugin-daemonset-{t.index:05x}", "namespace": "kube-system",
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "DaemonSet", "controller": True,
+                                              "name": "nvidia-device-plugin-daemonset"}]},
+            "spec": {"nodeName": t.name, "containers": [{"name": "nvidia-device-plugin-ctr", "resources": {}}]},
+            "status": {"phase": "Running", "startTime": booted},
+        })
+        if t.name in on:
+            gpus = str(len(t.gpus))
+            items.append({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": f"{job}-worker-{t.index}", "namespace": JOB_USER,
+                             "labels": {"job-name": job},
+                             "ownerReferences": [{"apiVersion": "batch/v1", "kind": "Job", "controller": True,
+                                                  "name": job}]},
+                "spec": {"nodeName": t.name, "containers": [{"name": "trainer", "resources": {
+                    "limits": {"nvidia.com/gpu": gpus}, "requests": {"nvidia.com/gpu": gpus}}}]},
+                "status": {"phase": "Running", "startTime": started},
+            })
+    doc = {"apiVersion": "v1", "kind": "List", "metadata": {"resourceVersion": ""}, "items": items}
+    return 0, json.dumps(doc, indent=4) + "\n", ""
+
+
 def kubectl(sim: SimCluster, node: NodeState, argv: list[str]) -> Out:
     if sim.scenario.cluster.scheduler != "kubernetes":
         return not_found("kubectl")
+    words = [a for a in argv if not a.startswith("-")]
+    if len(words) >= 2 and words[0] == "get" and words[1] in ("pod", "pods", "po"):
+        return _pods(sim, node, argv)
     args = [a for a in argv if not a.startswith("-")]
     if not args:
         return 1, "", "error: You must specify the type of resource to get.\n"
@@ -860,6 +973,9 @@ def date(sim: SimCluster, node: NodeState, argv: list[str]) -> Out:
     now: datetime = sim.wallclock(sim.time_s) + timedelta(seconds=node.ntp_offset_s)
     if any(a.startswith("+%s") for a in argv):
         return 0, f"{now.timestamp():.0f}\n", ""
+    fmt = next((a[1:] for a in argv if a.startswith("+")), None)
+    if fmt is not None:  # date '+%Y-%m-%dT%H:%M:%S%z' and the like (the simulated clock is UTC)
+        return 0, now.strftime(fmt) + "\n", ""
     return 0, now.strftime("%a %b %d %H:%M:%S UTC %Y") + "\n", ""
 
 
@@ -885,6 +1001,7 @@ HANDLERS: dict[str, Handler] = {
     "ping": ping,
     "all_reduce_perf": all_reduce_perf,
     "sinfo": sinfo,
+    "squeue": squeue,
     "scontrol": scontrol,
     "kubectl": kubectl,
     "systemctl": systemctl,

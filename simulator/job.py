@@ -2,7 +2,9 @@
 (the simulator's own physics, ``simulator.physics``, fed with each GPU's effective SM clock, each
 node's links and NCCL settings, so a fault slows it the way the hardware would, independently of
 the ``perf`` model that clusterdoc checks it against), and the per-rank step log the job-log checks
-tail (plus the lines a ``custom`` fault appends)."""
+tail (plus the lines a ``custom`` fault appends), and what the scheduler says of it (``squeue``,
+Kubernetes pods: one job over every node, a made-up id and owner, started before the scenario's
+time 0, saving a checkpoint every half hour)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,17 @@ if TYPE_CHECKING:
     from threading import RLock
 
     from simulator.scenario import Scenario
+
+
+# The scheduler's view of the simulated job (made up, stable): Slurm job id and user (the Kubernetes
+# namespace), when it started (sim time: 3 h 10 min before the scenario's time 0) and its checkpoints
+# (every 30 min from 26 min in: at time 0 the last one is 14 min old).
+JOB_ID = 4412
+JOB_USER = "alice"
+JOB_STARTED_S = -(3 * 3600 + 10 * 60)
+CHECKPOINT_EVERY_S = 1800.0
+CHECKPOINT_FIRST_S = 26 * 60.0
+CHECKPOINT_DIR = "/checkpoints"
 
 
 @dataclass(frozen=True)
@@ -156,8 +169,27 @@ class JobMixin:
         bw = physics.intra_node_gbs(node.gpu_spec, links, ngpus)
         return bw * effects.get("intra", 1.0) * effects.get("channels", 1.0)
 
+    def job_nodes(self) -> list[NodeState]:
+        """The nodes the scheduler has the job on (none without a workload)."""
+        w = self.scenario.cluster.workload
+        if w is None or w.kind == "none":
+            return []
+        return [n for n in self.nodes.values() if n.job_running]
+
+    def job_elapsed_s(self) -> float:
+        return max(0.0, self.time_s - JOB_STARTED_S)
+
+    def checkpoint_times(self, count: int = 2) -> list[float]:
+        """Sim times of the job's last ``count`` checkpoint saves, oldest first."""
+        first = JOB_STARTED_S + CHECKPOINT_FIRST_S
+        if self.time_s < first:
+            return []
+        last = int((self.time_s - first) // CHECKPOINT_EVERY_S)
+        return [first + k * CHECKPOINT_EVERY_S for k in range(max(0, last - count + 1), last + 1)]
+
     def train_log(self, node: NodeState) -> str:
-        """Recent lines of the job's per-rank step log on this node."""
+        """Recent lines of the job's per-rank step log on this node (its last checkpoint saves, then
+        the last steps)."""
         job = self._job()
         w = self.scenario.cluster.workload
         if job is None or w is None:
@@ -170,6 +202,11 @@ class JobMixin:
         if not local_ranks:
             return "".join(line + "\n" for line in node.job_log)
         extra = job.node_extra_s.get(node.name, 0.0)
+        for t in self.checkpoint_times():
+            step = max(0, 1000 + int((t + 3600.0) / max(job.step_time_s, 1e-3)))
+            stamp = self.wallclock(t).isoformat(sep=" ", timespec="milliseconds")[:23].replace(".", ",")
+            lines.append(f"{stamp} INFO [checkpoint.py:61] rank={node.index * gpn} saved checkpoint to "
+                         f"{CHECKPOINT_DIR}/{w.name}/global_step{step} at step {step} (3.1 s)")
         for k in range(3, 0, -1):
             step = step_now - k
             t = self.time_s - k * job.step_time_s

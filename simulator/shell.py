@@ -140,6 +140,8 @@ class ShellMixin:
             return code, text, ""
         handler = hosttools.HANDLERS.get(prog)
         if handler is None:
+            if prog in ("grep", "egrep") and len([a for a in args if not a.startswith("-")]) > 1:
+                return _grep_files(self, node, prog, args)  # grep PATTERN FILE… (a job's log)
             if prog in _FILTERS:
                 return _filter([prog, *args], "")
             return hosttools.not_found(argv[0])
@@ -148,6 +150,21 @@ class ShellMixin:
 
 class _Hang(Exception):
     """A command a custom fault makes hang: the caller gets a timeout, as from a stuck tool."""
+
+
+def _grep_files(sim: Any, node: NodeState, prog: str, args: list[str]) -> tuple[int, str, str]:
+    """grep over simulated files (``hosttools.read_file``); a missing file is grep's exit 2."""
+    flags = [a for a in args if a.startswith("-")]
+    pattern, *paths = [a for a in args if not a.startswith("-")]
+    texts, errors = [], []
+    for path in paths:
+        text, problem = hosttools.read_file(sim, node, path)
+        if text is None:
+            errors.append(f"{prog}: {path}: {problem}\n")
+        else:
+            texts.append(text)
+    rc, out, err = _filter([prog, *flags, pattern], "".join(texts))
+    return (2 if errors else rc), out, err + "".join(errors)
 
 
 def _filter(argv: list[str], text: str) -> tuple[int, str, str]:

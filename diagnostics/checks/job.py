@@ -1,4 +1,5 @@
-"""Checks of the training job itself: per-rank step and compute times from its log."""
+"""Checks of the training job itself: per-rank step and compute times from its log, and the last
+checkpoint it wrote."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import statistics
 from typing import Any
 
 from diagnostics.checks._common import _MOUNT_PATTERN, _check, _guard, _result
+from diagnostics.parsers import jobs as jobs_parser
 from diagnostics.parsers import train_log
 from diagnostics.registry import Param, ParseInput, ParseOutput, ToolSpec
 from diagnostics.types import Finding, Status
@@ -50,9 +52,33 @@ def parse_job_step_times(inp: ParseInput) -> ParseOutput:
     return _result(findings, data)
 
 
+@_guard
+def parse_job_checkpoint(inp: ParseInput) -> ParseOutput:
+    """The last checkpoint save in the job's log and its age by the node's clock (the first command
+    prints the node's local time with its zone, the log's stamps are its local time). Formats read:
+    diagnostics.parsers.jobs (Megatron-LM, DeepSpeed, HF Trainer, Lightning, torchtitan, the simulator)."""
+    clock, log = inp.outputs[0], inp.outputs[-1]
+    path = inp.params.get("path") or TRAIN_LOG
+    if "no such file" in log.stderr.lower() or log.exit_code not in (0, 1, None):
+        return ParseOutput(Status.NO_DATA, error=f"no job log at {path}")
+    now = jobs_parser.parse_stamp(clock.stdout)
+    last = jobs_parser.last_checkpoint(log.stdout)
+    data: dict[str, Any] = {"path": path, "now": now.isoformat() if now else None,
+                            "checkpoint": last.to_dict() if last else None,
+                            "age_s": jobs_parser.age_s(last.at, now) if last else None}
+    return ParseOutput(Status.OK, data=data)
+
+
+# The lines that may record a save (the parser decides), last 50 only: a long log stays cheap.
+CHECKPOINT_GREP = "grep -a -i -E 'checkpoint|saving model to' {path} | tail -n 50"
+
 JOB_CHECKS: tuple[ToolSpec, ...] = (
     _check("job_step_times", "Per-rank step and compute times of the training job from its log; finds slow_rank",
            "job", "quick",
            (Param("path", "str", "the job's step log", required=False, default=TRAIN_LOG, pattern=_MOUNT_PATTERN),),
            ("tail -n 400 {path}",), parse_job_step_times),
+    _check("job_checkpoint", "The last checkpoint the training job saved, from its log, and how old it is by "
+           "the node's clock (what a drain or reset would lose since then)", "job", "medium",
+           (Param("path", "str", "the job's log", required=False, default=TRAIN_LOG, pattern=_MOUNT_PATTERN),),
+           ("date '+%Y-%m-%dT%H:%M:%S%z'", CHECKPOINT_GREP), parse_job_checkpoint),
 )

@@ -20,8 +20,17 @@ _NUMBER = re.compile(r"^[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
 # Control characters other than tab and newline (binary garbage, NULs, backspaces).
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-# A markdown code fence line (```text, ~~~).
-_FENCE = re.compile(r"^\s*(?:```|~~~)[\w+-]*\s*$")
+# A markdown code fence line (```text, ``` console, ````diff, ~~~).
+_FENCE = re.compile(r"^\s*(?:`{3,}|~{3,})\s*[\w+-]*\s*$")
+# A fence with text on the same line ('```Allocatable:'), or an inline code span wrapping a whole
+# line ('`System clock synchronized: no`'): the backticks go, the text stays.
+_TICKS_START = re.compile(r"^(\s*)`+(?=\S)")
+_TICKS_END = re.compile(r"(?<=\S)`+\s*$")
+# An HTML copy of a terminal (<pre><font color=...><b>user@host</b></font>...): those tags and the
+# entities they escape. Only these tags: tool output itself has <inactive>, <none>, <<<NULL>>>.
+_HTML_TAG = re.compile(r"</?(?:pre|font|b|i|u|span|code|div|p|br|strong|em|tt|kbd|samp)\b[^<>\n]{0,200}>", re.IGNORECASE)
+_HTML_ENTITIES = {"&lt;": "<", "&gt;": ">", "&quot;": '"', "&#39;": "'", "&nbsp;": " "}
+_HTML_ENTITY = re.compile("|".join(_HTML_ENTITIES))
 
 
 class ParseError(ClusterdocError):
@@ -38,8 +47,10 @@ class ParseError(ClusterdocError):
 def clean(text: str) -> str:
     """What a terminal, a chat client or a markdown renderer adds to a tool's output, taken away
     without moving any line: CRLF and lone CR become LF, ANSI escapes and other control characters
-    go, a markdown fence line becomes an empty line, and the indentation every line shares (a
-    pasted indented code block) is removed. Line numbers stay those of the input. Cleaning is
+    go, a markdown fence line becomes an empty line (a fence with text on its line loses the
+    backticks), backticks wrapping a whole line (an inline code span) go, an HTML copy loses its
+    <pre>/<font>/<b>… tags and &lt;/&gt;/&quot;/&nbsp; entities, and the indentation every line
+    shares (a pasted indented code block) is removed. Line numbers stay those of the input. Cleaning is
     idempotent, and the last text cleaned is remembered (a paste is read by several readers)."""
     if _LAST_CLEAN and (text is _LAST_CLEAN[0] or text is _LAST_CLEAN[1]):
         return _LAST_CLEAN[1]
@@ -48,7 +59,13 @@ def clean(text: str) -> str:
     if "\x1b" in text:
         text = _ANSI.sub("", text)
     text = _CONTROL.sub("", text)
+    if "<" in text and _HTML_TAG.search(text):
+        text = _HTML_TAG.sub("", text)
+    if "&" in text and ";" in text:
+        text = _HTML_ENTITY.sub(lambda m: _HTML_ENTITIES[m.group(0)], text)
     lines = ["" if _FENCE.match(ln) else ln.rstrip() for ln in text.split("\n")]
+    if "`" in text:
+        lines = [_TICKS_END.sub("", _TICKS_START.sub(r"\1", ln)).rstrip() if "`" in ln else ln for ln in lines]
     indents = [len(ln) - len(ln.lstrip(" ")) for ln in lines if ln.strip()]
     common = min(indents, default=0)
     if common and all(ln[:common].strip() == "" for ln in lines if ln.strip()):

@@ -12,46 +12,29 @@ Recognised: the default `nvidia-smi` table, `nvidia-smi -q` (full or an excerpt)
 CSV, `nvidia-smi -L`, `nvidia-smi topo -m`, `nvidia-smi nvlink -s`, the kernel log (dmesg,
 journalctl -k, syslog: Xid, fallen off the bus, OOM kills), `ibstat`, `ibv_devinfo`, `df`, `free`,
 nccl-tests output, `chronyc tracking`, `sinfo`, `scontrol show node`, `kubectl describe node` and
-`lspci`. Thresholds are the checks' (diagnostics.checks), so a paste and a check agree.
+`lspci`; and through ``readers``: perfquery / ibportstate, ibqueryerrors, `rdma link`, `ethtool -S`,
+`ip -s link`, `lspci -vv` link status, `dcgmi diag` / `discovery` / errors, kernel hardware errors
+(AER, EDAC, machine checks, APEI, GPU lost), EDAC sysfs counters, `ras-mc-ctl`, `nvlink -e`,
+`nvidia-smi -q -x`, failed systemd units, `kubectl get node -o yaml`, `sinfo -R`, `squeue`,
+`chronyc sources` and `stat -f`. Thresholds are the checks' (diagnostics.checks,
+diagnostics.health_checks), so a paste and a check agree.
 """
 
 from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-from diagnostics.parsers import infiniband, kernel, nccl, nvidia_smi, scheduler, system
+from diagnostics.parsers import infiniband, kernel, nccl, nvidia_smi, readers, scheduler, system
 from diagnostics.parsers.common import ParseError, clean, collect_skipped, is_na, to_float
+from diagnostics.parsers.pasted import MAX_FINDINGS, PastedFinding, PastedReading, Reader, Severity, plural
 
 # A paste beyond this many characters is cut (10 MB of text); the summaries say so.
 MAX_PASTE_CHARS = 10 * 1024 * 1024
 _CUT_NOTE = " (input cut at 10 MB; the rest was not read)"
-# Findings kept per reading: a chat answer lists the first ones and says how many more there were.
-MAX_FINDINGS = 100
 
-Severity = str  # 'critical' | 'error' | 'warning'
-
-
-@dataclass(frozen=True)
-class PastedFinding:
-    message: str
-    severity: Severity  # 'critical' | 'error' | 'warning'
-    gpu: int | None = None
-    device: str | None = None
-
-
-@dataclass
-class PastedReading:
-    tool: str
-    summary: str
-    findings: list[PastedFinding] = field(default_factory=list)
-    skipped_lines: int = 0
-
-
-Reader = Callable[[str], tuple[str, list[PastedFinding]]]
+__all__ = ["MAX_FINDINGS", "MAX_PASTE_CHARS", "PastedFinding", "PastedReading", "Reader", "Severity", "read_pasted"]
 
 
 # --------------------------------------------------------------------------- thresholds (the checks')
@@ -70,8 +53,7 @@ def _thresholds() -> dict[str, Any]:
 _BAD_VALUES = ("[Unknown Error]", "[GPU requires reset]", "[GPU is lost]", "ERR!", "Unknown Error", "GPU is lost")
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else ('es' if word.endswith('ss') else 's')}"
+_plural = plural
 
 
 def _read_table(text: str) -> tuple[str, list[PastedFinding]]:
@@ -101,6 +83,10 @@ def _read_table(text: str) -> tuple[str, list[PastedFinding]]:
                                           "critical", g.index, g.bus_id))
         if g.temp_c is not None and g.temp_c >= th["temp_warn_c"]:
             findings.append(PastedFinding(f"GPU {g.index} at {g.temp_c:g} C (>= {th['temp_warn_c']:g} C)", "warning",
+                                          g.index, g.bus_id))
+        for cell, value in g.unknown.items():
+            findings.append(PastedFinding(f"GPU {g.index} ({g.bus_id}): {cell} reads {value!r}, not a reading "
+                                          "(an unexpected value: check this GPU with nvidia-smi -q)", "warning",
                                           g.index, g.bus_id))
     for bus in t.lost:
         findings.append(PastedFinding(f"nvidia-smi cannot reach the GPU at PCI {bus} (lost from the bus)", "critical",
@@ -282,8 +268,12 @@ def _read_kernel(text: str) -> tuple[str, list[PastedFinding]]:
     for k in ooms:
         findings.append(PastedFinding(f"OOM killer killed {k.process} (pid {k.pid})" + (f" at {k.stamp}" if k.stamp else ""),
                                       "error"))
+    hw_parts, hw_findings = readers.kernel_hw_findings(text)
+    findings.extend(hw_findings)
     summary = (f"kernel log: {_plural(len(xids), 'Xid event')} on {_plural(len({b for b, _ in grouped}), 'GPU')}, "
                f"{_plural(len(seen), 'fallen-off-the-bus GPU')} without Xid 79, {_plural(len(ooms), 'OOM kill')}")
+    if hw_parts:
+        summary += "; " + "; ".join(hw_parts)
     return summary, findings
 
 
@@ -335,7 +325,7 @@ def _read_df(text: str) -> tuple[str, list[PastedFinding]]:
     inodes = unit.lower().startswith("inode")
     real = [r for r in rows if not r.filesystem.startswith(tuple(p for p in th["ignored_fs"] if p != "overlay"))
             and not r.filesystem.startswith("/dev/loop") and not r.mount.startswith("/snap/")]
-    fullest = max((r for r in real if r.use_pct is not None), key=lambda r: r.use_pct or 0, default=None)
+    fullest = max((r for r in (real or rows) if r.use_pct is not None), key=lambda r: r.use_pct or 0, default=None)
     summary = f"{_plural(len(rows), 'filesystem')}" + (" (inodes)" if inodes else "")
     if fullest is not None:
         summary += f"; fullest: {fullest.mount} at {fullest.use_pct}%"
@@ -378,8 +368,12 @@ def _read_nccl(text: str) -> tuple[str, list[PastedFinding]]:
         summary += f" ({min(sizes)}..{max(sizes)} B); peak bus bandwidth {r.peak_busbw_gbs:g} GB/s"
     if r.avg_busbw_gbs is not None:
         summary += f", avg {r.avg_busbw_gbs:g} GB/s"
+    if r.test:
+        summary = f"{r.test}: {summary}"
     if r.ranks:
         summary += f"; {_plural(r.ranks, 'rank')}"
+    elif r.n_gpus:
+        summary += f"; {_plural(r.n_gpus, 'GPU')}"
     if r.out_of_bounds is not None:
         summary += f"; out of bounds values: {r.out_of_bounds} {'FAILED' if r.out_of_bounds else 'OK'}"
     findings = []
@@ -564,6 +558,9 @@ def _read_sinfo(text: str) -> tuple[str, list[PastedFinding]]:
     findings = [PastedFinding(f"{_plural(r.nodes, 'node')} {r.state}" + (f" in partition {r.partition}" if r.partition else "")
                               + f": {r.nodelist}" + (f" ({r.reason})" if r.reason else ""), "warning", None, r.nodelist)
                 for r in rows if any(b in r.state.lower() for b in _SINFO_BAD)]
+    findings += [PastedFinding(f"{_plural(r.nodes, 'node')} in partition {r.partition or '?'} neither allocated nor idle "
+                               "(NODES(A/I/O/T) 'other': down, drained, failing …)", "warning", None, r.partition or None)
+                 for r in rows if r.state == "other"]
     return summary, findings
 
 
@@ -580,42 +577,26 @@ def _read_scontrol(text: str) -> tuple[str, list[PastedFinding]]:
 def _read_describe(text: str) -> tuple[str, list[PastedFinding]]:
     d = scheduler.parse_kubectl_describe_node(text)
     res = d.gpu_resource or "GPU"
-    summary = f"node {d.name}"
+    summary = f"node {d.name or '(name not in the excerpt)'}"
     if d.gpu_capacity is not None:
         summary += f": {res} capacity {d.gpu_capacity}, allocatable {d.gpu_allocatable}"
         if d.gpu_requests is not None:
             summary += f", requested {d.gpu_requests}"
     elif d.gpu_resource is None:
-        summary += ": no GPU resource advertised"
-    findings = []
-    if d.gpu_capacity is not None and d.gpu_allocatable is not None and d.gpu_allocatable < d.gpu_capacity:
-        findings.append(PastedFinding(f"{res} allocatable {d.gpu_allocatable} < capacity {d.gpu_capacity} on {d.name}: "
-                                      f"{d.gpu_capacity - d.gpu_allocatable} not allocatable (marked unhealthy by the "
-                                      "device plugin?)", "warning", None, d.name))
+        summary += ": no GPU resource advertised" if d.resources_shown else ": no Capacity/Allocatable section shown"
+    others = {r: v for r, v in d.gpu_resources.items() if r != d.gpu_resource}
+    if others:
+        summary += "; also " + ", ".join(f"{r} " + "/".join(f"{k} {n}" for k, n in v.items()) for r, v in others.items())
+    findings = readers.node_resource_findings(d)
     ready = d.conditions.get("Ready")
     if ready in ("False", "Unknown"):
-        findings.append(PastedFinding(f"{d.name} is not Ready (Ready={ready})", "critical", None, d.name))
+        findings.append(PastedFinding(f"{d.name or 'the node'} is not Ready (Ready={ready})", "critical", None,
+                                      d.name or None))
     for cond in ("MemoryPressure", "DiskPressure", "PIDPressure", "NetworkUnavailable"):
         if d.conditions.get(cond) == "True":
             findings.append(PastedFinding(f"{d.name}: {cond} is True", "warning", None, d.name))
     if d.unschedulable:
         findings.append(PastedFinding(f"{d.name} is cordoned (Unschedulable: true)", "warning", None, d.name))
-    return summary, findings
-
-
-def _read_lspci(text: str) -> tuple[str, list[PastedFinding]]:
-    devices = kernel.parse_lspci(text)
-    nvidia = [d for d in devices if "NVIDIA" in d.description]
-    gpus = [d for d in nvidia if re.search(r"VGA|3D|Display", d.device_class)]
-    summary = f"{_plural(len(devices), 'PCI device')}, {len(nvidia)} NVIDIA ({_plural(len(gpus), 'GPU')})"
-    findings = []
-    seen: set[str] = set()
-    for d in devices:
-        bus = d.address.rsplit(".", 1)[0]
-        if d.lost and bus not in seen:
-            seen.add(bus)
-            findings.append(PastedFinding(f"{d.address} {d.description} reads (rev ff): its config space is all ones, "
-                                          "the device has fallen off the bus", "critical", None, d.address))
     return summary, findings
 
 
@@ -646,11 +627,12 @@ _SIG_CSV = _sigre(r"^\s*[a-z][a-z0-9_.]*(?: \[[^\]\n]*\])?(?:\s*,\s*[a-z][a-z0-9
 _SIG_TOPO = _sigre(r"^\s*GPU0\s+X\b", _M)
 _SIG_NVLINK = _sigre(r"^\s*Link \d+: (?:<inactive>|[\d.]+ GB/s)|all links are inactive", _M | re.IGNORECASE)
 _SIG_LIST = _sigre(r"^\s*GPU \d+: .+\(UUID: ", _M)
-_SIG_KERNEL = _sigre(r"NVRM: |Out of memory: Killed process|Memory cgroup out of memory")
+_SIG_KERNEL = _sigre(r"NVRM: |Out of memory: Killed process|Memory cgroup out of memory|PCIe Bus Error|AER: |"
+                     r"EDAC (?:\w+ )?MC\d+: \d+ [CU]E\b|\[Hardware Error\]")
 _SIG_IBSTAT = _sigre(r"^\s*CA '[^'\n]+'\s*$", _M)
 _SIG_DEVINFO = _sigre(r"^\s*hca_id:\s*\S+", _M)
 _SIG_DF = _sigre(r"^\s*Filesystem\s+(?:Size|\d*[KMGkmg]?-?blocks|Inodes|Type)\b|"
-                     r"^\S+\s+[\d.]+[KMGTPE]?\s+[\d.]+[KMGTPE]?\s+[\d.]+[KMGTPE]?\s+\d{1,3}%\s+/", _M)
+                     r"^\S+\s+[\d.,]+[KMGTPE]?\s+[\d.,]+[KMGTPE]?\s+[\d.,]+[KMGTPE]?\s+\d{1,3}%\s+/", _M)
 _SIG_FREE = _sigre(r"^\s*Mem:\s+[\d.,]+[KMGTPE]?i?B?\s+[\d.,]+[KMGTPE]?i?B?\s", _M)
 _SIG_NCCL = _sigre(r"Avg bus bandwidth|Out of bounds values|#wrong|nThread \d+ nGpus|"
                        r"^\s*\d+\s+\d+\s+(?:float|double|half|bfloat16|int8|uint8|int32|uint32|int64|uint64|fp8\w*)\s", _M)
@@ -659,13 +641,41 @@ _SIG_SINFO = _sigre(r"^\s*(?:PARTITION\s+AVAIL|NODELIST\s+NODES|HOSTNAMES\s+\S)"
 _SIG_SCONTROL = _sigre(r"^\s*NodeName=\S+", _M)
 _SIG_DESCRIBE = _sigre(r"^Name:\s+\S+", _M)
 _SIG_DESCRIBE2 = _sigre(r"^(?:Capacity|Allocatable|Conditions):", _M)
+# An excerpt without the Name line: a Capacity/Allocatable section with its indented resources.
+_SIG_DESCRIBE3 = _sigre(r"^(?:Capacity|Allocatable):[ \t]*\n[ \t]+[\w./-]+:[ \t]+\d", _M)
 _SIG_QUERY_SECTION = _sigre(r"^\s*(?:Remapped Rows|Retired Pages|Clocks (?:Throttle|Event) Reasons)\s*$", _M)
 _SIG_IBDEV2NETDEV = _sigre(r"^\s*\S+\s+port\s+\d+\s+==>\s+\S+\s+\((?:Up|Down)\)", _M)
 _SIG_SMI_FAILED = _sigre(r"Unable to determine the device handle for GPU|NVIDIA-SMI has failed because it couldn't "
                          r"communicate|^No devices were found\s*$|Failed to initialize NVML", _M)
 _SIG_CSV_ERROR = _sigre(r"^[^,\n]+(?:,[^,\n]*){2,}\[(?:Unknown Error|GPU is lost|ERR!)\]", _M)
 _SIG_TIMEDATECTL = _sigre(r"^\s*(?:System clock synchronized|NTP synchronized)\s*:", _M)
-_SIG_LSPCI = _sigre(r"^\s*(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7] [^:\n]+: \S", _M)
+_SIG_LSPCI = _sigre(r"^\s*(?:[0-9a-fA-F]{4}:)?[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7] [^:\n]+: \S|^\s*LnkSta:\s*Speed", _M)
+_SIG_IB_DOTTED = _sigre(r"^\s*(?:SymbolErrorCounter|PortXmitData|PortRcvErrors|LinkDownedCounter|PortXmitWait|LinkState|"
+                        r"PhysLinkState|LinkSpeedActive|LinkWidthActive):\.{2,}", _M)
+_SIG_IBQUERYERRORS = _sigre(r"\[\w+ == \d+")
+_SIG_RDMA_LINK = _sigre(r"^\s*link \S+/\d+ .*\bstate [A-Z_]+", _M)
+_SIG_ETHTOOL = _sigre(r"^\s*NIC statistics:\s*$", _M)
+_SIG_IP_LINK = _sigre(r"^\s*\d+: [^:\s]+(?:@\S+)?: <[A-Z0-9_,-]*>.*\bmtu\b", _M)
+_SIG_DCGM_DIAG = _sigre(r"^\s*[|+]-{2,}\s+(?:Metadata|Deployment|Hardware|Integration|Stress|Software|Plugins?)\s+-{2,}[+|]|"
+                        r"Successfully ran diagnostic for group", _M)
+_SIG_DCGM_DISCOVERY = _sigre(r"^\s*\|\s*GPU ID\s*\|\s*Device Information", _M)
+_SIG_DCGM_ERROR = _sigre(r"MIG configuration is incompatible with the diagnostic|Health watches not enabled|"
+                         r"Unable to complete diagnostic|Unable to connect to host engine|Unable to establish a connection "
+                         r"to the specified host|Error: requested test")
+_SIG_EDAC_SYSFS = _sigre(r"/edac/mc/mc\d+/(?:\S+/)?(?:dimm_)?[cu]e_count")
+_SIG_RAS = _sigre(r"^\s*(?:No Memory errors\.|MCE records summary:|Label\s+CE\s+UE\b)", _M)
+_SIG_NVLINK_ERRORS = _sigre(r"^\s*Link \d+: (?:Replay|Recovery|CRC|Data CRC|Flit CRC)[^:\n]*Errors?\s*:", _M)
+_SIG_XML = _sigre(r"<nvidia_smi_log>|<gpu id=\"")
+_SIG_SYSTEMD = _sigre("^\\s*(?:\u25cf|\\*)?" r"\s*\S+\.(?:service|mount|socket|target|timer|path|swap)\s+(?:loaded|not-found|"
+                      r"masked|error)\s+\S+\s+failed|\.(?:service|mount|socket): (?:Main|Control) process exited|"
+                      r"Failed with result '|Job for \S+\.service failed", _M)
+_SIG_K8S_YAML = _sigre(r"^\s*allocatable:\s*$", _M)  # a node's status (a PV's YAML has capacity only)
+_SIG_SINFO_R = _sigre(r"^\s*REASON\s+USER\s+TIMESTAMP\s+NODELIST\s*$|"
+                      r"^\S[^\n]{0,300}\s\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\s+[\w.,\[\]-]+\s*$", _M)
+_SIG_SQUEUE = _sigre(r"^\s*JOBID\s+.*\b(?:ST|STATE)\b", _M)
+_SIG_CHRONY_SOURCES = _sigre(r"^\s*MS Name/IP address|^\s*506 Cannot talk to daemon|"
+                             r"^[\^=#][*+\-?x~ ]\s+\S+\s+\d+\s+-?\d+\s+[0-7]+\s[^\n]*\+/-", _M)
+_SIG_STAT_F = _sigre(r"Blocks: Total: \d+\s+Free: \d+")
 
 
 def _recognised(text: str) -> list[tuple[str, Reader]]:
@@ -702,10 +712,10 @@ def _recognised(text: str) -> list[tuple[str, Reader]]:
         found.append(("sinfo", _read_sinfo))
     if _SIG_SCONTROL.search(text):
         found.append(("scontrol show node", _read_scontrol))
-    if _SIG_DESCRIBE.search(text) and _SIG_DESCRIBE2.search(text):
+    if (_SIG_DESCRIBE.search(text) and _SIG_DESCRIBE2.search(text)) or _SIG_DESCRIBE3.search(text):
         found.append(("kubectl describe node", _read_describe))
     if _SIG_LSPCI.search(text):
-        found.append(("lspci", _read_lspci))
+        found.append(("lspci", readers.read_lspci))
     if not any(tool == "nvidia-smi -q" for tool, _ in found) and _SIG_QUERY_SECTION.search(text):
         found.append(("nvidia-smi -q (excerpt)", _read_query_sections))
     if _SIG_IBDEV2NETDEV.search(text):
@@ -716,7 +726,33 @@ def _recognised(text: str) -> list[tuple[str, Reader]]:
         found.append(("nvidia-smi --query-gpu (no header)", _read_csv_errors))
     if _SIG_TIMEDATECTL.search(text):
         found.append(("timedatectl", _read_timedatectl))
+    for tool, sig, reader in _MORE:
+        if sig.search(text):
+            found.append((tool, reader))
     return found
+
+
+# Formats read by ``readers`` (the third set of real pastes), in reading order.
+_MORE: list[tuple[str, Any, Reader]] = [
+    ("perfquery / ibportstate", _SIG_IB_DOTTED, readers.read_ib_dotted),
+    ("ibqueryerrors", _SIG_IBQUERYERRORS, readers.read_ibqueryerrors),
+    ("rdma link", _SIG_RDMA_LINK, readers.read_rdma_link),
+    ("ethtool -S", _SIG_ETHTOOL, readers.read_ethtool),
+    ("ip -s link", _SIG_IP_LINK, readers.read_ip_link),
+    ("dcgmi diag", _SIG_DCGM_DIAG, readers.read_dcgmi_diag),
+    ("dcgmi discovery", _SIG_DCGM_DISCOVERY, readers.read_dcgmi_discovery),
+    ("dcgmi error", _SIG_DCGM_ERROR, readers.read_dcgmi_error),
+    ("EDAC counters", _SIG_EDAC_SYSFS, readers.read_edac_counters),
+    ("ras-mc-ctl", _SIG_RAS, readers.read_ras_mc_ctl),
+    ("nvidia-smi nvlink -e", _SIG_NVLINK_ERRORS, readers.read_nvlink_errors),
+    ("nvidia-smi -q -x", _SIG_XML, readers.read_query_xml),
+    ("systemd units", _SIG_SYSTEMD, readers.read_systemd_failures),
+    ("kubectl get node -o yaml", _SIG_K8S_YAML, readers.read_kubectl_yaml),
+    ("sinfo -R", _SIG_SINFO_R, readers.read_sinfo_reasons),
+    ("squeue", _SIG_SQUEUE, readers.read_squeue),
+    ("chronyc sources", _SIG_CHRONY_SOURCES, readers.read_chronyc_sources),
+    ("stat -f", _SIG_STAT_F, readers.read_stat_f),
+]
 
 
 def read_pasted(text: str) -> list[PastedReading]:

@@ -1,6 +1,7 @@
 """Generic host-health tools: systemctl --failed, ps states, sysfs counter greps (PCIe AER, EDAC,
-InfiniBand port counters), ``ip -s link``, /proc/mounts, ``df -P -T``, ``lfs check servers``,
-``lfs df`` and ``dcgmi diag`` tables.
+InfiniBand port counters), ``ip -s link``, ``ethtool -S`` / ``ethtool -i``, /proc/mounts,
+``df -P -T``, ``lfs check servers``, ``lfs df``, ``dcgmi diag`` and ``dcgmi discovery`` tables and
+``ras-mc-ctl`` reports.
 
 Pure functions: text in, dataclasses out. Lines that are not in a tool's format are skipped and
 noted through ``skip_line`` (their text never becomes data); output with no recognisable line at
@@ -212,12 +213,28 @@ class EdacController:
     detail: dict[str, dict[str, int]] = field(default_factory=dict)  # dimm/rank/csrow -> {ce, ue}
 
 
+_SYSFS_PATH_ONLY = re.compile(r"^\s*/sys/\S+/[A-Za-z_][A-Za-z0-9_]*\s*$")
+_INT_ONLY = re.compile(r"^\s*(?:\d{1,20}|0x[0-9a-fA-F]{1,16})\s*$")
+
+
+def join_path_values(text: str) -> str:
+    """A sysfs file's path on one line and its value on the next (``for f in …; do echo $f; cat
+    $f; done``) becomes grep -H's 'path:value' on the path's line; the value's line is left empty,
+    so line numbers do not move."""
+    lines = clean_text(text).split("\n")
+    for i in range(len(lines) - 1):
+        if _SYSFS_PATH_ONLY.match(lines[i]) and _INT_ONLY.match(lines[i + 1]):
+            lines[i], lines[i + 1] = f"{lines[i].strip()}:{lines[i + 1].strip()}", ""
+    return "\n".join(lines)
+
+
 def parse_edac(text: str) -> list[EdacController]:
-    """``grep -H . …/edac/mc/mc*/{ce,ue}_count`` (also per-DIMM ``dimm_ce_count`` lines, which
-    are summed per controller when the controller total is absent)."""
+    """``grep -H . …/edac/mc/mc*/{ce,ue}_count`` (also per-DIMM ``dimm_ce_count`` and per-csrow
+    lines, which are summed per controller when the controller total is absent; and the path and
+    value on two lines, as a ``find … | while read f; do echo $f; cat $f; done`` loop prints them)."""
     ctrls: dict[str, EdacController] = {}
     totals: dict[tuple[str, str], int] = {}
-    for v in parse_sysfs_grep(text, "edac"):
+    for v in parse_sysfs_grep(join_path_values(text), "edac"):
         m = _EDAC_PATH.search(v.path)
         count = _int(v.value)
         if m is None or count is None:
@@ -528,10 +545,24 @@ _DCGM_ROW = re.compile(r"^\|(?P<name>[^|]*)\|(?P<value>[^|]*)\|$")
 _DCGM_SECTION = re.compile(r"^[|+]-+\s+(?P<section>[A-Za-z][A-Za-z ]*?)\s+-+\+")
 
 
+# DCGM 3.x prints per-GPU results as 'Pass - GPU: 1' on the test's row and 'Fail - GPU: 0' on the
+# rows under it ('Pass - All' when every GPU agrees).
+_DCGM_PER_GPU = re.compile(r"^(?P<result>Pass|Fail|Warn|Skip)\s*-\s*GPUs?\s*:\s*(?P<gpus>\d+(?:\s*,\s*\d+)*)")
+_DCGM_RANK = {"Fail": 4, "Warn": 3, "Pass": 2, "Skip": 1, "Not Run": 0}
+
+
+def _worsen(test: DcgmTest, result: str) -> None:
+    """A test's overall result is its worst per-GPU result."""
+    if _DCGM_RANK.get(result, 0) > _DCGM_RANK.get(test.result, 0):
+        test.result = result
+
+
 def parse_dcgmi_diag(text: str) -> list[DcgmTest]:
-    """``dcgmi diag -r N`` tables (DCGM 3.x '| PCIe | Fail - All |' and 4.x '| pcie | Fail |' with
-    '| | GPU0: Pass |' rows). Metadata rows are skipped; Warning/Info rows and their wrapped
-    continuation lines become the preceding test's messages."""
+    """``dcgmi diag -r N`` tables (DCGM 3.x '| PCIe | Fail - All |' or '| GPU Memory | Pass - GPU: 1 |'
+    with '| | Fail - GPU: 0 |' rows, and 4.x '| pcie | Fail |' with '| | GPU0: Pass |' rows). A test's
+    result is its worst per-GPU result. Metadata rows are skipped; Warning/Info rows and their
+    wrapped continuation lines become the preceding test's messages (an excerpt's leading
+    continuation rows, before any test, are dropped)."""
     tests: list[DcgmTest] = []
     section = ""
     current_msg: list[str] | None = None
@@ -570,8 +601,16 @@ def parse_dcgmi_diag(text: str) -> list[DcgmTest]:
             continue
         if not name:
             g = re.match(r"^GPU\s?(\d+)\s*:\s*(\w+)", value)
+            g3 = _DCGM_PER_GPU.match(value)
             if g and tests:
                 tests[-1].gpu_results[int(g.group(1))] = g.group(2)
+                _worsen(tests[-1], g.group(2))
+                current_msg = None
+            elif g3 and tests:
+                for gpu in re.findall(r"\d+", g3.group("gpus")):
+                    tests[-1].gpu_results[int(gpu)] = g3.group("result")
+                _worsen(tests[-1], g3.group("result"))
+                tests[-1].detail += f"; {value}"
                 current_msg = None
             elif current_msg:
                 # DCGM wraps messages at the cell width: a chunk that filled its cell was cut mid-word
@@ -584,8 +623,201 @@ def parse_dcgmi_diag(text: str) -> list[DcgmTest]:
         if word not in ("Pass", "Fail", "Warn", "Skip", "Not"):
             skip_line("dcgmi diag", no)
             continue
-        tests.append(DcgmTest(name, section, "Not Run" if word == "Not" else word, value))
+        test = DcgmTest(name, section, "Not Run" if word == "Not" else word, value)
+        g3 = _DCGM_PER_GPU.match(value)
+        if g3:
+            for gpu in re.findall(r"\d+", g3.group("gpus")):
+                test.gpu_results[int(gpu)] = g3.group("result")
+        tests.append(test)
         current_msg = None
     if not found_table:
         raise ParseError("dcgmi diag", "no result table in the output")
     return tests
+
+
+
+# --------------------------------------------------------------------------- dcgmi discovery
+
+
+@dataclass
+class DcgmDevice:
+    gpu_id: int
+    name: str | None = None
+    bus: str | None = None
+    uuid: str | None = None
+
+
+_DISC_FOUND = re.compile(r"^(?P<n>\d+) GPUs? found\.?$")
+_DISC_ROW = re.compile(r"^\|\s*(?P<id>\d*)\s*\|\s*(?P<body>.*?)\s*\|?$")
+
+
+def parse_dcgmi_discovery(text: str) -> tuple[int | None, list[DcgmDevice]]:
+    """``dcgmi discovery -l``: the 'N GPUs found.' count and, per GPU ID, its Name / PCI Bus ID /
+    Device UUID rows (CPU and NvSwitch tables are skipped). No GPU row: ParseError."""
+    found: int | None = None
+    devices: list[DcgmDevice] = []
+    in_gpus = False
+    for no, raw in enumerate(clean_text(text).splitlines(), 1):
+        line = raw.strip()
+        if not line or re.fullmatch(r"\+[-=+]+\+?", line):
+            continue
+        m = _DISC_FOUND.match(line)
+        if m:
+            found = int(m.group("n")) if "GPU" in line else found
+            in_gpus = "GPU" in line
+            continue
+        if re.match(r"^\|\s*(?:GPU|Switch|CPU|Link)\s*ID\s*\|", line):
+            in_gpus = "GPU" in line
+            continue
+        r = _DISC_ROW.match(line)
+        if r is None or not in_gpus:
+            skip_line("dcgmi discovery", no)
+            continue
+        if r.group("id"):
+            devices.append(DcgmDevice(int(r.group("id"))))
+        if not devices:
+            continue
+        key, _, value = r.group("body").partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "Name":
+            devices[-1].name = value
+        elif key == "PCI Bus ID":
+            devices[-1].bus = value
+        elif key == "Device UUID":
+            devices[-1].uuid = value
+    if not devices:
+        raise ParseError("dcgmi discovery", "no '| GPU ID | Device Information |' row")
+    return found, devices
+
+
+# --------------------------------------------------------------------------- ras-mc-ctl
+
+
+@dataclass
+class RasReport:
+    memory_errors: int | None = None  # None: not reported
+    aer_errors: int | None = None
+    mce_corrected: int = 0
+    mce_uncorrected: int = 0
+    mce_events: list[str] = field(default_factory=list)  # 'Corrected error …, CPU 2, bank Unified Memory Controller'
+    error_count: dict[str, tuple[int, int]] = field(default_factory=dict)  # label -> (CE, UE)
+
+
+_RAS_NONE = re.compile(r"^No (?P<what>Memory|PCIe AER|ARM processor|Extlog|devlink|disk|MCE) errors?\.?$", re.IGNORECASE)
+_RAS_MCE_SUMMARY = re.compile(r"^(?P<n>\d+) (?P<kind>Corrected|Uncorrected|Fatal|Deferred)\b", re.IGNORECASE)
+_RAS_MCE_EVENT = re.compile(r"^\d+ .*?error: (?P<what>.*)$")
+_RAS_COUNT = re.compile(r"^(?P<label>\S+)\s+(?P<ce>\d+)\s+(?P<ue>\d+)$")
+
+
+def parse_ras_mc_ctl(text: str) -> RasReport:
+    """``ras-mc-ctl --summary`` / ``--errors`` / ``--error-count`` (rasdaemon), any of them or all
+    pasted together: 'No Memory errors.', the MCE records summary and events, and the per-DIMM
+    CE/UE table. Nothing of these: ParseError."""
+    rep = RasReport()
+    section = ""
+    seen = False
+    for raw in clean_text(text).splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        n = _RAS_NONE.match(line)
+        if n:
+            seen = True
+            what = n.group("what").lower()
+            if what == "memory":
+                rep.memory_errors = 0
+            elif what == "pcie aer":
+                rep.aer_errors = 0
+            continue
+        if line.endswith(":") and ("summary" in line.lower() or "events" in line.lower()):
+            section, seen = line.lower(), True
+            continue
+        if line.split()[:3] == ["Label", "CE", "UE"]:
+            section, seen = "error-count", True
+            continue
+        if section.startswith("mce records summary"):
+            m = _RAS_MCE_SUMMARY.match(line)
+            if m:
+                if m.group("kind").lower() == "corrected":
+                    rep.mce_corrected += int(m.group("n"))
+                else:
+                    rep.mce_uncorrected += int(m.group("n"))
+            continue
+        if section.startswith("mce events"):
+            e = _RAS_MCE_EVENT.match(line)
+            if e:
+                rep.mce_events.append(e.group("what")[:200])
+            continue
+        if section == "error-count":
+            c = _RAS_COUNT.match(line)
+            if c:
+                rep.error_count[c.group("label")] = (int(c.group("ce")), int(c.group("ue")))
+            continue
+    if rep.mce_events and not (rep.mce_corrected or rep.mce_uncorrected):
+        for ev in rep.mce_events:
+            if ev.lower().startswith("corrected"):
+                rep.mce_corrected += 1
+            else:
+                rep.mce_uncorrected += 1
+    if not seen:
+        raise ParseError("ras-mc-ctl", "no ras-mc-ctl summary, events or error-count table")
+    return rep
+
+
+# --------------------------------------------------------------------------- ethtool -S / -i
+
+
+@dataclass
+class EthtoolStats:
+    driver: str | None
+    bus: str | None
+    counters: dict[str, int]  # as printed, a per-queue prefix kept: '[0]: rx_discards', 'rxq0: rx_bytes'
+
+    def base(self, key: str) -> str:
+        """The counter's name without a per-queue prefix."""
+        return key.rsplit(": ", 1)[-1]
+
+
+# A counter that counts trouble (errors, drops, misses, CRC/FIFO/frame problems), not traffic.
+_ETH_BAD = re.compile(r"err|drop|discard|miss|crc|fifo|overrun|no_?buf|timeout|collision|jabber|fail|abort|"
+                      r"carrier|heartbeat|underrun|illegal|frame|runt|fragment|oversize|undersize|symbol|align|"
+                      r"out_of_buffer|lost", re.IGNORECASE)
+_ETH_NOT_BAD = re.compile(r"_ok$|good|frames?_(?:rx|tx)_|_frames?$|csum_(?:none|complete|unnecessary|partial)",
+                          re.IGNORECASE)
+_ETH_LINE = re.compile(r"^(?P<key>(?:\[\d+\]|[a-z]+q?\d+|ch\d+|queue_\d+):?\s*)?(?P<name>[A-Za-z][\w.\-]*)\s*:\s*"
+                       r"(?P<value>-?\d+)$")
+
+
+def is_error_counter(name: str) -> bool:
+    return bool(_ETH_BAD.search(name)) and not _ETH_NOT_BAD.search(name)
+
+
+def parse_ethtool_stats(text: str) -> EthtoolStats:
+    """``ethtool -S IFACE`` ('NIC statistics:' then 'name: value' lines, with per-queue prefixes
+    '[0]: name: value' / 'rxq0: name: value'), with the ``ethtool -i`` driver / bus-info lines
+    where pasted alongside. Other lines are skipped and noted; no counter: ParseError."""
+    counters: dict[str, int] = {}
+    driver = bus = None
+    in_stats = False
+    for no, raw in enumerate(clean_text(text).splitlines(), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        if line.startswith("NIC statistics:"):
+            in_stats = True
+            continue
+        if line.startswith("driver:"):
+            driver = line.split(":", 1)[1].strip() or None
+            continue
+        if line.startswith("bus-info:"):
+            bus = line.split(":", 1)[1].strip() or None
+            continue
+        m = _ETH_LINE.match(line) if in_stats else None
+        if m is None:
+            skip_line("ethtool -S", no)
+            continue
+        prefix = (m.group("key") or "").strip().rstrip(":")
+        counters[f"{prefix}: {m.group('name')}" if prefix else m.group("name")] = int(m.group("value"))
+    if not counters:
+        raise ParseError("ethtool -S", "no 'NIC statistics:' counter line")
+    return EthtoolStats(driver, bus, counters)

@@ -55,7 +55,7 @@ _STATE = re.compile(r"^[A-Z_]{2,24}$")
 _TIME = re.compile(r"^(?:(?P<d>\d+)-)?(?:(?P<h>\d+):)?(?P<m>\d+):(?P<s>\d+)$")
 # gres/gpu:8, gres:gpu:8, gpu:8, gpu:a100:8, gres/gpu:h100:4(IDX:0-3), gres/gpu (no count: one)
 _GPU_TRES = re.compile(r"(?:^|,)(?:gres[/:])?gpu(?::(?P<type>[A-Za-z0-9_.-]+?))?(?::(?P<n>\d+))?(?=$|,|\()")
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9_.+=:@/-]")
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9 _.+=:@/-]")
 
 
 @dataclass(frozen=True)
@@ -167,10 +167,7 @@ def _pod_gpus(spec: dict[str, Any]) -> int:
             values = res.get(where) or {}
             found = [values[r] for r in _GPU_RESOURCES if r in values]
             if found:
-                try:
-                    total += sum(int(str(v)) for v in found)
-                except ValueError:
-                    pass
+                total += sum(int(str(v)) for v in found if str(v).isdigit())
                 break  # limits win (GPUs must have limits == requests)
     return total
 
@@ -263,25 +260,18 @@ def checkpoint_lines(text: str) -> list[Checkpoint]:
 
 
 def last_checkpoint(text: str) -> Checkpoint | None:
-    """The latest save: the last line with a timestamp (a later stamp-less line of the same save,
-    Megatron's 'successfully saved …', only adds its step when the stamped one had none)."""
+    """The latest save: the last one in the log's order. A line without a timestamp (Megatron's
+    'successfully saved …') takes the time of an earlier stamped line of the same step; without
+    one its age is unknown."""
     found = checkpoint_lines(text)
     if not found:
         return None
-    stamped = [c for c in found if c.at is not None]
-    if not stamped:
-        return found[-1]
-    last = max(stamped, key=lambda c: _comparable(c.at))
-    if last.step is None:
-        later = [c.step for c in found[found.index(last) + 1:] if c.step is not None]
-        if later:
-            return Checkpoint(later[0], last.at)
+    last = found[-1]
+    if last.at is None and last.step is not None:
+        same = [c.at for c in found[:-1] if c.step == last.step and c.at is not None]
+        if same:
+            return Checkpoint(last.step, same[-1])
     return last
-
-
-def _comparable(at: datetime | None) -> datetime:
-    assert at is not None
-    return at.replace(tzinfo=None) if at.tzinfo is None else at.astimezone().replace(tzinfo=None)
 
 
 def age_s(at: datetime | None, now: datetime | None) -> int | None:

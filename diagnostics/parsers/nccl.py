@@ -113,6 +113,7 @@ class AllReduceResult:
     errors: list[str]
     out_of_bounds: int | None = None  # 'Out of bounds values : N OK|FAILED'
     ranks: int | None = None  # '#  Rank  N …' lines
+    test: str | None = None  # 'all_gather_perf' … where a pasted command line names it
 
     @property
     def peak_busbw_gbs(self) -> float:
@@ -188,12 +189,17 @@ def _row(tokens: list[str], columns: list[str], no: int) -> AllReduceRow:
     )
 
 
+# A pasted nccl-tests command line: './build/all_gather_perf -b 16M -e 1G -g 2' (its -g: GPUs per process).
+_COMMAND = re.compile(r"(?P<test>\b[a-z_]+_perf)\b(?:.*?\s-g\s*(?P<g>\d+))?")
+
+
 def parse_all_reduce_perf(text: str) -> AllReduceResult:
     """The result table of nccl-tests (all_reduce_perf and its siblings), of any version: the header
     row names the columns where printed (with or without '#'), else the column count tells the
     layout (13: redop, root and #wrong; 12: redop and an error value; 11: the oldest, no redop;
     9: out-of-place only). Out-of-place and in-place #wrong, 'Out of bounds values : N FAILED' and
-    'Avg bus bandwidth' are read with or without their '#'. mpirun's '[1,0]<stdout>:' tags, NCCL
+    'Avg bus bandwidth' are read with or without their '#'; a pasted command line gives the test's
+    name and its -g (GPUs per process) where no 'nGpus' header says it. mpirun's '[1,0]<stdout>:' tags, NCCL
     INFO chatter and anything else are skipped and noted; a short row is truncated output, and a
     table with no row (and no failure) is a ParseError."""
     rows: list[AllReduceRow] = []
@@ -202,6 +208,7 @@ def parse_all_reduce_perf(text: str) -> AllReduceResult:
     oob = None
     ranks = 0
     errors = []
+    test: str | None = None
     columns: list[str] | None = None
     for no, raw in enumerate(clean(text).split("\n"), 1):
         s = _TAG.sub("", raw.strip()).strip()
@@ -219,6 +226,13 @@ def parse_all_reduce_perf(text: str) -> AllReduceResult:
         g = re.search(r"\bnGpus (\d+)", body)
         if g:
             ngpus = int(g.group(1))
+            continue
+        cmd = _COMMAND.search(body)
+        if cmd and not body[:1].isdigit() and not s.startswith("#"):
+            test = test or cmd.group("test")
+            if ngpus is None and cmd.group("g"):
+                ngpus = int(cmd.group("g"))  # the pasted command's -g (GPUs per process)
+            skip_line("all_reduce_perf", no)
             continue
         tokens = body.split()
         if tokens and tokens[0] == "Rank" and len(tokens) > 1 and tokens[1].isdigit():
@@ -243,4 +257,4 @@ def parse_all_reduce_perf(text: str) -> AllReduceResult:
         rows.append(_row(tokens, layout, no))
     if not rows and not errors:
         raise ParseError("all_reduce_perf", "no result rows")
-    return AllReduceResult(rows, avg, ngpus, errors, oob, ranks or None)
+    return AllReduceResult(rows, avg, ngpus, errors, oob, ranks or None, test)

@@ -1,5 +1,5 @@
 """nvidia-smi: the default table, --query-gpu / --query-remapped-rows CSV, -L, nvlink --status,
-topo -m, -q, --version.
+nvlink -e, topo -m, -q, -q -x (XML), --version.
 
 Every parser first takes away what a paste adds (``common.clean``: CRLF, ANSI escapes, markdown
 fences, a shared indentation) and skips lines that are not its tool's (prompts, chatter); a parser
@@ -352,6 +352,8 @@ class SmiGpu:
     ecc_uncorrected: int | None = None  # Volatile Uncorr. ECC; None where N/A
     mig_mode: str | None = None
     errors: list[str] = field(default_factory=list)  # fields that read ERR!
+    # fields whose value is neither a reading, N/A nor ERR! (e.g. 'On' where the ECC count belongs)
+    unknown: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -494,6 +496,8 @@ def parse_table(text: str) -> SmiTable:
                     current.errors.append("ecc")
                 elif ecc.isdigit():
                     current.ecc_uncorrected = int(ecc)
+                elif ecc and ecc not in ("N/A", "[N/A]", "-"):
+                    current.unknown["Volatile Uncorr. ECC"] = ecc[:40]
             gpus.append(current)
             row_in_block = 1
             continue
@@ -508,6 +512,9 @@ def parse_table(text: str) -> SmiTable:
                     value = st.group(name)
                     if "ERR!" in value:
                         current.errors.append({"draw": "power_draw", "cap": "power_cap"}.get(name, key.rsplit("_", 1)[0]))
+                    elif _num(value) is None and value not in ("N/A", "[N/A]", "-"):
+                        current.unknown[{"fan": "Fan", "temp": "Temp", "draw": "Pwr:Usage", "cap": "Pwr:Cap"}[name]] = \
+                            value[:40]
                     setattr(current, key, _num(value))
                 current.perf = None if st.group("perf") in ("N/A", "ERR!") else st.group("perf")
                 if st.group("perf") == "ERR!":
@@ -707,3 +714,96 @@ def bus_key(bus_id: str) -> str:
     s = s.split("pci:")[-1]
     parts = s.split(":")
     return parts[-2] if len(parts) >= 2 else s
+
+
+
+# --------------------------------------------------------------------------- nvlink -e
+
+_NVLINK_GPU_ANY = re.compile(r"^GPU (?P<index>\d+): (?P<name>.+?)(?: \(UUID: [^)]+\))?\s*$")
+_NVLINK_ERR = re.compile(r"^Link (?P<link>\d+):\s*(?P<name>[A-Za-z][A-Za-z ]*?(?:Errors?|Count))\s*:\s*(?P<value>\S+)")
+
+
+@dataclass
+class NvlinkErrors:
+    counters: dict[int, dict[int, dict[str, int | None]]]  # gpu -> link -> {'Replay Errors': N …}
+    names: dict[int, str]
+
+
+def parse_nvlink_errors(text: str) -> NvlinkErrors:
+    """`nvidia-smi nvlink -e` (--errorcounters): under each 'GPU N: name (UUID …)' line, 'Link L:
+    Replay Errors: N' / 'Recovery Errors' / 'CRC Errors' / 'Data CRC' … lines (a value that is not
+    a number is kept as None). No GPU with a counter line: ParseError."""
+    counters: dict[int, dict[int, dict[str, int | None]]] = {}
+    names: dict[int, str] = {}
+    current: int | None = None
+    for no, raw in enumerate(clean(text).split("\n"), 1):
+        line = raw.strip()
+        if not line:
+            continue
+        g = _NVLINK_GPU_ANY.match(line)
+        if g:
+            current = int(g.group("index"))
+            names[current] = g.group("name")
+            counters.setdefault(current, {})
+            continue
+        m = _NVLINK_ERR.match(line)
+        if m and current is not None:
+            value = m.group("value")
+            counters[current].setdefault(int(m.group("link")), {})[m.group("name")] = int(value) if value.isdigit() else None
+            continue
+        skip_line("nvidia-smi nvlink -e", no)
+    if not any(counters.values()):
+        raise ParseError("nvidia-smi nvlink -e", "no 'Link N: … Errors: N' line under a GPU line")
+    return NvlinkErrors(counters, names)
+
+
+# --------------------------------------------------------------------------- -q -x (XML)
+
+_XML_LEAF = re.compile(r"<(?P<tag>[a-z_0-9]+)>(?P<value>[^<>\n]*)</(?P=tag)>")
+_XML_OPEN = re.compile(r"<(?P<tag>[a-z_0-9]+)(?P<attrs>\s[^<>]*)?>\s*$")
+_XML_CLOSE = re.compile(r"^</(?P<tag>[a-z_0-9]+)>\s*$")
+_XML_GPU = re.compile(r'<gpu id="(?P<bus>[^"]+)">')
+
+
+def parse_query_xml(text: str) -> dict[str, Any]:
+    """`nvidia-smi -q -x`: the same structure as ``parse_query`` (top-level keys such as
+    'driver_version', and 'gpus': {bus id: nested dict of tag -> text}), read line by line so a
+    pasted excerpt cut mid-document still gives what it holds. No <nvidia_smi_log> or <gpu> and
+    no leaf element: ParseError."""
+    top: dict[str, Any] = {"gpus": {}}
+    gpus: dict[str, dict[str, Any]] = top["gpus"]
+    stack: list[dict[str, Any]] = [top]
+    base = 1  # the stack's bottom: [top] outside a <gpu>, [top, gpu] inside one
+    for no, raw in enumerate(clean(text).split("\n"), 1):
+        line = raw.strip()
+        if not line or line.startswith(("<?xml", "<!DOCTYPE")):
+            continue
+        g = _XML_GPU.search(line)
+        if g:
+            gpu: dict[str, Any] = {}
+            gpus[g.group("bus")] = gpu
+            stack = [top, gpu]
+            base = 2
+            continue
+        leaf = _XML_LEAF.fullmatch(line)
+        if leaf:
+            stack[-1][leaf.group("tag")] = leaf.group("value").strip()
+            continue
+        c = _XML_CLOSE.match(line)
+        if c:
+            if c.group("tag") == "gpu":
+                stack, base = [top], 1
+            elif len(stack) > base:
+                stack.pop()
+            continue
+        o = _XML_OPEN.match(line)
+        if o and o.group("tag") != "nvidia_smi_log":
+            child: dict[str, Any] = {}
+            stack[-1][o.group("tag")] = child
+            stack.append(child)
+            continue
+        if o is None:
+            skip_line("nvidia-smi -q -x", no)
+    if not gpus and len(top) == 1:
+        raise ParseError("nvidia-smi -q -x", "no <gpu> element and no value (not nvidia-smi XML)")
+    return top

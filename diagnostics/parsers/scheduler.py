@@ -1,10 +1,11 @@
-"""Scheduler views of a node: Slurm (sinfo -o '%N %T %E', the default sinfo partition summary,
-scontrol show node) and Kubernetes (kubectl get node, kubectl describe node)."""
+"""Scheduler views of a node: Slurm (sinfo -o '%N %T %E', the default sinfo partition summary, a
+'NODES(A/I/O/T)' summary, sinfo -R, scontrol show node, squeue) and Kubernetes (kubectl get node,
+kubectl describe node, kubectl get node -o yaml)."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from diagnostics.parsers.common import ParseError, clean, skip_line
 
@@ -149,7 +150,8 @@ _SINFO_COLUMNS = frozenset({"PARTITION", "AVAIL", "TIMELIMIT", "NODES", "STATE",
 def parse_sinfo(text: str) -> list[SinfoRow]:
     """`sinfo` as pasted: the default partition summary (PARTITION AVAIL TIMELIMIT NODES STATE
     NODELIST), `sinfo -N` (NODELIST NODES PARTITION STATE), any other layout whose header names
-    the columns, or header-less '%N %T %E' lines. A row counts only if its STATE is a Slurm state;
+    the columns (a '%F' NODES(A/I/O/T) column gives rows 'allocated', 'idle' and 'other' - nodes
+    in any other state: down, drained …), or header-less '%N %T %E' lines. A row counts only if its STATE is a Slurm state;
     prompts and other lines are skipped and noted. No row: ParseError."""
     lines = clean(text).split("\n")
     header: list[str] | None = None
@@ -159,7 +161,7 @@ def parse_sinfo(text: str) -> list[SinfoRow]:
         tokens = line.split()
         if not tokens:
             continue
-        if "STATE" in tokens and set(tokens) <= _SINFO_COLUMNS:
+        if ("STATE" in tokens or "NODES(A/I/O/T)" in tokens) and set(tokens) <= _SINFO_COLUMNS:
             header = tokens
             continue
         if header is None:
@@ -170,6 +172,15 @@ def parse_sinfo(text: str) -> list[SinfoRow]:
             skip_line("sinfo", no)
             continue
         row = dict(zip(header, cells, strict=True))
+        aiot = re.fullmatch(r"(\d+)/(\d+)/(\d+)/(\d+)", row.get("NODES(A/I/O/T)", "").strip())
+        if "STATE" not in row:
+            if aiot is None:
+                skip_line("sinfo", no)
+                continue
+            for state, count in zip(("allocated", "idle", "other"), aiot.groups()[:3], strict=True):
+                if int(count):
+                    out.append(SinfoRow(row.get("PARTITION", ""), state, int(count), row.get("NODELIST", "")))
+            continue
         state = row["STATE"]
         nodes = row.get("NODES", "1")
         if not is_slurm_state(state) or not nodes.isdigit():
@@ -189,7 +200,7 @@ def parse_sinfo(text: str) -> list[SinfoRow]:
 
 @dataclass
 class K8sNodeDescription:
-    name: str
+    name: str  # '' in an excerpt without the 'Name:' line
     gpu_resource: str | None  # 'nvidia.com/gpu', 'amd.com/gpu' …
     gpu_capacity: int | None
     gpu_allocatable: int | None
@@ -198,19 +209,30 @@ class K8sNodeDescription:
     unschedulable: bool | None
     conditions: dict[str, str]  # Ready -> True/False/Unknown, MemoryPressure -> …
     taints: list[str]
+    resources_shown: bool = False  # a Capacity or Allocatable section was in the text
+    # every GPU-like extended resource ('nvidia.com/gpu', 'deepomatic.com/shared-gpu',
+    # 'nvidia.com/mig-1g.10gb' …) -> {'capacity': N, 'allocatable': N} as printed
+    gpu_resources: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+def _gpu_like(resource: str) -> bool:
+    tail = resource.rsplit("/", 1)[-1].lower()
+    return "gpu" in tail or tail.startswith("mig-")
 
 
 _K8S_SECTION = re.compile(r"^(Name|Roles|Labels|Annotations|CreationTimestamp|Taints|Unschedulable|Lease|Conditions|"
                           r"Addresses|Capacity|Allocatable|System Info|PodCIDRs?|ProviderID|Non-terminated Pods|"
                           r"Allocated resources|Events):\s*(.*)$")
-_K8S_GPU = re.compile(r"^(?P<res>[\w.-]+/gpu(?:[\w.-]*)?)\s*:?\s+(?P<a>\d+)(?:\s+(?P<b>\d+))?")
+_K8S_GPU = re.compile(r"^(?P<res>[\w.-]+/[\w.-]+)\s*:?\s+(?P<a>\d+)(?:\s+\(\d+%\))?(?:\s+(?P<b>\d+))?")
 
 
 def parse_kubectl_describe_node(text: str) -> K8sNodeDescription:
     """`kubectl describe node NAME`: the node's name, GPU capacity / allocatable (a device plugin
     lowers allocatable below capacity for unhealthy GPUs), requested and limited GPUs, the
-    Unschedulable flag, conditions and taints. Without a 'Name:' line or a 'Capacity:' section the
-    text is not a node description: ParseError."""
+    Unschedulable flag, conditions and taints; every GPU-like extended resource's capacity and
+    allocatable. An excerpt without the 'Name:' line is read when it shows a Capacity or
+    Allocatable section. Neither a name with a Capacity/Conditions/Taints/Unschedulable line nor a
+    resource section: not a node description, ParseError."""
     name = ""
     section = ""
     res: str | None = None
@@ -218,7 +240,9 @@ def parse_kubectl_describe_node(text: str) -> K8sNodeDescription:
     unsched: bool | None = None
     conditions: dict[str, str] = {}
     taints: list[str] = []
-    seen_capacity = False
+    seen_capacity = seen_resources = seen_node_keys = False
+    gpu_res: dict[str, dict[str, int]] = {}
+    requested: dict[str, tuple[int, int | None]] = {}
     for no, raw in enumerate(clean(text).split("\n"), 1):
         if not raw.strip():
             continue
@@ -235,6 +259,8 @@ def parse_kubectl_describe_node(text: str) -> K8sNodeDescription:
                 taints.append(value)
             elif section == "Capacity":
                 seen_capacity = True
+            seen_resources = seen_resources or section in ("Capacity", "Allocatable")
+            seen_node_keys = seen_node_keys or section in ("Conditions", "Taints", "Unschedulable", "Roles")
             continue
         if not indented:
             skip_line("kubectl describe node", no)
@@ -248,16 +274,149 @@ def parse_kubectl_describe_node(text: str) -> K8sNodeDescription:
                 conditions[parts[0]] = parts[1]
             continue
         g = _K8S_GPU.match(line)
-        if g is None:
+        if g is None or not _gpu_like(g.group("res")):
             continue
-        res = res or g.group("res")
-        if section == "Capacity":
-            cap = int(g.group("a"))
-        elif section == "Allocatable":
-            alloc = int(g.group("a"))
+        if section in ("Capacity", "Allocatable"):
+            gpu_res.setdefault(g.group("res"), {})[section.lower()] = int(g.group("a"))
         elif section == "Allocated resources":
-            req = int(g.group("a"))
-            lim = int(g.group("b")) if g.group("b") else None
-    if not name or not (seen_capacity or conditions):
+            requested[g.group("res")] = (int(g.group("a")), int(g.group("b")) if g.group("b") else None)
+    names = [*gpu_res, *requested]
+    res = next((r for r in names if r.endswith("/gpu")), names[0] if names else None)
+    if res is not None:
+        cap, alloc = gpu_res.get(res, {}).get("capacity"), gpu_res.get(res, {}).get("allocatable")
+        req, lim = requested.get(res, (None, None))
+    if not ((name and (seen_capacity or conditions or seen_node_keys)) or seen_resources):
         raise ParseError("kubectl describe node", "no 'Name:' line with a 'Capacity:' or 'Conditions:' section")
-    return K8sNodeDescription(name, res, cap, alloc, req, lim, unsched, conditions, taints)
+    return K8sNodeDescription(name, res, cap, alloc, req, lim, unsched, conditions, taints, seen_resources, gpu_res)
+
+
+_YAML_KV = re.compile(r"^(?P<indent>\s*)(?:-\s+)?(?P<key>[\w./-]+):\s*(?P<value>.*?)\s*$")
+
+
+def parse_kubectl_node_yaml(text: str) -> K8sNodeDescription:
+    """`kubectl get node NAME -o yaml` (or its status excerpt): name (metadata.name, or the Hostname
+    address), capacity / allocatable of every GPU-like resource, conditions and
+    spec.unschedulable. No resource line under a capacity or allocatable block: ParseError."""
+    name = hostname = ""
+    section = ""
+    section_indent = -1
+    gpu_res: dict[str, dict[str, int]] = {}
+    conditions: dict[str, str] = {}
+    cond_type = ""
+    unsched: bool | None = None
+    prev_address = ""
+    resource_lines = 0
+    for raw in clean(text).split("\n"):
+        m = _YAML_KV.match(raw)
+        if m is None:
+            continue
+        indent, key, value = len(m.group("indent")), m.group("key"), m.group("value").strip("'\"")
+        if section and indent <= section_indent:
+            section = ""
+        if key in ("capacity", "allocatable", "conditions") and not value:
+            section, section_indent = key, indent
+            continue
+        if key == "name" and not name and indent <= 4 and not section:
+            name = value
+        elif key == "address":
+            prev_address = value
+        elif key == "type" and value == "Hostname" and prev_address and not hostname:
+            hostname = prev_address
+        elif key == "unschedulable":
+            unsched = value.lower() == "true"
+        if section in ("capacity", "allocatable") and value:
+            resource_lines += 1
+            if _gpu_like(key) and value.isdigit():
+                gpu_res.setdefault(key, {})[section] = int(value)
+        elif section == "conditions":
+            if key == "type":
+                cond_type = value
+            elif key == "status" and cond_type:
+                conditions[cond_type] = value
+    if not resource_lines:
+        raise ParseError("kubectl get node -o yaml", "no resource under a capacity or allocatable block")
+    main = next((r for r in gpu_res if r.endswith("/gpu")), next(iter(gpu_res), None))
+    cap = gpu_res.get(main, {}).get("capacity") if main else None
+    alloc = gpu_res.get(main, {}).get("allocatable") if main else None
+    return K8sNodeDescription(name or hostname, main, cap, alloc, None, None, unsched, conditions, [], True, gpu_res)
+
+
+# --------------------------------------------------------------------------- sinfo -R, squeue
+
+
+@dataclass(frozen=True)
+class SinfoReason:
+    reason: str
+    user: str
+    timestamp: str
+    nodelist: str
+
+
+_SINFO_R = re.compile(r"^(?P<reason>\S.{0,300}?)\s+(?P<user>[\w.$-]+(?:\(\d+\))?)\s+"
+                      r"(?P<ts>\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d|Unknown|None)\s+(?P<nodes>[\w.,\[\]-]+)$")
+
+
+def parse_sinfo_reasons(text: str) -> list[SinfoReason]:
+    """`sinfo -R` (REASON USER TIMESTAMP NODELIST; the reason may contain spaces), with or without
+    its header. Other lines are skipped and noted; no row: ParseError."""
+    out: list[SinfoReason] = []
+    for no, raw in enumerate(clean(text).split("\n"), 1):
+        line = raw.strip()
+        if not line or line.split()[:4] == ["REASON", "USER", "TIMESTAMP", "NODELIST"]:
+            continue
+        m = _SINFO_R.match(line)
+        if m is None or m.group("reason").startswith(("sinfo", "$", "#")):
+            skip_line("sinfo -R", no)
+            continue
+        out.append(SinfoReason(m.group("reason"), m.group("user"), m.group("ts"), m.group("nodes")))
+    if not out:
+        raise ParseError("sinfo -R", "no 'REASON USER TIMESTAMP NODELIST' row")
+    return out
+
+
+@dataclass(frozen=True)
+class SqueueJob:
+    jobid: str
+    partition: str
+    name: str
+    user: str
+    state: str  # 'R', 'PD', 'CG', 'NF' … or the long name (RUNNING, PENDING …)
+    nodes: str
+    reason: str  # NODELIST(REASON): the nodes of a running job, '(Priority)' … of a pending one
+
+
+_SQUEUE_HEAD = re.compile(r"^\s*JOBID\s+.*\b(?:ST|STATE)\b.*$")
+_SQUEUE_BAD_STATES = {"NF", "NODE_FAIL", "F", "FAILED", "OOM", "OUT_OF_MEMORY", "TO", "TIMEOUT", "BF", "BOOT_FAIL",
+                      "DL", "DEADLINE"}
+SQUEUE_NODE_REASONS = re.compile(r"ReqNodeNotAvail|NodeDown|Nodes required for job are DOWN|DRAINED|launch failed|"
+                                 r"BadConstraints|PartitionDown|PartitionInactive", re.IGNORECASE)
+
+
+def parse_squeue(text: str) -> list[SqueueJob]:
+    """`squeue` with its header (JOBID PARTITION NAME USER ST TIME NODES NODELIST(REASON), or any
+    '-o' layout naming JOBID and ST/STATE). The last column keeps its spaces. No job row after a
+    header: ParseError."""
+    header: list[str] | None = None
+    out: list[SqueueJob] = []
+    for no, raw in enumerate(clean(text).split("\n"), 1):
+        if not raw.strip():
+            continue
+        if _SQUEUE_HEAD.match(raw):
+            header = raw.split()
+            continue
+        if header is None:
+            continue
+        cells = raw.split(None, len(header) - 1)
+        if len(cells) < len(header) - 1 or not re.match(r"^\d", cells[0]):
+            skip_line("squeue", no)
+            if not re.match(r"^\d", cells[0]):
+                header = None  # the table ended
+            continue
+        row = dict(zip(header, cells, strict=False))
+        state = row.get("ST") or row.get("STATE", "")
+        reason = row.get("NODELIST(REASON)") or row.get("REASON") or row.get("NODELIST", "")
+        out.append(SqueueJob(row["JOBID"], row.get("PARTITION", ""), row.get("NAME", ""), row.get("USER", ""), state,
+                             row.get("NODES", ""), reason.strip()))
+    if not out:
+        raise ParseError("squeue", "no job row under a 'JOBID … ST …' header")
+    return out

@@ -1,5 +1,5 @@
-"""System tools: df (-P, -i), free, /proc/loadavg, nproc, cpufreq governors, chronyc tracking,
-ping, ps, systemctl is-active."""
+"""System tools: df (-P, -i), stat -f, free, /proc/loadavg, nproc, cpufreq governors, chronyc
+tracking and sources, ping, ps, systemctl is-active, systemd unit failures in a journal."""
 
 from __future__ import annotations
 
@@ -111,10 +111,16 @@ def _free_value(text: str, no: int, values: list[str]) -> int:
     return round(value / 2**20)
 
 
+# A translated 'Swap:' line: a label ending in ':' and three values ("Partition d'échange:  0  0  0").
+_LOCAL_SWAP = re.compile(r"^\s*[^\d\s][^:]*:\s+(?:[\d.,]+[KMGTPE]?i?B?\s+){2}[\d.,]+[KMGTPE]?i?B?\s*$")
+
+
 def parse_free(text: str) -> FreeMem:
     """`free [-m|-g|-h|-w|-t]`: Mem: and Swap: by the header's columns. Human-readable values
     (free -h) are converted to MiB; in the old procps layout (buffers, cached and a '-/+
-    buffers/cache:' line) the memory free for applications stands for 'available'."""
+    buffers/cache:' line) the memory free for applications stands for 'available'. Under a
+    translated header (LANG=fr: 'utilisé libre partagé tamp/cache disponible') the sixth column of
+    procps-ng's layout is 'available', and a translated Swap label is read as Swap."""
     mem = swap = None
     header = None
     plus_minus: list[str] | None = None
@@ -130,6 +136,8 @@ def parse_free(text: str) -> FreeMem:
             swap = (parts[1:], no)
         elif parts[0] == "-/+" and len(parts) >= 4 and plus_minus is None:
             plus_minus = parts[2:]
+        elif mem is not None and swap is None and _LOCAL_SWAP.match(line) and parts[0] not in ("Low:", "High:", "Total:"):
+            swap = (line.split(":", 1)[1].split(), no)  # a translated 'Swap:' label ('Partition d'échange:')
         elif parts[0] not in ("Low:", "High:", "Total:", "-/+"):
             skip_line("free", no)
     if mem is None:
@@ -141,6 +149,8 @@ def parse_free(text: str) -> FreeMem:
     available = None
     if header and "available" in header and len(nums) > header.index("available"):
         available = nums[header.index("available")]
+    elif header and len(header) == 6 and "/" in header[4] and plus_minus is None and len(nums) == 6:
+        available = nums[5]  # procps-ng's layout with translated column names (… tamp/cache disponible)
     elif plus_minus is not None and len(plus_minus) >= 2:
         available = _free_value(plus_minus[1], no, plus_minus)
     s_total = s_used = None
@@ -340,3 +350,142 @@ def parse_is_active(text: str) -> list[str]:
     if not states:
         raise ParseError("systemctl is-active", "no unit state line" if text.strip() else "empty output")
     return states
+
+
+
+# --------------------------------------------------------------------------- chronyc sources
+
+
+@dataclass(frozen=True)
+class ChronySource:
+    mode: str  # '^' server, '=' peer, '#' local reference clock
+    state: str  # '*' selected, '+' combined, '-' not combined, '?' unusable, 'x' falseticker, '~' too variable
+    name: str
+    stratum: int
+    reach: str  # octal register as printed
+
+
+_CHRONY_SOURCE = re.compile(r"^(?P<mode>[\^=#])(?P<state>[*+\-?x~ ])\s+(?P<name>\S+)\s+(?P<stratum>\d+)\s+"
+                            r"(?P<poll>-?\d+)\s+(?P<reach>[0-7]+)\s+(?P<lastrx>\S+)\s+(?P<sample>.*)$")
+
+
+def parse_chronyc_sources(text: str) -> tuple[list[ChronySource], bool]:
+    """`chronyc sources [-v] [-N]` rows -> (sources, whether '506 Cannot talk to daemon' was
+    printed). The -v legend and the header are skipped; no source row and no 506 line: ParseError."""
+    out: list[ChronySource] = []
+    for no, raw in enumerate(clean(text).split("\n"), 1):
+        m = _CHRONY_SOURCE.match(raw.strip())
+        if m is None:
+            if raw.strip() and not raw.strip().startswith(("MS Name", "===", "210 Number", "|", ".", "/")):
+                skip_line("chronyc sources", no)
+            continue
+        out.append(ChronySource(m.group("mode"), m.group("state"), m.group("name"), int(m.group("stratum")),
+                                m.group("reach")))
+    cannot = "506 Cannot talk to daemon" in text
+    if not out and not cannot:
+        raise ParseError("chronyc sources", "no source row ('^* name stratum poll reach …')")
+    return out, cannot
+
+
+# --------------------------------------------------------------------------- stat -f
+
+
+@dataclass(frozen=True)
+class StatFs:
+    path: str
+    fs_type: str
+    block_size: int
+    blocks_total: int
+    blocks_free: int
+    blocks_available: int
+    inodes_total: int | None
+    inodes_free: int | None
+
+    @property
+    def used_pct(self) -> int | None:
+        """As df computes Use%: used / (used + available), rounded."""
+        used = self.blocks_total - self.blocks_free
+        base = used + self.blocks_available
+        return round(100 * used / base) if base > 0 else None
+
+    @property
+    def inodes_used_pct(self) -> int | None:
+        if not self.inodes_total or self.inodes_free is None:
+            return None
+        return round(100 * (self.inodes_total - self.inodes_free) / self.inodes_total)
+
+
+_STAT_FILE = re.compile(r'File: "(?P<path>[^"]*)"')
+_STAT_TYPE = re.compile(r"\bType: (?P<type>\S+)")
+_STAT_BSIZE = re.compile(r"Block size: (?P<bs>\d+)")
+_STAT_BLOCKS = re.compile(r"Blocks: Total: (?P<t>\d+)\s+Free: (?P<f>\d+)\s+Available: (?P<a>\d+)")
+_STAT_INODES = re.compile(r"Inodes: Total: (?P<t>\d+)\s+Free: (?P<f>\d+)")
+
+
+def parse_stat_f(text: str) -> list[StatFs]:
+    """`stat -f PATH…` records (File / ID Namelen Type / Block size / Blocks / Inodes lines), the
+    lines found anywhere on a line (a journal or a script may prefix them). A record without its
+    Blocks line is truncated output: ParseError; no record at all: ParseError."""
+    out: list[StatFs] = []
+    cur: dict[str, str] = {}
+
+    def flush() -> None:
+        if not cur:
+            return
+        if "t" not in cur:
+            raise ParseError("stat -f", f"the record of {cur.get('path', '?')} has no 'Blocks:' line (truncated?)")
+        out.append(StatFs(cur.get("path", "?"), cur.get("type", "?"), int(cur.get("bs", "0")), int(cur["t"]),
+                          int(cur["f"]), int(cur["a"]), int(cur["it"]) if "it" in cur else None,
+                          int(cur["if"]) if "if" in cur else None))
+        cur.clear()
+
+    for line in clean(text).split("\n"):
+        if (m := _STAT_FILE.search(line)) is not None:
+            flush()
+            cur["path"] = m.group("path")
+        elif (t := _STAT_TYPE.search(line)) is not None and "Namelen" in line:
+            cur["type"] = t.group("type")
+        elif (b := _STAT_BSIZE.search(line)) is not None:
+            cur["bs"] = b.group("bs")
+        elif (k := _STAT_BLOCKS.search(line)) is not None:
+            cur.update(t=k.group("t"), f=k.group("f"), a=k.group("a"))
+        elif (i := _STAT_INODES.search(line)) is not None:
+            cur.update(it=i.group("t"), **{"if": i.group("f")})
+    flush()
+    if not out:
+        raise ParseError("stat -f", "no 'Blocks: Total: … Free: … Available: …' line")
+    return out
+
+
+# --------------------------------------------------------------------------- systemd unit failures in a log
+
+_UNIT_FAIL = re.compile(
+    r"(?P<unit>[\w@.:\\-]+\.(?:service|mount|socket|target|timer|path|scope|swap|automount)): "
+    r"(?P<what>(?:Main|Control) process exited, code=\w+, status=(?P<status>\S+)|Failed with result '[^']+'|"
+    r"Start request repeated too quickly|Failed to start[^.]*)"
+    r"|Failed to start (?P<desc>.+?)\.?\s*$"
+    r"|Job for (?P<job>[\w@.:\\-]+\.service) failed")
+
+
+@dataclass
+class UnitFailure:
+    unit: str  # 'nvidia-fabricmanager.service', or the description systemd printed
+    reasons: list[str]
+
+
+def parse_unit_failures(text: str) -> list[UnitFailure]:
+    """systemd's messages about units that failed, in a journal or a `systemctl start` reply:
+    'X.service: Control process exited, code=exited, status=1/FAILURE', "… Failed with result
+    'exit-code'", 'Failed to start DESCRIPTION.', 'Job for X.service failed because …'. One entry
+    per unit, with what was said about it."""
+    out: dict[str, UnitFailure] = {}
+    for line in clean(text).split("\n"):
+        m = _UNIT_FAIL.search(line)
+        if m is None:
+            continue
+        unit = m.group("unit") or m.group("job") or m.group("desc")
+        what = m.group("what") or ("job failed" if m.group("job") else "failed to start")
+        entry = out.setdefault(unit, UnitFailure(unit, []))
+        if what not in entry.reasons:
+            entry.reasons.append(what)
+    return list(out.values())

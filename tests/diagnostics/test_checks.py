@@ -202,7 +202,8 @@ TRUNCATED = CommandResult("node-01", "x", 0, "index, clocks.current.sm [MHz], cl
 
 @pytest.mark.parametrize("spec", CHECKS, ids=lambda s: s.name)
 def test_check_parsers_turn_bad_output_into_status_not_exceptions(spec: Any) -> None:
-    params = validate_params(spec, {"service": "chronyd"} if spec.name == "service_status" else {})
+    required = {"service_status": {"service": "chronyd"}, "node_jobs": {"node": "node-01"}}
+    params = validate_params(spec, required.get(spec.name, {}))
     n = len(spec.commands) or 1
     absent = spec.parse(ParseInput("node-01", params, [NOT_INSTALLED] * n))
     assert absent.status is Status.NO_DATA and "not installed" in absent.error

@@ -354,7 +354,8 @@ def test_every_check_on_a_simulated_faulty_node_ignores_a_stray_line(name: str, 
     for spec in registry.specs():
         if not spec.read_only:
             continue
-        params = validate_params(spec, {"service": "slurmd"} if spec.name == "service_status" else {})
+        required = {"service_status": {"service": "slurmd"}, "node_jobs": {"node": host}}
+        params = validate_params(spec, required.get(spec.name, {}))
         commands = registry.render(spec.name, params)
         clean = [sim.handle(host, c) for c in commands]
         want = spec.parse(ParseInput(host, params, clean))

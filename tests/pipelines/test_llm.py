@@ -47,6 +47,9 @@ def test_none_backend_says_so() -> None:
 
 @pytest.mark.parametrize("backend", ["ollama", "openai"])
 def test_server_down_is_a_clear_error_not_a_raise(backend: str) -> None:
+    """Only a closed port. Real answers: the OpenAI-compatible backend against llama.cpp's server, the
+    Ollama backend against a stand-in for Ollama's API (no real Ollama server can run here), both in
+    tests/integration/test_llama_server.py."""
     host = f"http://127.0.0.1:{_closed_port()}" + ("/v1" if backend == "openai" else "")
     llm = make_llm(LLMConfig(backend=backend, host=host, timeout_s=3))
     reply = llm.generate_json([{"role": "user", "content": "hi"}], SCHEMA)

@@ -107,9 +107,9 @@ class _Capable:
         props = schema.get("properties", {})
         if "summary" in props:
             self.summary_calls += 1
-            data = self.summary()
-            return LLMReply(data, "not json at all" if data is None else str(data), 50, 20,
-                            "" if data is not None else "model gave invalid JSON: answer is not a JSON object")
+            said = self.summary()
+            return LLMReply(said, "not json at all" if said is None else str(said), 50, 20,
+                            "" if said is not None else "model gave invalid JSON: answer is not a JSON object")
         data: dict[str, Any] = {}
         for key in schema.get("required", []):
             sub = props.get(key, {})
