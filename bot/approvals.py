@@ -23,7 +23,6 @@ class ApprovalsMixin:
     config: BotConfig
     store: Store
     policy: ApprovalPolicy
-    remediator: Remediator | None
     learner: Learner | None
     clock: Callable[[], float]
 
@@ -32,7 +31,8 @@ class ApprovalsMixin:
         def _post_async(self, reply: Reply) -> None: ...
         def _submit(self, fn: Callable[..., Any], *args: Any) -> None: ...
         def _approve(self, event: Reaction, row: ProposalRow, proposal: Proposal, now: float) -> list[Reply]: ...
-        def _breaker_note(self, proposal_id: str, proposal: Proposal) -> str: ...
+        def _breaker_note(self, proposal_id: str, proposal: Proposal, cluster: str = "") -> str: ...
+        def _remediator_of(self, incident_id: int) -> Remediator | None: ...
         def _record_execution(self, row: ProposalRow, proposal: Proposal, result: ExecutionResult) -> None: ...
 
     def _on_reaction(self, event: Reaction) -> list[Reply]:
@@ -95,18 +95,21 @@ class ApprovalsMixin:
             expires_at=self.clock() + self.config.approvals.expiry_s,
         )
         self.store.audit("agent", "proposal_posted", pid, {"hash": stored.hash, "commands": stored.commands()})
-        note = self._breaker_note(pid, stored)  # "needs two approvers" (circuit breaker), dry run
+        # "needs two approvers" (the circuit breaker of the incident's cluster), dry run
+        note = self._breaker_note(pid, stored, self.store.cluster_of(incident_id))
         self._post(Reply("proposal", channel, proposal_text(stored, self.config.approvals.expiry_s) + note,
                          thread=thread, code=proposal_code(stored), incident_id=str(incident_id),
                          proposal_id=pid, key=f"proposal:{pid}"))
 
     def _execute(self, row: ProposalRow, proposal: Proposal, approver: str, approved_at: float) -> None:
-        if self.remediator is None:
+        remediator = self._remediator_of(row.incident_id)  # the executor of the incident's cluster
+        if remediator is None:
             self.store.finish_execution(row.id, False, False, {"message": "no remediator configured"})
-            self._post(Reply("error", row.channel, "This bot has no executor configured; nothing ran.", thread=row.thread))
+            self._post(Reply("error", row.channel, "This bot has no executor configured; nothing ran.", thread=row.thread,
+                             proposal_id=row.id))
             return
         try:
-            result = self.remediator.execute(proposal, approver, approved_at)
+            result = remediator.execute(proposal, approver, approved_at)
         except Exception as exc:
             log.exception("execution of %s failed", row.id)
             self.store.finish_execution(row.id, False, False, {"error": repr(exc)[:1000]})

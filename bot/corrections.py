@@ -63,13 +63,13 @@ def correction_command(core: Bot, event: Command, text: str) -> list[Reply]:
     correct = getattr(core.learner, "correct", None)  # the KB learner stores corrections; a test fake may not
     if correct is None:
         return [Reply("text", event.channel, f"Noted in the audit log for incident #{incident.id} (no knowledge "
-                      "base to store it in).", thread=where)]
+                      "base to store it in).", thread=where, incident_id=str(incident.id))]
     try:
         record_id = correct(incident.text, said, text, category, node=cause.get("node") or incident.target,
                             author=event.user, incident_id=f"{incident.id}")
     except Exception as exc:  # the correction is audited; say why it is not in the KB
         log.warning("storing the correction of incident %s failed: %s", incident.id, exc)
         return [Reply("error", event.channel, f"Noted in the audit log, but the knowledge base refused it: {exc}",
-                      thread=where)]
+                      thread=where, incident_id=str(incident.id))]
     return [Reply("text", event.channel, f"Thanks — stored as a past incident ({category}, `{record_id}`): the next "
-                  "similar alert will show your answer.", thread=where)]
+                  "similar alert will show your answer.", thread=where, incident_id=str(incident.id))]

@@ -6,12 +6,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import TYPE_CHECKING, Any
 
 from bot.events import Reply
 from bot.render import graph_png
 from bot.store import Store
+
+if TYPE_CHECKING:
+    from bot.clusters import ClusterMap
 
 log = logging.getLogger("clusterdoc.bot")
 
@@ -20,6 +23,7 @@ Outbox = Callable[[Reply], str | None]
 
 class DeliveryMixin:
     store: Store
+    clusters: ClusterMap
     outbox: Outbox
     send_retries: int
     send_backoff_s: float
@@ -45,8 +49,27 @@ class DeliveryMixin:
     def _post_async(self, reply: Reply) -> None:
         self._submit(self._post, reply)
 
+    def _named(self, reply: Reply) -> Reply:
+        """Prefix what is said about an incident with its cluster's name ("[lab2] Incident #12: …"):
+        the reply's ``cluster``, else the cluster of its incident or proposal. A bot serving one
+        unnamed cluster says nothing more."""
+        if not self.clusters.named:
+            return reply
+        name = reply.cluster
+        if not name and reply.incident_id.isdigit():
+            name = self.store.cluster_of(int(reply.incident_id))
+        if not name and reply.proposal_id:
+            row = self.store.proposal(reply.proposal_id)
+            name = self.store.cluster_of(row.incident_id) if row is not None else ""
+        if not name:
+            return reply
+        prefix = f"[{name}] "
+        text = reply.text if reply.text.startswith(prefix) else prefix + reply.text
+        return replace(reply, text=text, cluster=name)
+
     def _post(self, reply: Reply) -> str | None:
         """Send with retries and backoff; on final failure keep it in the outbox table."""
+        reply = self._named(reply)
         error = ""
         for attempt in range(self.send_retries):
             try:

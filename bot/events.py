@@ -117,6 +117,7 @@ class Reply:
     incident_id: str = ""
     proposal_id: str = ""
     key: str = ""
+    cluster: str = ""  # the cluster it is about; a named one prefixes the text ("[lab2] Incident #12: …")
 
 
 APPROVE_EMOJI = frozenset({"white_check_mark", "heavy_check_mark", "✅", "✔️", "✔", "☑️"})

@@ -22,9 +22,12 @@ from bot.commands import CommandError
 from bot.config import BotConfig, HistoryConfig
 from bot.events import Command, Reply
 from bot.safeguards import ordinal
-from bot.store import IncidentRow, ProposalRow, Store
+from bot.store import IncidentRow, ProposalRow, Store, add_column
 from bot.targets import resolve_node
 from pipelines.api import Diagnosis, ExecutionResult, Proposal
+
+if TYPE_CHECKING:
+    from bot.clusters import BotCluster
 
 log = logging.getLogger("clusterdoc.bot")
 
@@ -33,7 +36,7 @@ CREATE TABLE IF NOT EXISTS node_history (
   id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, node TEXT NOT NULL, gpu INTEGER,
   incident_id INTEGER, kind TEXT NOT NULL, fault_key TEXT, label TEXT NOT NULL DEFAULT '',
   category TEXT, verdict TEXT NOT NULL DEFAULT '', proposal_id TEXT, action TEXT, ok INTEGER,
-  verified INTEGER, summary TEXT NOT NULL DEFAULT ''
+  verified INTEGER, summary TEXT NOT NULL DEFAULT '', cluster TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS node_history_node ON node_history(node, at);
 CREATE INDEX IF NOT EXISTS node_history_fault ON node_history(kind, at, fault_key);
@@ -80,16 +83,22 @@ class Recurring:
 
 
 class NodeHistory:
+    """Every method takes the ``cluster`` (its name; "" for a bot serving one unnamed cluster): node
+    names are only unique within a cluster, so history, counts and listings never mix two."""
+
     def __init__(self, store: Store, config: HistoryConfig) -> None:
         self.store = store
         self.config = config
-        self.store.connection().executescript(SCHEMA)
+        conn = self.store.connection()
+        conn.executescript(SCHEMA)
+        add_column(conn, "node_history", "cluster", "TEXT NOT NULL DEFAULT ''")  # older state files
 
     def _conn(self) -> sqlite3.Connection:
         return self.store.connection()
 
     # -- writing ------------------------------------------------------------------------------
-    def record_diagnosis(self, incident_id: int, node: str | None, diagnosis: Diagnosis, at: float) -> Recurring | None:
+    def record_diagnosis(self, incident_id: int, node: str | None, diagnosis: Diagnosis, at: float,
+                         cluster: str = "") -> Recurring | None:
         """Store the incident's verdict on its node (the cause's node, else the node asked about);
         return the recurring fault it makes, when it reaches ``recurring_count``."""
         cause = diagnosis.cause
@@ -99,22 +108,22 @@ class NodeHistory:
         ident = fault_identity(diagnosis)
         key, label = ident if ident else (None, cause.fault or "")
         self._conn().execute(
-            "INSERT INTO node_history(at, node, gpu, incident_id, kind, fault_key, label, category, verdict, summary)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO node_history(at, node, gpu, incident_id, kind, fault_key, label, category, verdict, summary,"
+            " cluster) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (at, node, cause.gpu, incident_id, "incident", key, label, cause.category, diagnosis.verdict,
-             diagnosis.summary[:300]))
+             diagnosis.summary[:300], cluster))
         if key is None:
             return None
         since = at - self.config.recurring_days * DAY_S
         count = int(self._conn().execute(
-            "SELECT COUNT(*) FROM node_history WHERE kind='incident' AND node=? AND gpu IS ? AND fault_key=? AND at>?",
-            (node, cause.gpu, key, since)).fetchone()[0])
+            "SELECT COUNT(*) FROM node_history WHERE kind='incident' AND node=? AND gpu IS ? AND fault_key=? AND at>?"
+            " AND cluster=?", (node, cause.gpu, key, since, cluster)).fetchone()[0])
         if count < self.config.recurring_count:
             return None
         return Recurring(node, cause.gpu, label, count, cause.category)
 
     def record_actions(self, incident_id: int, proposal_id: str, proposal: Proposal, result: ExecutionResult,
-                       at: float) -> None:
+                       at: float, cluster: str = "") -> None:
         statuses = {(str(r.get("tool")), str(r.get("host"))): str(r.get("status")) for r in result.step_results}
         rows = []
         for step in dict.fromkeys((s.tool, s.host, s.params.get("gpu")) for s in proposal.steps):
@@ -122,51 +131,54 @@ class NodeHistory:
             status = statuses.get((tool, host))
             ok = (status == "ok") if status is not None else result.ok
             rows.append((at, host, gpu if isinstance(gpu, int) else None, incident_id, "action", proposal_id, tool,
-                         int(ok), int(result.verified), proposal.cause.fault or "", proposal.cause.category))
+                         int(ok), int(result.verified), proposal.cause.fault or "", proposal.cause.category, cluster))
         self._conn().executemany(
             "INSERT INTO node_history(at, node, gpu, incident_id, kind, proposal_id, action, ok, verified, label,"
-            " category) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+            " category, cluster) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", rows)
 
     # -- reading ------------------------------------------------------------------------------
-    def nodes(self) -> list[str]:
-        return [str(r[0]) for r in self._conn().execute("SELECT DISTINCT node FROM node_history").fetchall()]
+    def nodes(self, cluster: str = "") -> list[str]:
+        return [str(r[0]) for r in self._conn().execute("SELECT DISTINCT node FROM node_history WHERE cluster=?",
+                                                         (cluster,)).fetchall()]
 
-    def has(self, node: str) -> bool:
-        return self._conn().execute("SELECT 1 FROM node_history WHERE node=? LIMIT 1", (node,)).fetchone() is not None
+    def has(self, node: str, cluster: str = "") -> bool:
+        return self._conn().execute("SELECT 1 FROM node_history WHERE node=? AND cluster=? LIMIT 1",
+                                    (node, cluster)).fetchone() is not None
 
-    def recurring(self, since: float, minimum: int, limit: int = 20, node: str | None = None) -> list[Recurring]:
+    def recurring(self, since: float, minimum: int, limit: int = 20, node: str | None = None,
+                  cluster: str = "") -> list[Recurring]:
         sql = ("SELECT node, gpu, MAX(label), COUNT(*) AS c, MAX(category) FROM node_history"
-               " WHERE kind='incident' AND at>? AND fault_key IS NOT NULL" + (" AND node=?" if node else "") +
+               " WHERE kind='incident' AND at>? AND fault_key IS NOT NULL AND cluster=?" + (" AND node=?" if node else "") +
                " GROUP BY node, gpu, fault_key HAVING c>=? ORDER BY c DESC, node, gpu LIMIT ?")
-        args: tuple[Any, ...] = (since, node, minimum, limit) if node else (since, minimum, limit)
+        args: tuple[Any, ...] = ((since, cluster, node, minimum, limit) if node else (since, cluster, minimum, limit))
         return [Recurring(str(r[0]), r[1], str(r[2]), int(r[3]), r[4]) for r in self._conn().execute(sql, args)]
 
-    def incidents_between(self, start: float, end: float) -> int:
+    def incidents_between(self, start: float, end: float, cluster: str = "") -> int:
         row = self._conn().execute("SELECT COUNT(DISTINCT incident_id) FROM node_history WHERE kind='incident'"
-                                   " AND at>? AND at<=?", (start, end)).fetchone()
+                                   " AND at>? AND at<=? AND cluster=?", (start, end, cluster)).fetchone()
         return int(row[0])
 
-    def drained_by_us(self) -> set[str]:
+    def drained_by_us(self, cluster: str = "") -> set[str]:
         """Nodes whose last successful drain_node/resume_node by clusterdoc was a drain."""
         last: dict[str, str] = {}
         for node, action in self._conn().execute(
                 "SELECT node, action FROM node_history WHERE kind='action' AND ok=1 AND action IN"
-                " ('drain_node', 'resume_node') ORDER BY at, id"):
+                " ('drain_node', 'resume_node') AND cluster=? ORDER BY at, id", (cluster,)):
             last[str(node)] = str(action)
         return {n for n, a in last.items() if a == "drain_node"}
 
-    def listing(self, node: str, limit: int, now: float) -> str:
+    def listing(self, node: str, limit: int, now: float, cluster: str = "") -> str:
         conn = self._conn()
-        total = int(conn.execute("SELECT COUNT(DISTINCT incident_id) FROM node_history WHERE node=?",
-                                 (node,)).fetchone()[0])
+        total = int(conn.execute("SELECT COUNT(DISTINCT incident_id) FROM node_history WHERE node=? AND cluster=?",
+                                 (node, cluster)).fetchone()[0])
         if not total:
             return f"No history for `{node}` yet: no incident or action of clusterdoc's named it."
         ids = [int(r[0]) for r in conn.execute(
-            "SELECT incident_id, MAX(at) AS last FROM node_history WHERE node=? GROUP BY incident_id"
-            " ORDER BY last DESC LIMIT ?", (node, limit)).fetchall()]
+            "SELECT incident_id, MAX(at) AS last FROM node_history WHERE node=? AND cluster=? GROUP BY incident_id"
+            " ORDER BY last DESC LIMIT ?", (node, cluster, limit)).fetchall()]
         marks = ",".join("?" * len(ids))
-        rows = conn.execute(f"SELECT * FROM node_history WHERE node=? AND incident_id IN ({marks}) ORDER BY at, id",
-                            (node, *ids)).fetchall()
+        rows = conn.execute(f"SELECT * FROM node_history WHERE node=? AND cluster=? AND incident_id IN ({marks})"
+                            " ORDER BY at, id", (node, cluster, *ids)).fetchall()
         by_incident: dict[int, list[sqlite3.Row]] = {i: [] for i in ids}
         for r in rows:
             by_incident[int(r["incident_id"])].append(r)
@@ -185,7 +197,8 @@ class NodeHistory:
                     f"{'ok' if r['ok'] else 'FAILED'}{', verified ✅' if r['verified'] else ', not verified'}"
                     for r in entries if r["kind"] == "action"]
             lines.append(f"• {_when(float(at))} UTC #{incident_id}: {what}" + (f" · {'; '.join(acts)}" if acts else ""))
-        recurring = self.recurring(now - self.config.recurring_days * DAY_S, self.config.recurring_count, node=node)
+        recurring = self.recurring(now - self.config.recurring_days * DAY_S, self.config.recurring_count, node=node,
+                                   cluster=cluster)
         for r in recurring:
             lines.append(f"⚠ {r.label} on {r.where()} ×{r.count} in {self.config.recurring_days:g} days: {r.advice()}")
         return "\n".join(lines)
@@ -200,7 +213,7 @@ class HistoryMixin:
     clock: Callable[[], float]
 
     if TYPE_CHECKING:  # provided by SafeguardsMixin
-        def nodes_now(self) -> list[str]: ...
+        def nodes_now(self, cluster: str | None = None) -> list[str]: ...
 
     def _init_history(self) -> None:
         self.history = NodeHistory(self.store, self.config.history)
@@ -208,8 +221,8 @@ class HistoryMixin:
     def _history_note(self, incident: IncidentRow, diagnosis: Diagnosis) -> str:
         """Record the diagnosis per node; a line for the thread when the fault is recurring."""
         try:
-            node = incident.target if incident.target and incident.target in self.nodes_now() else None
-            rec = self.history.record_diagnosis(incident.id, node, diagnosis, self.clock())
+            node = incident.target if incident.target and incident.target in self.nodes_now(incident.cluster) else None
+            rec = self.history.record_diagnosis(incident.id, node, diagnosis, self.clock(), incident.cluster)
         except Exception:  # history is a record, not a gate: the diagnosis is posted regardless
             log.exception("recording node history of incident %s failed", incident.id)
             return ""
@@ -222,11 +235,12 @@ class HistoryMixin:
 
     def _record_execution(self, row: ProposalRow, proposal: Proposal, result: ExecutionResult) -> None:
         try:
-            self.history.record_actions(row.incident_id, row.id, proposal, result, self.clock())
+            self.history.record_actions(row.incident_id, row.id, proposal, result, self.clock(),
+                                        self.store.cluster_of(row.incident_id))
         except Exception:
             log.exception("recording node history of %s failed", row.id)
 
-    def _history_command(self, event: Command, text: str) -> list[Reply]:
+    def _history_command(self, event: Command, text: str, cluster: BotCluster) -> list[Reply]:
         words = text.split()
         limit = self.config.history.list_limit
         try:
@@ -236,15 +250,18 @@ class HistoryMixin:
                 if not words[1].isdigit() or not 1 <= int(words[1]) <= 100:
                     raise CommandError("usage: /history <node> [how many incidents, 1-100]")
                 limit = int(words[1])
-            node = resolve_node(words[0], self.nodes_now(), self.history.nodes())
+            # that cluster's inventory, and its nodes with history that have left it since
+            node = resolve_node(words[0], cluster.nodes_now(), self.history.nodes(cluster.name))
         except CommandError as exc:
-            return [Reply("error", event.channel, str(exc), thread=event.thread, ephemeral_to=event.user)]
-        return [Reply("text", event.channel, self.history.listing(node, limit, self.clock()), thread=event.thread)]
+            return [Reply("error", event.channel, str(exc), thread=event.thread, ephemeral_to=event.user,
+                          cluster=cluster.name)]
+        return [Reply("text", event.channel, self.history.listing(node, limit, self.clock(), cluster.name),
+                      thread=event.thread, cluster=cluster.name)]
 
 
-def recurring_lines(history: NodeHistory, now: float, shown: int = 10) -> Sequence[str]:
+def recurring_lines(history: NodeHistory, now: float, shown: int = 10, cluster: str = "") -> Sequence[str]:
     cfg = history.config
-    found = history.recurring(now - cfg.recurring_days * DAY_S, cfg.recurring_count, limit=shown + 1)
+    found = history.recurring(now - cfg.recurring_days * DAY_S, cfg.recurring_count, limit=shown + 1, cluster=cluster)
     lines = [f"• {r.label} on {r.where()} ×{r.count} in {cfg.recurring_days:g} days: {r.advice()}" for r in found[:shown]]
     if len(found) > shown:
         lines.append("… and more (/history <node>)")

@@ -28,11 +28,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from bot.config import BotConfig, BreakerConfig
 from bot.events import Reaction, Reply
-from bot.store import ProposalRow, Store
-from bot.targets import Inventory, JobLookup, host_problem
+from bot.store import ProposalRow, Store, add_column
+from bot.targets import host_problem
 from pipelines.api import Proposal
 
 if TYPE_CHECKING:
+    from bot.clusters import ClusterMap
     from bot.middleware import ApprovalPolicy
 
 log = logging.getLogger("clusterdoc.bot")
@@ -41,7 +42,7 @@ DRY_RUN_ENV = "CLUSTERDOC_DRY_RUN"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS breaker_actions (
   id INTEGER PRIMARY KEY AUTOINCREMENT, proposal_id TEXT NOT NULL, node TEXT NOT NULL,
-  tool TEXT NOT NULL, approvers TEXT NOT NULL, at REAL NOT NULL
+  tool TEXT NOT NULL, approvers TEXT NOT NULL, at REAL NOT NULL, cluster TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS breaker_actions_at ON breaker_actions(at);
 CREATE TABLE IF NOT EXISTS breaker_marks (
@@ -90,12 +91,15 @@ class ClaimResult:
 
 
 class Breaker:
-    """The breaker's state in the bot's SQLite file; every decision in one immediate transaction."""
+    """The breaker's state in the bot's SQLite file; every decision in one immediate transaction.
+    Counted per cluster (``cluster``: its name; "" for a bot serving one unnamed cluster)."""
 
     def __init__(self, store: Store, config: BreakerConfig) -> None:
         self.store = store
         self.config = config
-        self.store.connection().executescript(SCHEMA)
+        conn = self.store.connection()
+        conn.executescript(SCHEMA)
+        add_column(conn, "breaker_actions", "cluster", "TEXT NOT NULL DEFAULT ''")  # older state files
 
     def limit(self, fleet: int) -> int:
         cap = self.config.max_nodes
@@ -110,19 +114,20 @@ class Breaker:
         verbs = sorted({_VERBS.get(s.tool, "acted on") for s in proposal.steps if s.tool in self.config.actions})
         return " or ".join(verbs) or "drained"
 
-    def nodes_in_window(self, now: float, conn: sqlite3.Connection | None = None) -> set[str]:
+    def nodes_in_window(self, now: float, conn: sqlite3.Connection | None = None, cluster: str = "") -> set[str]:
         conn = conn or self.store.connection()
-        rows = conn.execute("SELECT DISTINCT node FROM breaker_actions WHERE at>?", (now - self.config.window_s,))
+        rows = conn.execute("SELECT DISTINCT node FROM breaker_actions WHERE at>? AND cluster=?",
+                            (now - self.config.window_s, cluster))
         return {str(r[0]) for r in rows.fetchall()}
 
     def assess(self, proposal: Proposal, fleet: int, now: float, conn: sqlite3.Connection | None = None,
-               proposal_id: str | None = None) -> Assessment:
+               proposal_id: str | None = None, cluster: str = "") -> Assessment:
         conn = conn or self.store.connection()
         nodes = self.counted_nodes(proposal)
         limit = self.limit(fleet)
         if not nodes:
             return Assessment((), 0, limit, False, "")
-        used = self.nodes_in_window(now, conn)
+        used = self.nodes_in_window(now, conn, cluster)
         after = used | set(nodes)
         over = len(after) > limit and bool(set(nodes) - used)
         reason = ""
@@ -137,9 +142,9 @@ class Breaker:
                 over, reason = True, f"marked when proposed: {mark[0]}"
         return Assessment(nodes, len(used), limit, over, reason)
 
-    def mark(self, proposal_id: str, proposal: Proposal, fleet: int, now: float) -> Assessment:
+    def mark(self, proposal_id: str, proposal: Proposal, fleet: int, now: float, cluster: str = "") -> Assessment:
         """At posting time: a proposal above the limit is marked "needs two approvers" (sticky)."""
-        assessment = self.assess(proposal, fleet, now)
+        assessment = self.assess(proposal, fleet, now, cluster=cluster)
         if assessment.needs_two:
             self.store.connection().execute(
                 "INSERT OR REPLACE INTO breaker_marks(proposal_id, reason, at) VALUES (?,?,?)",
@@ -147,13 +152,13 @@ class Breaker:
         return assessment
 
     def claim(self, row: ProposalRow, proposal: Proposal, approver: str, now: float, fleet: int,
-              dry_run: bool = False) -> ClaimResult:
+              dry_run: bool = False, cluster: str = "") -> ClaimResult:
         """Decide and claim in one transaction: count the window, record a first of two approvals,
         or claim the proposal (``Store.claim_in``) and record its nodes."""
         with self.store.tx() as conn:
             state = conn.execute("SELECT state FROM proposals WHERE id=? AND hash=? AND expires_at>?",
                                  (row.id, row.hash, now)).fetchone()
-            assessment = self.assess(proposal, fleet, now, conn, proposal_id=row.id)
+            assessment = self.assess(proposal, fleet, now, conn, proposal_id=row.id, cluster=cluster)
             if state is None or state[0] != "pending":
                 return ClaimResult("duplicate", assessment)
             first = ""
@@ -176,8 +181,9 @@ class Breaker:
                 return ClaimResult("duplicate", assessment, first)
             approvers = ",".join(a for a in (first, approver) if a)
             by_node = {s.host: s.tool for s in proposal.steps if s.tool in self.config.actions}
-            conn.executemany("INSERT INTO breaker_actions(proposal_id, node, tool, approvers, at) VALUES (?,?,?,?,?)",
-                             [(row.id, node, tool, approvers, now) for node, tool in by_node.items()])
+            conn.executemany("INSERT INTO breaker_actions(proposal_id, node, tool, approvers, at, cluster)"
+                             " VALUES (?,?,?,?,?,?)",
+                             [(row.id, node, tool, approvers, now, cluster) for node, tool in by_node.items()])
             return ClaimResult("claimed", assessment, first)
 
 
@@ -187,9 +193,7 @@ class SafeguardsMixin:
     config: BotConfig
     store: Store
     policy: ApprovalPolicy
-    known_nodes: list[str]
-    inventory: Inventory | None
-    jobs: JobLookup | None
+    clusters: ClusterMap
     breaker: Breaker
     clock: Callable[[], float]
 
@@ -200,19 +204,20 @@ class SafeguardsMixin:
     def _init_safeguards(self) -> None:
         self.breaker = Breaker(self.store, self.config.breaker)
 
-    def nodes_now(self) -> list[str]:
-        """The inventory as it is now (the root's live view), else the nodes known at start."""
-        if self.inventory is not None:
-            try:
-                return list(self.inventory())
-            except Exception:  # an unreadable inventory must not open every name: keep the last known
-                log.exception("inventory unavailable; using the nodes known at start")
-        return list(self.known_nodes)
+    def nodes_now(self, cluster: str | None = None) -> list[str]:
+        """A cluster's inventory as it is now (the root's live view), else the nodes known at start.
+        ``cluster`` None: the default cluster's (every cluster's when there is no default)."""
+        found = self.clusters.get(cluster) if cluster is not None else self.clusters.default
+        if found is not None:
+            return found.nodes_now()
+        if cluster is not None:
+            return []  # a cluster no longer configured: no node of it exists now
+        return list(dict.fromkeys(n for c in self.clusters for n in c.nodes_now()))
 
-    def _breaker_note(self, proposal_id: str, proposal: Proposal) -> str:
+    def _breaker_note(self, proposal_id: str, proposal: Proposal, cluster: str = "") -> str:
         """Lines under a proposal as it is posted: two approvers needed (and why), dry run."""
         lines = []
-        assessment = self.breaker.mark(proposal_id, proposal, len(self.nodes_now()), self.clock())
+        assessment = self.breaker.mark(proposal_id, proposal, len(self.nodes_now(cluster)), self.clock(), cluster)
         if assessment.needs_two:
             lines.append(f"⚠ Needs two approvers (circuit breaker): {assessment.reason}.")
         if dry_run_on(self.config):
@@ -221,15 +226,18 @@ class SafeguardsMixin:
 
     def _approve(self, event: Reaction, row: ProposalRow, proposal: Proposal, now: float) -> list[Reply]:
         """Everything after the approver, expiry and hash checks: targets, breaker, dry run, claim."""
-        nodes = self.nodes_now()
+        cluster = self.store.cluster_of(row.incident_id)
+        nodes = self.nodes_now(cluster)  # that cluster's inventory and breaker only
         problem = host_problem(proposal, nodes)
+        if problem is None and not nodes and self.clusters.get(cluster) is None:
+            problem = f"cluster `{cluster}` is not configured any more; not run"
         if problem is not None:
             self.store.record_decision(row.id, row.hash, event.user, "approve", "target_refused")
             self.store.audit(event.user, "approval_refused", row.id, problem)
             return [Reply("error", event.channel, f"Proposal `{row.id}`: {problem}.", thread=row.thread,
                           proposal_id=row.id)]
         dry = dry_run_on(self.config)
-        result = self.breaker.claim(row, proposal, event.user, now, len(nodes), dry_run=dry)
+        result = self.breaker.claim(row, proposal, event.user, now, len(nodes), dry_run=dry, cluster=cluster)
         why = result.assessment.reason
         if result.outcome == "duplicate":
             self.store.record_decision(row.id, row.hash, event.user, "approve", "duplicate")
@@ -265,9 +273,9 @@ class SafeguardsMixin:
         return [Reply("text", event.channel, f"Approved by {who}{two}: executing proposal `{row.id}`…",
                       thread=row.thread, proposal_id=row.id)]
 
-    def breaker_status(self, nodes: Sequence[str] | None = None) -> str:
-        """One line: nodes drained/reset in the window vs the limit (for /status)."""
-        fleet = len(self.nodes_now() if nodes is None else nodes)
-        used = len(self.breaker.nodes_in_window(self.clock()))
+    def breaker_status(self, nodes: Sequence[str] | None = None, cluster: str = "") -> str:
+        """One line: a cluster's nodes drained/reset in the window vs the limit (for /status)."""
+        fleet = len(self.nodes_now(cluster) if nodes is None else nodes)
+        used = len(self.breaker.nodes_in_window(self.clock(), cluster=cluster))
         return (f"circuit breaker: {used} of {self.breaker.limit(fleet)} nodes drained/reset in "
                 f"{window_text(self.config.breaker.window_s)}" + (" · DRY RUN on" if dry_run_on(self.config) else ""))

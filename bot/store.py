@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS incidents (
   created_at REAL NOT NULL, updated_at REAL NOT NULL,
   platform TEXT NOT NULL, channel TEXT NOT NULL, thread TEXT,
   requester TEXT NOT NULL DEFAULT '', source TEXT NOT NULL, target TEXT, text TEXT NOT NULL,
-  status TEXT NOT NULL, fingerprint TEXT, summary TEXT NOT NULL DEFAULT '', diagnosis TEXT
+  status TEXT NOT NULL, fingerprint TEXT, summary TEXT NOT NULL DEFAULT '', diagnosis TEXT,
+  cluster TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS alerts (
   fingerprint TEXT PRIMARY KEY, incident_id INTEGER NOT NULL, status TEXT NOT NULL,
@@ -70,6 +71,17 @@ _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
 
 
+def add_column(conn: sqlite3.Connection, table: str, column: str, decl: str) -> None:
+    """Add ``column`` to ``table`` when a state file from an older version lacks it."""
+    have = {str(r[1]) for r in conn.execute(f"PRAGMA table_info({table})").fetchall()}
+    if column not in have:
+        try:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+        except sqlite3.OperationalError as exc:  # another process added it meanwhile
+            if "duplicate column" not in str(exc):
+                raise
+
+
 def register_secret(value: str) -> None:
     """Remember a secret value (a token from the environment) so it is never stored or logged."""
     if value and len(value) >= 6:
@@ -99,6 +111,7 @@ class IncidentRow:
     fingerprint: str | None
     summary: str
     created_at: float
+    cluster: str = ""  # the cluster it is about ("" for a bot serving one unnamed cluster)
 
 
 @dataclass(frozen=True)
@@ -129,6 +142,7 @@ class Store:
         conn = self._conn()
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(SCHEMA)
+        add_column(conn, "incidents", "cluster", "TEXT NOT NULL DEFAULT ''")  # state files before several clusters
 
     # -- plumbing ---------------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -188,17 +202,20 @@ class Store:
         target: str | None,
         text: str,
         fingerprint: str | None = None,
+        cluster: str = "",
     ) -> int:
         now = time.time()
         cur = self._conn().execute(
             "INSERT INTO incidents(created_at, updated_at, platform, channel, thread, requester, source,"
-            " target, text, status, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            (now, now, platform, channel, thread, requester, source, target, redact(text), "open", fingerprint),
+            " target, text, status, fingerprint, cluster) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (now, now, platform, channel, thread, requester, source, target, redact(text), "open", fingerprint,
+             cluster),
         )
         return int(cur.lastrowid or 0)
 
     def open_alert_incident(
-        self, fingerprint: str, *, platform: str, channel: str, source: str, target: str | None, text: str
+        self, fingerprint: str, *, platform: str, channel: str, source: str, target: str | None, text: str,
+        cluster: str = "",
     ) -> tuple[int, bool]:
         """De-duplicate by fingerprint in one transaction: (incident id, created a new one?)."""
         now = time.time()
@@ -216,8 +233,8 @@ class Store:
                 return int(row["incident_id"]), False
             cur = conn.execute(
                 "INSERT INTO incidents(created_at, updated_at, platform, channel, thread, requester, source,"
-                " target, text, status, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (now, now, platform, channel, None, "", source, target, redact(text), "open", fingerprint),
+                " target, text, status, fingerprint, cluster) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                (now, now, platform, channel, None, "", source, target, redact(text), "open", fingerprint, cluster),
             )
             incident_id = int(cur.lastrowid or 0)
             conn.execute(
@@ -270,6 +287,11 @@ class Store:
         row = self._conn().execute("SELECT platform FROM incidents WHERE channel=? ORDER BY id DESC LIMIT 1",
                                    (channel,)).fetchone()
         return str(row["platform"]) if row else None
+
+    def cluster_of(self, incident_id: int) -> str:
+        """The cluster an incident is about ("" when unnamed or unknown)."""
+        row = self._conn().execute("SELECT cluster FROM incidents WHERE id=?", (incident_id,)).fetchone()
+        return str(row["cluster"] or "") if row else ""
 
     def diagnosis_json(self, incident_id: int) -> dict[str, Any] | None:
         row = self._conn().execute("SELECT diagnosis FROM incidents WHERE id=?", (incident_id,)).fetchone()
@@ -456,7 +478,7 @@ def _incident(row: sqlite3.Row) -> IncidentRow:
         id=int(row["id"]), platform=row["platform"], channel=row["channel"], thread=row["thread"],
         requester=row["requester"], source=row["source"], target=row["target"], text=row["text"],
         status=row["status"], fingerprint=row["fingerprint"], summary=row["summary"],
-        created_at=float(row["created_at"]),
+        created_at=float(row["created_at"]), cluster=str(row["cluster"] or ""),
     )
 
 

@@ -490,14 +490,16 @@ _SERVICE_ON_HOST = re.compile(r"\b(?:jupyter|notebook|grafana|prometheus|dashboa
 _PORT_MENTION = re.compile(r"\b(?:port|ssh|sshd)\b[^\d\n]{0,12}\d{1,5}|:\d{1,5}\b", re.IGNORECASE)
 _SHORT_TAG = re.compile(r"(?<![\w.-])([A-Za-z]{0,2}\d{1,4})(?![\w.-])")
 _HOSTFILE_LINE = re.compile(r"(?m)^\s*([A-Za-z0-9][\w.-]*)\s+slots\s*=\s*\d+")
-_BRACKET_LIST = re.compile(r"\b([A-Za-z][\w-]*?)\[([\d,\s-]{1,80})\]")
+_BRACKET_LIST = re.compile(r"\b([A-Za-z][\w-]*?)\[([\d,\s.-]{1,80})\]")
 _NAME_RANGE = re.compile(r"\b([A-Za-z][A-Za-z-]*?)(\d{1,5})-\1(\d{1,5})\b")
+_DOT_RANGE = re.compile(r"\b([A-Za-z][A-Za-z-]*?)(\d{1,5})\.\.(?:\1)?(\d{1,5})\b")  # node-01..06, node-01..node-06
 _MAX_EXPANDED = 64
 
 
 def expand_host_lists(text: str) -> str:
     """Slurm/pdsh/clush host lists written out: cn[106,110-112] -> cn106, cn110, cn111, cn112;
-    cn121-cn124 -> cn121, cn122, cn123, cn124 (zero padding kept, at most 64 names per list)."""
+    cn121-cn124 -> cn121, cn122, cn123, cn124; node-01..06 and gpu[1..4] likewise (zero padding
+    kept, at most 64 names per list)."""
 
     def names(prefix: str, body: str) -> list[str] | None:
         out: list[str] = []
@@ -515,14 +517,21 @@ def expand_host_lists(text: str) -> str:
         return out or None
 
     def bracket(m: re.Match[str]) -> str:
-        listed = names(m.group(1), m.group(2))
+        listed = names(m.group(1), m.group(2).replace("..", "-"))
         return " ".join(listed) if listed else m.group(0)
 
     def span(m: re.Match[str]) -> str:
         listed = names(m.group(1), f"{m.group(2)}-{m.group(3)}") if len(m.group(2)) == len(m.group(3)) else None
         return " ".join(listed) if listed else m.group(0)
 
-    return _NAME_RANGE.sub(span, _BRACKET_LIST.sub(bracket, text))
+    def dots(m: re.Match[str]) -> str:
+        lo, hi = m.group(2), m.group(3)
+        if len(hi) < len(lo):  # node-01..6: the end written without its padding
+            hi = hi.zfill(len(lo))
+        listed = names(m.group(1), f"{lo}-{hi}") if len(lo) == len(hi) else None
+        return " ".join(listed) if listed else m.group(0)
+
+    return _DOT_RANGE.sub(dots, _NAME_RANGE.sub(span, _BRACKET_LIST.sub(bracket, text)))
 
 
 def _named(token: str) -> str | None:

@@ -57,3 +57,12 @@ def test_which_port_is_ssh(text: str, ports: set[int]) -> None:
 ])
 def test_whether_anything_must_run(text: str, needs: bool) -> None:
     assert regex_extract(text).needs_execution is needs
+
+
+def test_dotted_ranges_are_host_lists() -> None:
+    from pipelines.contacts import expand_host_lists
+
+    assert expand_host_lists("fails across node-01..06") == "fails across node-01 node-02 node-03 node-04 node-05 node-06"
+    assert expand_host_lists("gpu[1..3], cn7..cn9") == "gpu1 gpu2 gpu3, cn7 cn8 cn9"
+    assert expand_host_lists("versions 2.18..2.21") == "versions 2.18..2.21"  # not a name
+    assert regex_extract("please check trn-3..5 for ECC errors").hosts == {"trn-3", "trn-4", "trn-5"}
