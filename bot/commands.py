@@ -18,7 +18,8 @@ USAGE = (
     "usage: /diagnose <node|job> [what you see]   e.g. `/diagnose node-05` or `/diagnose job 4412 slow`\n"
     "       /history <node>   (the node's last incidents)\n"
     "       /wrong <what it was>   (in an incident's thread: correct the diagnosis; stored as a past incident)\n"
-    "       /status   (open incidents)     /help"
+    "       /status   (open incidents)     /help\n"
+    "       add cluster=<name> to act on one cluster when the bot serves several"
 )
 _JOB_RE = re.compile(r"^(?:job[-_:#]?)?(\d+|[A-Za-z0-9][\w.-]*)$", re.IGNORECASE)
 _JOB_WORD_RE = re.compile(r"\bjob[\s:#-]*([A-Za-z0-9][\w.-]*)", re.IGNORECASE)

@@ -180,9 +180,10 @@ class Schedules:
         cleared = sorted(set(previous["keys"]) - set(keys)) if previous else []
         self.bot.store.put_snapshot(w.suffix("health"), {"keys": keys, "counts": counts, "at": time.time()})
         text = self._render(w, findings, perf, counts, new, cleared, previous is not None, time.monotonic() - started)
+        fleet = self._fleet(w, report)  # stores today's counts: the chart's last day
         chart, chart_line = self._chart(w)
         # the report leads with fleet health (bot.fleet), then says what the attached chart shows
-        text = "\n".join([*self._fleet(w, report), chart_line, text])
+        text = "\n".join([*fleet, chart_line, text])
         self.bot.store.audit("scheduler", "health_report", w.channel, {"findings": len(keys), "new": new,
                                                                        "cluster": w.name, "chart": chart is not None})
         day = time.strftime("%Y-%m-%d", time.gmtime(self.bot.clock()))

@@ -56,8 +56,9 @@ def run_bot(args: argparse.Namespace) -> int:
         print(f"clusterdoc: config error: {cfg.source}: no adapter enabled; set bot.slack.enabled or "
               "bot.matrix.enabled (or use `clusterdoc chat`)", file=sys.stderr)
         return 2
-    if not (cfg.cluster.inventory or cfg.cluster.scenario):
-        print(f"clusterdoc: config error: {cfg.source}: set cluster.inventory or cluster.scenario", file=sys.stderr)
+    if not cfg.clusters and not (cfg.cluster.inventory or cfg.cluster.scenario):
+        print(f"clusterdoc: config error: {cfg.source}: set cluster.inventory or cluster.scenario "
+              "(or list [[clusters]])", file=sys.stderr)
         return 2
     if cfg.bot.alertmanager.enabled:  # the webhook refuses to run without its token: say so now
         from bot.alertmanager import AlertmanagerReceiver
@@ -70,15 +71,10 @@ def run_bot(args: argparse.Namespace) -> int:
     if args.check:
         print(f"{cfg.source}: ok")
         return 0
-    from bot.core import Bot
-    from bot.store import Store
-    from clusterdoc.runtime import build_runtime
-
-    runtime = build_runtime(cfg, say=lambda line: print(line, file=sys.stderr))
-    for note in runtime.notes:
+    runtimes = _runtimes(cfg, say=lambda line: print(line, file=sys.stderr))
+    for note in (n for r in runtimes for n in r.notes):
         print(f"note: {note}", file=sys.stderr)
-    bot = Bot(cfg.bot, Store(cfg.bot.state_path), runtime.agent, runtime.remediator, learner=runtime.learner,
-              known_nodes=runtime.known_nodes, inventory=runtime.inventory)
+    bot = _bot(cfg, cfg.bot.state_path, runtimes)
     _silences(cfg, bot)
     senders: dict[str, Any] = {}
     closers: list[Any] = []
@@ -107,7 +103,7 @@ def run_bot(args: argparse.Namespace) -> int:
             slack.start(block=False)
         else:
             bot.start()
-        schedules = _schedules(cfg, bot, runtime)
+        schedules = _schedules(cfg, bot, runtimes)
         if schedules is not None:
             closers.append(schedules.shutdown)
         if cfg.bot.alertmanager.enabled:
@@ -122,8 +118,30 @@ def run_bot(args: argparse.Namespace) -> int:
         for close in reversed(closers):
             close()
         bot.close(wait=False)
-        runtime.close()
+        for runtime in runtimes:
+            runtime.close()
     return 0
+
+
+def _runtimes(cfg: Any, **options: Any) -> list[Any]:
+    """One runtime per cluster (``[[clusters]]``, else ``[cluster]``)."""
+    from clusterdoc.runtime import build_runtimes
+
+    return build_runtimes(cfg, **options)
+
+
+def _bot(cfg: Any, state_path: str, runtimes: list[Any]) -> Any:
+    """The bot over these runtimes: one unnamed cluster for ``[cluster]``, named ones for ``[[clusters]]``."""
+    from bot.core import Bot
+    from bot.store import Store
+    from clusterdoc.runtime import bot_clusters
+
+    first = runtimes[0]
+    clusters = bot_clusters(cfg, runtimes)
+    if clusters is not None:
+        return Bot(cfg.bot, Store(state_path), learner=first.learner, clusters=clusters)
+    return Bot(cfg.bot, Store(state_path), first.agent, first.remediator, learner=first.learner,
+               known_nodes=first.known_nodes, inventory=first.inventory)
 
 
 def _silences(cfg: Any, bot: Any) -> None:
@@ -134,19 +152,26 @@ def _silences(cfg: Any, bot: Any) -> None:
         install_silences(bot, cfg.bot.silences)
 
 
-def _schedules(cfg: Any, bot: Any, runtime: Any) -> Any:
+def _schedules(cfg: Any, bot: Any, runtimes: list[Any]) -> Any:
     sched = cfg.bot.schedule
     if not (sched.health_report_cron or sched.early_warning_interval_s > 0):
         return None
-    channel = cfg.bot.slack.channel if cfg.bot.slack.enabled and cfg.bot.slack.channel else cfg.bot.matrix.report_room
-    if not channel:
-        print("clusterdoc: schedules configured but no bot.slack.channel / bot.matrix.report_room to post to; "
-              "schedules disabled", file=sys.stderr)
-        return None
-    from bot.scheduler import Schedules
+    from bot.scheduler import Schedules, Watched
+    from clusterdoc.runtime import report_channel
 
-    schedules = Schedules(bot, toolkit=runtime.toolkit, hosts=runtime.known_nodes, channel=channel,
-                          samples=runtime.gpu_samples)
+    watched = []
+    for runtime in runtimes:  # one report per cluster, to that cluster's channel
+        channel = report_channel(cfg, runtime.name)
+        if not channel:
+            where = f"cluster {runtime.name}: no report_channel or channels, and " if runtime.name else ""
+            print(f"clusterdoc: schedules configured but {where}no bot.slack.channel / bot.matrix.report_room to "
+                  f"post to; schedules {'of ' + runtime.name + ' ' if runtime.name else ''}disabled", file=sys.stderr)
+            continue
+        watched.append(Watched(runtime.name, runtime.toolkit, list(runtime.known_nodes), channel,
+                               runtime.gpu_samples))
+    if not watched:
+        return None
+    schedules = Schedules(bot, clusters=watched)
     schedules.start()
     return schedules
 
@@ -155,28 +180,38 @@ def run_chat(args: argparse.Namespace) -> int:
     cfg = _config(args.config)
     if cfg is None:
         return 2
-    scenario = args.scenario or (None if (cfg.cluster.inventory or cfg.cluster.scenario) else str(DEFAULT_SCENARIO))
+    configured = bool(cfg.clusters or cfg.cluster.inventory or cfg.cluster.scenario)
+    scenario = args.scenario or (None if configured else str(DEFAULT_SCENARIO))
     from bot.adapters.console import ConsoleAdapter
-    from bot.core import Bot
-    from bot.store import Store
-    from clusterdoc.runtime import build_runtime
 
-    runtime = build_runtime(cfg, scenario=scenario, llm_backend=args.llm, say=print)
+    if scenario:  # --scenario (or nothing configured): that one simulated cluster
+        from clusterdoc.runtime import build_runtime
+
+        cfg.clusters = []
+        runtimes = [build_runtime(cfg, scenario=scenario, llm_backend=args.llm, say=print)]
+    else:
+        runtimes = _runtimes(cfg, llm_backend=args.llm, say=print)
     if args.user not in cfg.bot.approvals.approvers:
         cfg.bot.approvals.approvers.append(args.user)
     state = cfg.bot.state_path if args.config else str(Path(tempfile.mkdtemp(prefix="clusterdoc-chat-")) / "state.sqlite")
-    bot = Bot(cfg.bot, Store(state), runtime.agent, runtime.remediator, learner=runtime.learner,
-              known_nodes=runtime.known_nodes, inventory=runtime.inventory)
+    bot = _bot(cfg, state, runtimes)
     _silences(cfg, bot)
     console = ConsoleAdapter(bot, user=args.user, images_dir=Path(state).parent)
     bot.start()
-    print(f"nodes: {', '.join(runtime.known_nodes[:8])}{' …' if len(runtime.known_nodes) > 8 else ''}; "
-          f"model: {runtime.llm_name}")
+    for runtime in runtimes:
+        where = f"cluster {runtime.name}: " if runtime.name else ""
+        print(f"{where}nodes: {', '.join(runtime.known_nodes[:8])}{' …' if len(runtime.known_nodes) > 8 else ''}; "
+              f"model: {runtime.llm_name}")
+    if len(runtimes) > 1:
+        default = bot.clusters.default
+        print(f"several clusters: name one with cluster=<name>, e.g. `/diagnose cluster={runtimes[-1].name} node-01`"
+              + (f"; the default is {default.name}" if default is not None else ""))
     try:
         console.run()
     finally:
         bot.close()
-        runtime.close()
+        for runtime in runtimes:
+            runtime.close()
     return 0
 
 

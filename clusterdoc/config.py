@@ -50,6 +50,16 @@ class ClusterConfig:
 
 
 @dataclass
+class NamedClusterConfig(ClusterConfig):
+    """One of several clusters (``[[clusters]]``): an inventory or a scenario, a name, its channels."""
+
+    name: str = ""  # how commands (cluster=lab2) and every message ("[lab2] …") name it
+    channels: list[str] = field(default_factory=list)  # Slack channel ids / Matrix room ids that belong to it
+    default: bool = False  # the cluster of channels that belong to none (at most one)
+    report_channel: str = ""  # where its health report goes; default: its first channel, else the bot's
+
+
+@dataclass
 class FaultsConfig:
     """Operator additions to the knowledge of faults (YAML files, same schema as the built-in ones)."""
 
@@ -68,6 +78,11 @@ class Config:
     ssh: Any = None  # diagnostics.executors.ssh.SSHConfig
     telemetry: Any = None  # diagnostics.telemetry.config.TelemetryConfig
     faults: FaultsConfig = field(default_factory=FaultsConfig)
+    clusters: list[NamedClusterConfig] = field(default_factory=list)  # [[clusters]]; empty: [cluster] alone
+
+    def cluster_list(self) -> list[ClusterConfig]:
+        """The clusters the bot serves: each ``[[clusters]]`` entry, else the one ``[cluster]``."""
+        return list(self.clusters) if self.clusters else [self.cluster]
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
@@ -90,7 +105,7 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
 
 
 def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, str]) -> Config:
-    known = {"bot", "cluster", "llm", "agent", "kb", "ssh", "telemetry", "faults"}
+    known = {"bot", "cluster", "clusters", "llm", "agent", "kb", "ssh", "telemetry", "faults"}
     for key in data:
         if key not in known:
             raise ConfigError(f"{source}: unknown section [{key}]; known: {', '.join(sorted(known))}")
@@ -107,6 +122,7 @@ def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, 
     cfg = Config(source=source, bot=bot, cluster=build_dataclass(ClusterConfig, data.get("cluster", {}), "cluster", source))
     if cfg.cluster.scheduler not in ("slurm", "kubernetes", "none"):
         raise ConfigError(f"{source}: cluster.scheduler: {cfg.cluster.scheduler!r} is not slurm, kubernetes or none")
+    cfg.clusters = _clusters(data, cfg.cluster, source)
     cfg.llm, cfg.agent = _pipelines(data, source)
     cfg.kb = _kb(data.get("kb", {}), source)
     cfg.ssh = _optional("diagnostics.executors.ssh", "SSHConfig", data.get("ssh", {}), "ssh", source)
@@ -114,6 +130,54 @@ def config_from_mapping(data: Mapping[str, Any], source: str, env: Mapping[str, 
                               "telemetry", source)
     cfg.faults = build_dataclass(FaultsConfig, data.get("faults", {}), "faults", source)
     return cfg
+
+
+def _clusters(data: Mapping[str, Any], single: ClusterConfig, source: str) -> list[NamedClusterConfig]:
+    """``[[clusters]]``: each named, with an inventory or a scenario; a channel in one cluster at most,
+    one default at most. ``[cluster]``'s ``simulate_over_ssh`` / ``scheduler`` are their defaults."""
+    from bot.clusters import CLUSTER_NAME
+
+    raw = data.get("clusters")
+    if raw is None:
+        return []
+    if not isinstance(raw, list) or not all(isinstance(t, Mapping) for t in raw):
+        raise ConfigError(f"{source}: clusters: write each cluster as a [[clusters]] table")
+    if not raw:
+        raise ConfigError(f"{source}: clusters: list at least one [[clusters]] table, or use [cluster]")
+    if single.inventory or single.scenario:
+        raise ConfigError(f"{source}: [cluster] inventory/scenario and [[clusters]] are both set: with several "
+                          "clusters, give each its inventory (or scenario) under [[clusters]]")
+    shared = {k: v for k, v in dict(data.get("cluster", {})).items() if k in ("simulate_over_ssh", "scheduler")}
+    clusters = [build_dataclass(NamedClusterConfig, {**shared, **table}, f"clusters[{i}]", source)
+                for i, table in enumerate(raw)]
+    owner: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for i, c in enumerate(clusters):
+        where = f"clusters[{i}]" + (f" ({c.name})" if c.name else "")
+        if not c.name:
+            raise ConfigError(f"{source}: {where}.name is required (it names the cluster in commands and messages)")
+        if not CLUSTER_NAME.match(c.name):
+            raise ConfigError(f"{source}: {where}.name: {c.name!r}: letters, digits, '.', '_', '-' only (at most 64)")
+        if c.name.lower() in names:
+            raise ConfigError(f"{source}: {where}.name: {c.name!r} is used twice (clusters[{names[c.name.lower()]}])")
+        names[c.name.lower()] = str(i)
+        if bool(c.inventory) == bool(c.scenario):
+            raise ConfigError(f"{source}: {where}: set inventory (real nodes) or scenario (simulated), one of them")
+        if c.scheduler not in ("slurm", "kubernetes", "none"):
+            raise ConfigError(f"{source}: {where}.scheduler: {c.scheduler!r} is not slurm, kubernetes or none")
+        for channel in dict.fromkeys(c.channels):
+            if channel in owner:
+                raise ConfigError(f"{source}: {where}.channels: channel {channel!r} is mapped to two clusters: "
+                                  f"{owner[channel]!r} and {c.name!r}; a channel belongs to one cluster")
+            owner[channel] = c.name
+    for i, c in enumerate(clusters):
+        if c.report_channel and owner.get(c.report_channel, c.name) != c.name:
+            raise ConfigError(f"{source}: clusters[{i}] ({c.name}).report_channel: {c.report_channel!r} belongs to "
+                              f"cluster {owner[c.report_channel]!r}")
+    defaults = [c.name for c in clusters if c.default]
+    if len(defaults) > 1:
+        raise ConfigError(f"{source}: clusters: two defaults, {defaults[0]!r} and {defaults[1]!r}; at most one")
+    return clusters
 
 
 def _pipelines(data: Mapping[str, Any], source: str) -> tuple[Any, Any]:

@@ -4,6 +4,11 @@
 inventory (SSH via paramiko) or a scenario (the simulated cluster, served over real SSH on
 127.0.0.1 when possible). A model that cannot be loaded falls back to ``llm=none`` with a note
 saying why, so the bot still answers from evidence alone.
+
+``build_runtimes`` does the same for every cluster of the config (``[[clusters]]``, else the one
+``[cluster]``): one target, toolkit, agent, remediator and inventory watch per cluster; the
+knowledge base and the model are loaded once and shared. ``bot_clusters`` turns them into the
+bot's ``BotCluster`` list (names, channels, default) and ``watched`` into the scheduler's.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bot.clusters import BotCluster
 from bot.services import KBLearner, ToolkitRemediator
 
 log = logging.getLogger("clusterdoc.bot")
@@ -36,6 +42,8 @@ class Runtime:
     telemetry: Any = None  # a diagnostics.telemetry source when [telemetry] names a Prometheus
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
     inventory: Callable[[], list[str]] | None = None  # the live node list (a real inventory file)
+    name: str = ""  # the cluster's name ([[clusters]]); "" for the one [cluster]
+    filter_samples: bool = False  # several clusters share one Prometheus: keep this cluster's nodes only
 
     def close(self) -> None:
         self.stack.close()
@@ -45,10 +53,14 @@ class Runtime:
         cluster, else []. An unreachable Prometheus is logged and gives [] (the tick is skipped)."""
         if self.telemetry is not None:
             try:
-                return list(self.telemetry.samples())
+                samples = list(self.telemetry.samples())
             except Exception as exc:
                 log.warning("telemetry unavailable: %s", exc)
                 return []
+            if self.filter_samples:
+                known = set(self.known_nodes)
+                samples = [s for s in samples if getattr(s, "host", None) in known]
+            return samples
         if self.sim is None:
             return []
         return [s for host in self.known_nodes for s in self.sim.gpu_samples(host)]
@@ -63,46 +75,104 @@ def build_runtime(
     workdir: str | Path | None = None,
     say: Callable[[str], None] = log.info,
 ) -> Runtime:
+    """The one cluster of ``[cluster]`` (or ``scenario``, which overrides it)."""
+    cluster = cfg.cluster
+    if scenario:
+        cluster = dataclasses.replace(cluster, scenario=str(scenario), inventory="")
+    return _build(cfg, [cluster], over_ssh=over_ssh, llm_backend=llm_backend, workdir=workdir, say=say)[0]
+
+
+def build_runtimes(
+    cfg: Any,
+    *,
+    over_ssh: bool | None = None,
+    llm_backend: str | None = None,
+    workdir: str | Path | None = None,
+    say: Callable[[str], None] = log.info,
+) -> list[Runtime]:
+    """Every cluster of the config (``cfg.cluster_list()``), in order; the KB and the model shared."""
+    return _build(cfg, list(cfg.cluster_list()), over_ssh=over_ssh, llm_backend=llm_backend, workdir=workdir,
+                  say=say)
+
+
+def _build(cfg: Any, clusters: list[Any], *, over_ssh: bool | None, llm_backend: str | None,
+           workdir: str | Path | None, say: Callable[[str], None]) -> list[Runtime]:
+    from pipelines.agent import Agent
+    from pipelines.config import AgentConfig
+
+    notes: list[str] = install_fault_knowledge(cfg)
+    several = len(clusters) > 1
+    opened: list[tuple[Any, Any, contextlib.ExitStack, bool, list[str]]] = []
+    runtimes: list[Runtime] = []
+    try:
+        for c in clusters:
+            stack = contextlib.ExitStack()
+            opened.append((c, None, stack, False, []))
+            name = str(getattr(c, "name", "") or "")
+            where = Path(workdir) / name if workdir is not None and several and name else workdir  # one per cluster
+            target, ssh_used, target_notes = _open_cluster(cfg, c, over_ssh, where, several)
+            stack.callback(target.close)
+            opened[-1] = (c, target, stack, ssh_used, target_notes)
+        kb = _knowledge_base(cfg, notes)  # one knowledge base and one model for every cluster
+        llm, llm_name = _llm(cfg, llm_backend, notes, say)
+        agent_cfg = cfg.agent if isinstance(cfg.agent, AgentConfig) else AgentConfig()
+        learner = KBLearner(kb) if kb is not None else None
+        telemetry = _telemetry(cfg)
+        for i, (c, target, stack, ssh_used, target_notes) in enumerate(opened):
+            toolkit = target.toolkit
+            known = list(target.cluster.hosts)
+            # GPU count and model let the agent check for missing GPUs and cap power limits at the default.
+            agent = Agent(agent_cfg, toolkit, kb, llm, hosts=known, cluster=target.cluster)
+            agent.warm_up()
+            name = str(getattr(c, "name", "") or "")
+            runtimes.append(Runtime(
+                agent=agent, toolkit=toolkit, kb=kb, remediator=ToolkitRemediator(toolkit), learner=learner,
+                known_nodes=known, llm_name=llm_name, sim=target.sim, over_ssh=ssh_used,
+                notes=(notes if i == 0 else []) + [f"{name}: {n}" if name else n for n in target_notes],
+                stack=stack, telemetry=telemetry, name=name, filter_samples=several,
+                inventory=InventoryWatch(c.inventory, known) if not c.scenario else None))
+    except BaseException:
+        for _, _, stack, _, _ in opened:
+            stack.close()
+        raise
+    return runtimes
+
+
+def _open_cluster(cfg: Any, c: Any, over_ssh: bool | None, workdir: str | Path | None,
+                  several: bool) -> tuple[Any, bool, list[str]]:
+    """One cluster's target: its scenario (simulated) or its inventory (real nodes over SSH)."""
     from pipelines.runtime import open_target
 
-    stack = contextlib.ExitStack()
-    notes: list[str] = install_fault_knowledge(cfg)
-    sim = None
-    scenario = scenario or cfg.cluster.scenario or None
-    ssh_used = False
-    try:
-        if scenario:
-            want_ssh = cfg.cluster.simulate_over_ssh if over_ssh is None else over_ssh
-            target = open_target("scenario", str(scenario), over_ssh=bool(want_ssh), workdir=workdir)
-            stack.callback(target.close)
-            sim = target.sim
-            ssh_used = bool(want_ssh) and not target.notes
-            notes += target.notes
-        elif cfg.cluster.inventory:
-            target = open_target("inventory", cfg.cluster.inventory, ssh_config=cfg.ssh,
-                                 default_scheduler=cfg.cluster.scheduler)
-            stack.callback(target.close)
-        else:
-            raise ValueError("config: set cluster.inventory (real nodes) or cluster.scenario (simulated cluster)")
-        toolkit = target.toolkit
-        known = list(target.cluster.hosts)
+    name = getattr(c, "name", "")
+    if c.scenario:
+        want_ssh = c.simulate_over_ssh if over_ssh is None else over_ssh
+        target = open_target("scenario", str(c.scenario), over_ssh=bool(want_ssh), workdir=workdir)
+        return target, bool(want_ssh) and not target.notes, list(target.notes)
+    if c.inventory:
+        target = open_target("inventory", c.inventory, ssh_config=cfg.ssh, default_scheduler=c.scheduler)
+        return target, False, []
+    what = f"clusters ({name})" if several or name else "cluster"
+    raise ValueError(f"config: set {what}.inventory (real nodes) or {what}.scenario (simulated cluster)")
 
-        kb = _knowledge_base(cfg, notes)
-        llm, llm_name = _llm(cfg, llm_backend, notes, say)
-        from pipelines.agent import Agent
-        from pipelines.config import AgentConfig
 
-        agent_cfg = cfg.agent if isinstance(cfg.agent, AgentConfig) else AgentConfig()
-        # GPU count and model let the agent check for missing GPUs and cap power limits at the default.
-        agent = Agent(agent_cfg, toolkit, kb, llm, hosts=known, cluster=target.cluster)
-        agent.warm_up()
-    except BaseException:
-        stack.close()
-        raise
-    return Runtime(agent=agent, toolkit=toolkit, kb=kb, remediator=ToolkitRemediator(toolkit),
-                   learner=KBLearner(kb) if kb is not None else None, known_nodes=known, llm_name=llm_name,
-                   sim=sim, over_ssh=ssh_used, notes=notes, stack=stack, telemetry=_telemetry(cfg),
-                   inventory=InventoryWatch(cfg.cluster.inventory, known) if not scenario else None)
+def bot_clusters(cfg: Any, runtimes: list[Runtime]) -> list[BotCluster] | None:
+    """The bot's clusters (names, channels, default) for ``[[clusters]]``; None for the one ``[cluster]``
+    (the bot then serves one unnamed cluster and names none in its messages)."""
+    if not cfg.clusters:
+        return None
+    by_name = {r.name: r for r in runtimes}
+    return [BotCluster(c.name, by_name[c.name].agent, by_name[c.name].remediator, list(by_name[c.name].known_nodes),
+                       by_name[c.name].inventory, channels=tuple(c.channels), default=c.default)
+            for c in cfg.clusters]
+
+
+def report_channel(cfg: Any, name: str) -> str:
+    """Where a cluster's health report and early warnings go: its ``report_channel``, else its first
+    channel, else the bot's (``bot.slack.channel`` / ``bot.matrix.report_room``)."""
+    c = next((c for c in cfg.clusters if c.name == name), None)
+    if c is not None and (c.report_channel or c.channels):
+        return str(c.report_channel or c.channels[0])
+    return str(cfg.bot.slack.channel if cfg.bot.slack.enabled and cfg.bot.slack.channel else cfg.bot.matrix.report_room)
 
 
 class InventoryWatch:

@@ -9,6 +9,8 @@ naming the problem, so a model that picked badly sees why. Mutating tools run on
 from __future__ import annotations
 
 import math
+import queue
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from diagnostics.approval import Approval, command_digest
+from diagnostics.executors.batch import BatchExecutor, BatchItem
 from diagnostics.executors.fanout import OVERLOADED, Stopwatch, client_lag, fanout, overload_cap_s
 from diagnostics.registry import (
     Level,
@@ -152,32 +155,23 @@ class Toolkit:
 
     def _execute(self, spec: ToolSpec, host: str, params: dict[str, Any], commands: list[str]) -> ToolResult:
         start = time.monotonic()
+        outputs = self._run_commands(spec, host, commands)
+        base, complete = _unparsed(spec, host, params, commands, outputs)
+        base.raw, _ = cap_text(_raw_text(outputs), self.output_cap)
+        if complete:
+            _parse_into(base, spec, params, outputs)
+        base.duration_s = time.monotonic() - start
+        return base
+
+    def _run_commands(self, spec: ToolSpec, host: str, commands: list[str]) -> list[CommandResult]:
+        """Run ``commands`` in order, stopping at the first that did not complete."""
         outputs: list[CommandResult] = []
-        failed: CommandResult | None = None
         for command in commands:
             result = self._run_command(host, command, spec.timeout_s)
             outputs.append(result)
             if result.transport != "ok":
-                failed = result
                 break
-        raw = _raw_text(outputs)
-        raw, _ = cap_text(raw, self.output_cap)
-        base = ToolResult(
-            tool=spec.name, host=host, status=Status.OK, raw=raw, command="\n".join(commands),
-            params=params,
-        )
-        if failed is not None:
-            base.status = _TRANSPORT_STATUS.get(failed.transport, Status.ERROR)
-            base.error = failed.error or f"transport {failed.transport}"
-            if base.status is Status.UNREACHABLE:
-                base.findings.append(_unreachable_finding(host, base.error))
-        else:
-            parsed = _safe_parse(spec, ParseInput(host=host, params=params, outputs=outputs))
-            base.status, base.findings, base.data, base.error = (
-                parsed.status, list(parsed.findings), dict(parsed.data), parsed.error,
-            )
-        base.duration_s = time.monotonic() - start
-        return base
+        return outputs
 
     def _run_command(self, host: str, command: str, timeout_s: float) -> CommandResult:
         try:
@@ -208,6 +202,8 @@ class Toolkit:
         host_deadline_s: float | None = None,
         keep_raw: KeepRaw = "non_ok",
         budget_s: float | None = None,
+        batch: bool | None = None,
+        parse: ParseMode = "thread",
     ) -> SweepReport:
         """Run checks on every host in parallel (checks on one host run in sequence, over its one
         connection). A check whose required params are not given in ``tool_params`` is skipped.
@@ -222,9 +218,20 @@ class Toolkit:
         or that clusterdoc could not listen to in time, are ``not_checked`` ("not checked:
         clusterdoc was overloaded"), listed in ``report.not_checked`` and counted in a note, never
         blamed. Raises ValidationError only for bad arguments (unknown tool names, a mutating
-        tool)."""
+        tool).
+
+        ``batch``: send each host its checks as one remote script (``diagnostics.executors.batch``;
+        same commands, quoting, per-command time limits and results as one at a time); default:
+        the executor's own setting (``SSHConfig.batch_sweeps``), never for executors without
+        ``run_batch``. ``parse``: where outputs are parsed: "thread" (default: one background
+        thread, as results come in, off the hosts' reading threads), "inline" (in each host's
+        thread, as ``run`` does) or "after" (once the fan-out is over)."""
         if keep_raw not in ("all", "non_ok", "none"):
             raise ValidationError(f"keep_raw must be all, non_ok or none, got {keep_raw!r}")
+        if parse not in ("thread", "inline", "after"):
+            raise ValidationError(f"parse must be thread, inline or after, got {parse!r}")
+        batching = isinstance(self.executor, BatchExecutor) and (
+            self.executor.batch_sweeps if batch is None else batch)
         specs = self.sweep_specs(tools, level)
         tool_params = tool_params or {}
         planned: list[tuple[ToolSpec, dict[str, Any]]] = []
@@ -243,12 +250,11 @@ class Toolkit:
             budget_s = waves * overload_cap_s(host_deadline_s) + 30.0
         sweep_budget_s = budget_s
 
+        parses = _Parses(self.output_cap, keep_raw, parse)
+        unbatched: list[str] = []  # hosts that could not run batches, and why
+
         def on_host(host: str) -> list[ToolResult]:
-            results = self._sweep_host(host, planned)
-            for r in results:
-                if keep_raw == "none" or (keep_raw == "non_ok" and r.status in (Status.OK, Status.NO_DATA)):
-                    r.raw = ""
-            return results
+            return self._sweep_host(host, planned, parses, batching, unbatched)
 
         def on_timeout(host: str) -> list[ToolResult]:
             msg = (f"host gave no answer within the sweep's {host_deadline_s:g}s per-host deadline "
@@ -266,11 +272,14 @@ class Toolkit:
 
         with client_lag().running():
             watch = Stopwatch()
-            out = fanout(
-                hosts, on_host, concurrency=concurrency, deadline_s=host_deadline_s, budget_s=budget_s,
-                on_timeout=on_timeout, on_error=on_error, on_overload=on_overload, progress=progress,
-                desc=f"{level} sweep",
-            )
+            try:
+                out = fanout(
+                    hosts, on_host, concurrency=concurrency, deadline_s=host_deadline_s, budget_s=budget_s,
+                    on_timeout=on_timeout, on_error=on_error, on_overload=on_overload, progress=progress,
+                    desc=f"{level} sweep",
+                )
+            finally:
+                parses.close()  # every kept result is parsed before anything reads it
         not_checked = [h for h, rs in out.results.items() if any(r.status is Status.NOT_CHECKED for r in rs)]
         report = SweepReport(
             results=out.results, level=level, tools=[s.name for s, _ in planned], wall_s=out.wall_s,
@@ -282,6 +291,9 @@ class Toolkit:
                 f"{out.client_lag_s:.1f}s late during the {out.wall_s:.1f}s sweep; they are not blamed. "
                 "Re-run them with lower concurrency or on a less busy machine."
             )
+        if unbatched:
+            report.notes.append(f"{len(unbatched)} host{'s' if len(unbatched) != 1 else ''} checked one command at a "
+                                f"time instead of in one batch: {unbatched[0]}")
         for host in out.timed_out:
             report.results[host][0].findings.append(
                 _unreachable_finding(host, f"no answer within the {host_deadline_s:g}s per-host deadline")
@@ -289,34 +301,191 @@ class Toolkit:
         report.fleet = _fleet_findings(report)
         return report
 
-    def _sweep_host(self, host: str, planned: list[tuple[ToolSpec, dict[str, Any]]]) -> list[ToolResult]:
-        results: list[ToolResult] = []
-        give_up: str | None = None
-        give_up_status = Status.TIMEOUT
-        timeouts = 0
-        for spec, params in planned:
-            if give_up is not None:
-                results.append(_status_result(spec.name, host, params, give_up_status, give_up))
+    def _sweep_host(
+        self, host: str, planned: list[tuple[ToolSpec, dict[str, Any]]], parses: _Parses, batching: bool,
+        unbatched: list[str],
+    ) -> list[ToolResult]:
+        """One host's checks in order: as batches while the node can run them, then one command at a
+        time. The same rules give up on the host either way."""
+        run = _HostRun(host)
+        if batching:
+            self._sweep_batched(host, planned, run, parses, unbatched)
+        for spec, params in planned[len(run.results):]:
+            if run.give_up is not None:
+                run.results.append(_status_result(spec.name, host, params, run.give_up_status, run.give_up))
                 continue
             try:
                 commands = render_commands(spec, params, scheduler=self.scheduler)
             except ValidationError as exc:
-                results.append(_error(spec.name, host, params, str(exc)))
+                run.results.append(_error(spec.name, host, params, str(exc)))
                 continue
-            result = self._execute(spec, host, params, commands)
-            results.append(result)
-            if result.status is Status.UNREACHABLE:
-                give_up, give_up_status = f"not run: {host} unreachable ({result.error})", Status.UNREACHABLE
-            elif result.status is Status.NOT_CHECKED:  # this machine is behind: do not add to its load
-                give_up, give_up_status = f"{OVERLOADED} (an earlier check of {host} could not be serviced)", Status.NOT_CHECKED
-            elif result.status is Status.TIMEOUT:
-                timeouts += 1
-                if timeouts >= SWEEP_TIMEOUTS_BEFORE_GIVING_UP:
-                    give_up = f"not run: {host} timed out on {timeouts} checks in a row"
-                    results[-1].findings.append(_unreachable_finding(host, give_up.removeprefix("not run: ")))
-            else:
-                timeouts = 0
-        return results
+            run.add(self._collect(spec, host, params, commands, self._run_commands(spec, host, commands), parses))
+        return run.results
+
+    def _sweep_batched(
+        self, host: str, planned: list[tuple[ToolSpec, dict[str, Any]]], run: _HostRun, parses: _Parses,
+        unbatched: list[str],
+    ) -> None:
+        """Run the host's checks as batches, in order, until all are done, the host is given up
+        on, or the node cannot run batches (the caller then goes on one command at a time)."""
+        prepared: list[BatchItem | ToolResult] = []
+        for spec, params in planned:
+            try:
+                prepared.append(BatchItem.for_check(spec, params, scheduler=self.scheduler))
+            except ValidationError as exc:
+                prepared.append(_error(spec.name, host, params, str(exc)))
+        executor = self.executor
+        assert isinstance(executor, BatchExecutor)
+        while len(run.results) < len(planned) and run.give_up is None:
+            while len(run.results) < len(planned) and isinstance(prepared[len(run.results)], ToolResult):
+                run.results.append(prepared[len(run.results)])  # type: ignore[arg-type]  # a render error
+            chunk = [i for i in range(len(run.results), len(planned)) if isinstance(prepared[i], BatchItem)]
+            if not chunk:
+                return
+            before = len(run.results)
+
+            def keep_going(j: int, outputs: list[CommandResult], chunk: list[int] = chunk) -> bool:
+                index = chunk[j]
+                while len(run.results) < index:  # render errors between batched checks keep their place
+                    run.results.append(prepared[len(run.results)])  # type: ignore[arg-type]
+                spec, params = planned[index]
+                item = prepared[index]
+                assert isinstance(item, BatchItem)
+                run.add(self._collect(spec, host, params, list(item.commands), outputs, parses))
+                return run.give_up is None
+
+            try:
+                outcome = executor.run_batch(host, [prepared[i] for i in chunk], keep_going)  # type: ignore[misc]
+            except Exception as exc:  # an executor bug: go on one command at a time
+                unbatched.append(f"{host}: batch failed: {type(exc).__name__}: {exc}")
+                return
+            if outcome.unsupported:
+                unbatched.append(outcome.unsupported)
+                return
+            if len(run.results) == before:  # nothing came back: do not try the same batch again
+                return
+
+    def _collect(
+        self, spec: ToolSpec, host: str, params: dict[str, Any], commands: list[str], outputs: list[CommandResult],
+        parses: _Parses,
+    ) -> ToolResult:
+        """A sweep's result from a check's outputs; parsing is handed to ``parses``."""
+        result, complete = _unparsed(spec, host, params, commands, outputs)
+        result.duration_s = sum(o.duration_s for o in outputs)
+        if complete:
+            parses.add(result, spec, params, outputs)
+        elif parses.keep_raw != "none":
+            result.raw, _ = cap_text(_raw_text(outputs), self.output_cap)
+        return result
+
+
+ParseMode = Literal["thread", "inline", "after"]
+
+
+class _HostRun:
+    """One host's results so far and the sweep's rules for giving up on it: unreachable once,
+    not checked once (this machine is behind: do not add to its load), or timed out on
+    ``SWEEP_TIMEOUTS_BEFORE_GIVING_UP`` checks in a row."""
+
+    def __init__(self, host: str) -> None:
+        self.host = host
+        self.results: list[ToolResult] = []
+        self.give_up: str | None = None
+        self.give_up_status = Status.TIMEOUT
+        self.timeouts = 0
+
+    def add(self, result: ToolResult) -> None:
+        self.results.append(result)
+        host = self.host
+        if result.status is Status.UNREACHABLE:
+            self.give_up, self.give_up_status = f"not run: {host} unreachable ({result.error})", Status.UNREACHABLE
+        elif result.status is Status.NOT_CHECKED:
+            self.give_up = f"{OVERLOADED} (an earlier check of {host} could not be serviced)"
+            self.give_up_status = Status.NOT_CHECKED
+        elif result.status is Status.TIMEOUT:
+            self.timeouts += 1
+            if self.timeouts >= SWEEP_TIMEOUTS_BEFORE_GIVING_UP:
+                self.give_up = f"not run: {host} timed out on {self.timeouts} checks in a row"
+                result.findings.append(_unreachable_finding(host, self.give_up.removeprefix("not run: ")))
+        else:  # a result still to be parsed counts here: parsing never makes a timeout
+            self.timeouts = 0
+
+
+class _Parses:
+    """Parses a sweep's command outputs into their results. "thread": one background thread
+    parses as results come in, so the hosts' threads only read replies (and a lazily loaded
+    catalog is loaded once, not by every host thread at the same moment); "inline": in the
+    host's own thread; "after": all at once when ``close`` is called."""
+
+    def __init__(self, output_cap: int, keep_raw: KeepRaw, mode: ParseMode) -> None:
+        self.output_cap = output_cap
+        self.keep_raw = keep_raw
+        self.mode = mode
+        self._jobs: queue.SimpleQueue[_ParseJob | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        if mode == "thread":
+            self._thread = threading.Thread(target=self._work, name="clusterdoc-parse", daemon=True)
+            self._thread.start()
+
+    def add(self, result: ToolResult, spec: ToolSpec, params: dict[str, Any], outputs: list[CommandResult]) -> None:
+        if self.mode == "inline":
+            self._finish((result, spec, params, outputs))
+        else:
+            self._jobs.put((result, spec, params, outputs))
+
+    def close(self) -> None:
+        """Return once every result added so far is parsed."""
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
+        elif self.mode == "after":
+            while True:
+                try:
+                    job = self._jobs.get_nowait()
+                except queue.Empty:
+                    return
+                if job is not None:
+                    self._finish(job)
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            self._finish(job)
+
+    def _finish(self, job: _ParseJob) -> None:
+        result, spec, params, outputs = job
+        try:
+            _parse_into(result, spec, params, outputs)
+        except Exception as exc:  # never lose the result (or the parse thread)
+            result.status, result.error = Status.ERROR, f"could not parse {spec.name} output: {exc}"
+        if self.keep_raw == "all" or (self.keep_raw == "non_ok" and result.status not in (Status.OK, Status.NO_DATA)):
+            result.raw, _ = cap_text(_raw_text(outputs), self.output_cap)
+
+
+_ParseJob = tuple[ToolResult, ToolSpec, dict[str, Any], list[CommandResult]]
+
+
+def _unparsed(
+    spec: ToolSpec, host: str, params: dict[str, Any], commands: list[str], outputs: list[CommandResult],
+) -> tuple[ToolResult, bool]:
+    """The result of a check's outputs before parsing, and whether every command completed (then
+    the parser decides the status); otherwise the transport failure is the result."""
+    base = ToolResult(tool=spec.name, host=host, status=Status.OK, command="\n".join(commands), params=params)
+    failed = next((o for o in outputs if o.transport != "ok"), None)
+    if failed is None:
+        return base, True
+    base.status = _TRANSPORT_STATUS.get(failed.transport, Status.ERROR)
+    base.error = failed.error or f"transport {failed.transport}"
+    if base.status is Status.UNREACHABLE:
+        base.findings.append(_unreachable_finding(host, base.error))
+    return base, False
+
+
+def _parse_into(result: ToolResult, spec: ToolSpec, params: dict[str, Any], outputs: list[CommandResult]) -> None:
+    parsed = _safe_parse(spec, ParseInput(host=result.host, params=params, outputs=outputs))
+    result.status, result.findings, result.data, result.error = (
+        parsed.status, list(parsed.findings), dict(parsed.data), parsed.error,
+    )
 
 
 def _raw_text(outputs: list[CommandResult]) -> str:

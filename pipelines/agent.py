@@ -6,12 +6,15 @@ Three self-play rounds (the method's §4.3.3), as a small loop over Haystack com
 3. attribute the cause from the checks' findings; a verifier rejects any claim no finding shows;
    unverified -> another round (refine, next hypothesis, then a broad quick sweep) within budget.
 The model proposes and critiques; the evidence decides. With no model, or one that fails twice,
-the same loop runs on evidence alone and ``Diagnosis.degraded`` says so.
+the same loop runs on evidence alone and ``Diagnosis.degraded`` says so. A ``capable`` model leads
+rounds 2..``max_rounds`` instead (``_model_led``, ``pipelines.model_rounds``): its DoT nodes, claims
+and checks are vetted, run or refused; the evidence path completes what it leaves unverified.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
@@ -49,8 +52,16 @@ from pipelines.hypotheses import (
     signature_catalog,
 )
 from pipelines.impact import CAPACITY_TOOLS, NodeJobs, add_impact, list_node_jobs
-from pipelines.llm.base import LLM, LLMReply, NoLLM
+from pipelines.llm.base import LLM, LLMReply, NoLLM, check_schema
 from pipelines.llm.capability import Capability, probe
+from pipelines.model_rounds import (
+    MAX_MODEL_CHECKS,
+    Evidence,
+    build_evidence,
+    clean_keywords,
+    tool_lines,
+    vet_check,
+)
 from pipelines.plain import Facts, check_plain, plain_messages, plain_schema, template_summary
 from pipelines.planner import ClusterInfo, ToolPlan, fill_params, ordered_hypotheses, plan_for_fault
 from pipelines.prompts import (
@@ -62,6 +73,8 @@ from pipelines.prompts import (
     critique_schema,
     hypothesis_messages,
     hypothesis_schema,
+    model_round_messages,
+    model_round_schema,
 )
 from pipelines.proposals import attach_script, build_fleet_proposals, build_proposals, cap_drains
 from pipelines.telemetry import GPU_TELEMETRY_TOOLS, detector_findings, perf_model_block
@@ -76,6 +89,8 @@ from pipelines.verdict import (
     reported_symptom,
     spread,
 )
+
+log = logging.getLogger("clusterdoc.pipelines")
 
 SIGNATURE_SCAN_CHARS = 10 * 1024 * 1024
 KB_PRIOR = 0.6  # prior weight a retrieved record's fault adds (rank 1; less further down)
@@ -103,6 +118,13 @@ class _Run:
         self.hypotheses: list[Hypothesis] = []  # signature and KB leads (typed, never evidence)
         self.full_text = ""  # the request text before capping (signature matching reads all of it)
         self.expectation: Expectation | None = None  # the job's step time against the perf model
+        # model-led rounds (capable tier): what the model may cite and what it changed
+        self.finding_node: dict[int, str] = {}  # index in findings -> the check's verification node
+        self.hyp_nodes: dict[str, str] = {}  # hypothesis proposition id -> its fault kind ("" if none)
+        self.dropped: set[str] = set()  # hypothesis nodes a model critique dropped
+        self.lead_of: dict[str, str] = {}  # signature/KB proposition id -> the Hypothesis id
+        self.dropped_leads: set[str] = set()  # Hypothesis ids whose node was dropped
+        self.kb_seen: set[str] = set()  # record ids already retrieved
 
 
 @dataclass
@@ -207,8 +229,11 @@ class Agent:
             return
 
         state = yield from self._read_and_hypothesise(run, text, target, use_kb, use_model)
-        yield from self._choose_and_run_checks(run, state, use_model, selfplay)
-        best, ranked, rounds = yield from self._attribute_and_escalate(run, state, target, use_model, selfplay)
+        if self._model_leads(run, use_model, selfplay):
+            best, ranked, rounds = yield from self._model_led(run, state, target, use_kb)
+        else:
+            yield from self._choose_and_run_checks(run, state, use_model, selfplay)
+            best, ranked, rounds = yield from self._attribute_and_escalate(run, state, target, use_model, selfplay)
         if best is not None:  # the paper's measure: how many test cases it took to find the cause
             run.timings["invocations_to_cause"] = float(run.invocations)
         if reports_slowdown(text):
@@ -276,15 +301,21 @@ class Agent:
             kb_ids = [hit.record.id for hit in hits if getattr(hit.record, "fault", None) == h]
             if kb_ids:
                 why.append("KB " + ", ".join(kb_ids[:2]))
-            run.graph.add("proposition", f"hypothesis: {h} (prior {priors[h]:.2f}; {'; '.join(why) or 'model'})",
-                          [root.id], round=1)
+            node = run.graph.add("proposition", f"hypothesis: {h} (prior {priors[h]:.2f}; {'; '.join(why) or 'model'})",
+                                 [root.id], round=1)
+            run.hyp_nodes[node.id] = h
         for sh in sig_hyps[:3]:
-            run.graph.add("proposition", f"signature {sh.id}: {sh.title} -> {sh.category}: {sh.cause[:160]}",
-                          [root.id], round=1, source="signature",
-                          attachments=[Attachment("log", sh.line[:300]), Attachment("link", sh.url)])
+            node = run.graph.add("proposition", f"signature {sh.id}: {sh.title} -> {sh.category}: {sh.cause[:160]}",
+                                 [root.id], round=1, source="signature",
+                                 attachments=[Attachment("log", sh.line[:300]), Attachment("link", sh.url)])
+            run.hyp_nodes[node.id] = sh.fault_kind or ""
+            run.lead_of[node.id] = sh.id
         for kh in [h for h in run.hypotheses if h.source == "kb"][:3]:
-            run.graph.add("proposition", f"past incident {kh.id} ({kh.category}): {kh.cause[:160]}", [root.id],
-                          round=1, source="kb", attachments=[Attachment("link", kh.url)])
+            node = run.graph.add("proposition", f"past incident {kh.id} ({kh.category}): {kh.cause[:160]}", [root.id],
+                                 round=1, source="kb", attachments=[Attachment("link", kh.url)])
+            run.hyp_nodes[node.id] = kh.fault_kind or ""
+            run.lead_of[node.id] = kh.id
+        run.kb_seen.update(str(getattr(hit.record, "id", "")) for hit in hits)
         yield AgentEvent("graph", {"graph": run.graph.to_json(), "round": 1, "entities": ent.to_dict(),
                                    "contacts": contacts.to_dict(),
                                    "kb": [h.record.id for h in hits]})
@@ -337,12 +368,13 @@ class Agent:
         state.hyps = hyps
 
     def _attribute_and_escalate(self, run: _Run, state: _State, target: str | None, use_model: bool,
-                                selfplay: bool) -> Generator[AgentEvent, None, tuple[Candidate | None, list[Candidate], int]]:
+                                selfplay: bool, first_round: int = 3,
+                                ) -> Generator[AgentEvent, None, tuple[Candidate | None, list[Candidate], int]]:
         """Round 3: attribute and verify; further rounds (next hypotheses, past incidents' checks,
         a quick sweep, every host) while nothing is verified, within the budgets."""
         cfg = self.config
         ent, priors, hyps, scope, text = state.ent, state.priors, state.hyps, state.scope, state.text
-        rounds = 3
+        rounds = first_round
         best, ranked = self._attribute(run, priors, ent, text, use_model and selfplay, rounds)
         all_hosts = list(self.cluster.hosts)
         steps: list[tuple[str, Any]] = []
@@ -362,8 +394,227 @@ class Agent:
             rounds += 1
             yield AgentEvent("status", {"message": f"round {rounds}: no verified cause yet; trying {step_why}"})
             yield from step()
-            best, ranked = self._attribute(run, priors, ent, text, use_model and selfplay and rounds == 4, rounds)
+            best, ranked = self._attribute(run, priors, ent, text, use_model and selfplay and rounds == first_round + 1,
+                                           rounds)
         return best, ranked, rounds
+
+    # ----- model-led rounds (capable tier, pipelines.model_rounds) --------------------------------------
+    def _model_leads(self, run: _Run, use_model: bool, selfplay: bool) -> bool:
+        """A capable model (tier pinned or measured) leads rounds 2..max_rounds; a narrow one never does."""
+        cfg = self.config
+        return (use_model and selfplay and self.capability.steers and cfg.max_rounds >= 2
+                and run.llm_failures < cfg.llm_failures_before_degraded)
+
+    def _model_led(self, run: _Run, state: _State, target: str | None,
+                   use_kb: bool) -> Generator[AgentEvent, None, tuple[Candidate | None, list[Candidate], int]]:
+        """Rounds 2..max_rounds led by the model, within the tool budget; the verifier decides. With
+        no verified cause at the end, the evidence path (the planner's checks, then the escalation)
+        completes the diagnosis with what is left of the budget."""
+        cfg = self.config
+        scope = state.scope
+        scope_text = (f"the request names {', '.join(scope)}" if scope != self.cluster.hosts
+                      else f"no node named: one check fans out over all {len(scope)} hosts and counts once")
+        critique_of = [n.id for n in run.graph.nodes if n.kind == "proposition" and n.id != state.root_id][:1] or [state.root_id]
+        run.graph.add("critique", f"scope: {scope_text}; the model leads rounds 2-{cfg.max_rounds}: its checks are vetted "
+                      "against the registry, its claims against the findings", critique_of, round=2)
+        rounds = 2
+        keywords: list[str] = []
+        for round_no in range(2, cfg.max_rounds + 1):
+            if run.llm_failures >= cfg.llm_failures_before_degraded:
+                run.graph.notes.append(f"model-led rounds stop before round {round_no}: the model failed "
+                                       f"{run.llm_failures} time(s)")
+                break
+            if run.invocations >= cfg.max_tool_calls:
+                run.graph.notes.append(f"model-led rounds stop before round {round_no}: the tool budget of "
+                                       f"{cfg.max_tool_calls} calls is spent")
+                break
+            rounds = round_no
+            if keywords and use_kb:
+                self._retrieve_more(run, state, keywords, round_no)
+            yield AgentEvent("status", {"message": f"round {round_no}: the model reads the evidence and chooses checks"})
+            done, keywords = yield from self._model_round(run, state, round_no)
+            if done:
+                run.graph.notes.append(f"model-led rounds end at round {round_no}: the model says it is done")
+                break
+        else:
+            run.graph.notes.append(f"model-led rounds stop: max_rounds ({cfg.max_rounds}) reached")
+        run.timings["model_rounds"] = float(rounds - 1)
+        state.hyps = ordered_hypotheses(state.priors)
+        best, ranked = self._attribute(run, state.priors, state.ent, state.text, True, rounds)
+        if best is not None:
+            return best, ranked, rounds
+        nxt = rounds + 1
+        yield AgentEvent("status", {"message": f"round {nxt}: no verified cause from the model-led rounds; "
+                                               "the evidence path continues"})
+        yield from self._hypothesis_checks(run, scope, round_no=nxt)
+        yield from self._targeted(run, state.hyps, scope, state.ent, max_hyps=3, refine=True, round_no=nxt)
+        out = yield from self._attribute_and_escalate(run, state, target, True, True, first_round=nxt)
+        return out
+
+    def _model_round(self, run: _Run, state: _State, round_no: int) -> Generator[AgentEvent, None, tuple[bool, list[str]]]:
+        """One model-led round: the evidence so far as tagged data with ids in; DoT nodes citing ids,
+        claims, checks, keywords and ``done`` out. Whatever fails a guard is refused, recorded in the
+        graph (status ``refused``) and never run. Returns (done, the keywords for the next retrieval)."""
+        cfg = self.config
+        ev = build_evidence(run.graph, run.findings, run.finding_node, run.hyp_nodes, run.dropped)
+        schema = model_round_schema(MAX_MODEL_CHECKS)
+        messages = model_round_messages(round_no, cfg.max_rounds, state.text or "", ev.text,
+                                        tool_lines(self._read_only_specs()), list(self.cluster.hosts),
+                                        max(cfg.max_tool_calls - run.invocations, 0), cfg.prompt_data_cap_chars,
+                                        MAX_MODEL_CHECKS)
+        reply = self._ask(run, messages, schema, MAX_TOKENS["round"])
+        if reply is None:
+            return True, []
+        problem = reply.error if reply.data is None else check_schema(reply.data, schema)
+        if reply.data is not None and problem:  # a backend (or stand-in) that did not check the schema
+            run.llm_failures += 1
+            run.llm_errors.append(f"model JSON does not fit the schema: {problem}")
+        if reply.data is None or problem:
+            self._refuse(run, "critique", f"refused model answer of round {round_no}: {problem or 'no answer'}; "
+                         "nothing in it runs", [state.root_id], round_no)
+            yield AgentEvent("graph", {"graph": run.graph.to_json(), "round": round_no})
+            return False, []
+        data = reply.data
+        refusals: list[tuple[str, str, list[str]]] = []  # recorded after the checks ran
+        changed = False
+        for item in data.get("propositions", []):
+            self._model_node(run, ev, "proposition", item, round_no, refusals, state.root_id)
+        critiques: list[DotNode] = []
+        for item in data.get("critiques", []):
+            drop = [str(d) for d in item.get("drop", []) or []]
+            not_leads = [d[:20] for d in drop if d not in ev.hypotheses]
+            if not_leads:
+                refusals.append(("critique", f"refused model critique: drop names {', '.join(not_leads)}, not a "
+                                 f"hypothesis id — {_quote(item.get('text'))}", [state.root_id]))
+                continue
+            node = self._model_node(run, ev, "critique", item, round_no, refusals, state.root_id, extra_refs=drop)
+            if node is None:
+                continue
+            critiques.append(node)
+            for d in drop:
+                if d in run.dropped:
+                    continue
+                run.dropped.add(d)
+                changed = True
+                lead_node = run.graph.get(d)
+                if lead_node is not None:
+                    lead_node.status = "rejected"
+                if ev.hypotheses.get(d):
+                    state.priors[ev.hypotheses[d]] = 0.0
+                if d in run.lead_of:
+                    run.dropped_leads.add(run.lead_of[d])
+        for item in data.get("claims", []):
+            self._model_claim(run, ev, state, item, round_no, refusals)
+        conclusion = data.get("conclusion") or {}
+        if isinstance(conclusion, dict) and str(conclusion.get("text", "")).strip():
+            self._model_node(run, ev, "summary", conclusion, round_no, refusals, state.root_id)
+        registry = self.toolkit.registry
+        for item in data.get("checks", [])[:MAX_MODEL_CHECKS]:  # the schema allows no more
+            plan, why = vet_check(item, registry, self.cluster, state.scope, run.done_plans)
+            if plan is not None and run.invocations >= cfg.max_tool_calls:
+                plan, why = None, f"the tool budget of {cfg.max_tool_calls} calls is spent"
+            if plan is None:
+                tool = item.get("tool") if isinstance(item, dict) else item
+                refusals.append(("critique", f"refused model check {_quote(tool, 60)}: {why}", [state.root_id]))
+                continue
+            plan.why = "model: " + (plan.why or "its choice")
+            changed = True
+            yield from self._run_plan(run, plan, round_no)
+        for node in critiques:
+            if not changed:
+                node.status = "no change"
+        if critiques and not changed:
+            run.graph.notes.append(f"round {round_no}: the model's critique changed nothing (no new check, "
+                                   "no hypothesis dropped): recorded as 'no change'")
+        for kind, text, refs in refusals:
+            self._refuse(run, kind, text, refs, round_no)
+        yield AgentEvent("graph", {"graph": run.graph.to_json(), "round": round_no})
+        return data.get("done") is True, clean_keywords(data.get("keywords"))
+
+    def _model_node(self, run: _Run, ev: Evidence, kind: str, item: Any, round_no: int,
+                    refusals: list[tuple[str, str, list[str]]], anchor: str,
+                    extra_refs: Sequence[str] = ()) -> DotNode | None:
+        """A DoT node in the model's words, linked to the evidence it cites; refused when it cites
+        an id that does not exist or cites nothing."""
+        if not isinstance(item, dict):
+            refusals.append((kind, f"refused model {kind}: not an object", [anchor]))
+            return None
+        text = " ".join(str(item.get("text", "")).split())[:300]
+        cited = [str(c) for c in item.get("evidence", []) or []]
+        refs, unknown = ev.cite(cited)
+        if unknown or not refs or not text:
+            why = (f"cites unknown evidence id(s) {', '.join(unknown[:4])}" if unknown
+                   else "cites no evidence" if not refs else "has no text")
+            refusals.append((kind, f"refused model {kind}: {why} — {_quote(text)}", [anchor]))
+            return None
+        refs.extend(r for r in extra_refs if r not in refs)
+        return run.graph.add(kind, text, refs, round=round_no, source="model",
+                             attachments=[Attachment("evidence", ", ".join(c[:16] for c in cited[:8]))])
+
+    def _model_claim(self, run: _Run, ev: Evidence, state: _State, item: Any, round_no: int,
+                     refusals: list[tuple[str, str, list[str]]]) -> None:
+        """A cause the model holds verified: it stands only when the verifier finds a finding that
+        shows it; otherwise it is refused (status ``refused``) whatever the model says."""
+        if not isinstance(item, dict):
+            return
+        fault = str(item.get("fault", "")).strip()
+        node = str(item.get("node", "") or "").strip() or None
+        gpu_raw = item.get("gpu", -1)
+        gpu = gpu_raw if isinstance(gpu_raw, int) and not isinstance(gpu_raw, bool) and gpu_raw >= 0 else None
+        label = f"{fault[:48]} on {(node or 'the cluster')[:64]}" + (f" GPU {gpu}" if gpu is not None else "")
+        refs, unknown = ev.cite(str(c) for c in item.get("evidence", []) or [])
+        anchor = refs or [state.root_id]
+        why = ""
+        if not is_fault(fault):
+            why = f"{fault[:48]!r} is not a known fault kind"
+        elif node is not None and self.cluster.hosts and node not in self.cluster.hosts:
+            why = f"{node[:64]!r} is not a host of the cluster"
+        elif unknown:
+            why = f"it cites unknown evidence id(s) {', '.join(unknown[:4])}"
+        verdict = verify_claim(Cause(fault, node, gpu), run.findings) if not why else None
+        if verdict is None or not verdict.verified:
+            why = why or (verdict.reason if verdict is not None else "")
+            refusals.append(("verification", f"refused model claim '{label}' as verified: {why}", anchor))
+            return
+        at = {id(f): i for i, f in enumerate(run.findings)}
+        support = [run.finding_node[at[id(f)]] for f in verdict.support if at.get(id(f)) in run.finding_node]
+        refs = list(dict.fromkeys([*support, *refs]))
+        run.graph.add("verification", f"model claim '{label}' verified: {verdict.reason}", refs, round=round_no,
+                      source="model", status="supported",
+                      attachments=[Attachment("evidence", "\n".join(f.message for f in verdict.support[:4]))])
+        state.priors[fault] = state.priors.get(fault, 0.0) + 2 * MODEL_PRIOR
+
+    def _refuse(self, run: _Run, kind: str, text: str, refs: list[str], round_no: int) -> None:
+        """Something the model asked for, refused: a graph node with status ``refused``, a note, a log line."""
+        run.graph.add(kind, text, refs, round=round_no, source="agent", status="refused")
+        run.graph.notes.append(text)
+        log.info("%s", text)
+
+    def _retrieve_more(self, run: _Run, state: _State, keywords: Sequence[str], round_no: int) -> None:
+        """The model's keywords go into retrieval: the next round's KB query; new records become
+        leads (priors and propositions the model can cite)."""
+        t = time.monotonic()
+        query = " ".join([*keywords, *state.ent.keywords[:3]])
+        out = self.kb_lookup.run(query=query)
+        run.timings["kb_s"] = round(run.timings.get("kb_s", 0.0) + time.monotonic() - t, 3)
+        if out["error"]:
+            run.notes.append(out["error"])
+        new = [h for h in out["hits"] if str(getattr(h.record, "id", "")) not in run.kb_seen]
+        run.kb_seen.update(str(getattr(h.record, "id", "")) for h in new)
+        for i, hit in enumerate(new):
+            fault = getattr(hit.record, "fault", None)
+            if fault:
+                state.priors[fault] = state.priors.get(fault, 0.0) + KB_PRIOR / (1 + i)
+        leads = from_kb_hits(new[:3])
+        run.hypotheses.extend(leads)
+        state.hits.extend(new)
+        for kh in leads:
+            node = run.graph.add("proposition", f"past incident {kh.id} ({kh.category}): {kh.cause[:160]}",
+                                 [state.root_id], round=round_no, source="kb", attachments=[Attachment("link", kh.url)])
+            run.hyp_nodes[node.id] = kh.fault_kind or ""
+            run.lead_of[node.id] = kh.id
+        run.graph.notes.append(f"round {round_no}: knowledge base searched with the model's keywords "
+                               f"({', '.join(keywords)}): {len(new)} new record(s)")
 
     # ----- outcome ------------------------------------------------------------------------------
     def _verified(self, run: _Run, best: Candidate, ranked: list[Candidate], use_model: bool, rounds: int,
@@ -633,11 +884,12 @@ class Agent:
                       source="evidence", status="supported" if exp.slow else "refuted",
                       attachments=[Attachment("perf_model", json.dumps(exp.to_dict(), indent=1, default=str))])
 
-    def _hypothesis_checks(self, run: _Run, scope: list[str], source: str = "signature") -> Iterator[AgentEvent]:
+    def _hypothesis_checks(self, run: _Run, scope: list[str], source: str = "signature",
+                           round_no: int = 2) -> Iterator[AgentEvent]:
         """The checks the signature matches (or, later, the top past incidents) say would confirm them."""
         known = self._read_only_names()
         wanted: list[str] = []
-        for h in [h for h in run.hypotheses if h.source == source][:3]:
+        for h in [h for h in run.hypotheses if h.source == source and h.id not in run.dropped_leads][:3]:
             wanted.extend(c for c in h.checks[:2] if c in known and c not in wanted)
         for tool in wanted[:4]:
             spec = self.toolkit.registry.get(tool)
@@ -645,7 +897,7 @@ class Agent:
             if filled is None:
                 continue
             yield from self._run_plan(run, ToolPlan(tool, list(scope), filled[0], filled[1], "a matched signature or "
-                                                    "past incident names this check"), 2)
+                                                    "past incident names this check"), round_no)
 
     # ----- helpers --------------------------------------------------------------------------
     def _ask(self, run: _Run, messages: list[dict[str, str]], schema: dict[str, Any], max_tokens: int | None = None) -> LLMReply | None:
@@ -695,6 +947,7 @@ class Agent:
             plan = ToolPlan(plan.tool, list(self.cluster.hosts), plan.params, plan.per_host_params,
                             plan.why + " (compared across every node)")
         run.invocations += 1
+        first_new = len(run.findings)
         yield AgentEvent("tool_call", {"tool": plan.tool, "hosts": plan.hosts, "params": plan.params, "why": plan.why,
                                        "invocation": run.invocations})
         out = self.runner.run(plan=plan)
@@ -716,7 +969,7 @@ class Agent:
             statuses[r.status.value] = statuses.get(r.status.value, 0) + 1
         table = "\n".join(f"{f.host}\t{'' if f.gpu is None else f.gpu}\t{f.kind}\t{f.message[:100]}" for f in bad[:12])
         verif_of = [n.id for n in run.graph.nodes if n.kind in ("critique", "proposition")][-1:] or [run.graph.nodes[0].id]
-        run.graph.add(
+        checked = run.graph.add(
             "verification",
             f"{plan.tool} on {len(plan.hosts)} host(s): {len(bad)} finding(s); status {statuses}",
             verif_of,
@@ -725,6 +978,8 @@ class Agent:
             source="evidence",
             status="supported" if bad else "refuted",
         )
+        for i in range(first_new, len(run.findings)):  # what a model may cite as F<n> (model-led rounds)
+            run.finding_node[i] = checked.id
         yield AgentEvent("tool_result", {"tool": plan.tool, "hosts": len(plan.hosts), "statuses": statuses,
                                          "findings": [f.to_dict() for f in bad[:20]], "seconds": round(out["seconds"], 3)})
         yield AgentEvent("graph", {"graph": run.graph.to_json(), "round": round_no})
@@ -775,14 +1030,15 @@ class Agent:
                                    severity="critical", data={"silent_checks": n}))
         return new
 
-    def _targeted(self, run: _Run, hyps: Sequence[str], scope: list[str], ent: Entities, *, max_hyps: int, refine: bool) -> Iterator[AgentEvent]:
+    def _targeted(self, run: _Run, hyps: Sequence[str], scope: list[str], ent: Entities, *, max_hyps: int, refine: bool,
+                  round_no: int = 2) -> Iterator[AgentEvent]:
         """Checks for the leading hypotheses, stopping as soon as a root cause is found; then the
         refinement: what could explain it, checked on the localized node/GPU only."""
         registry = self.toolkit.registry
         gpu = ent.gpus[0] if len(ent.gpus) == 1 and scope != self.cluster.hosts else None
         for fault in list(hyps)[:max_hyps]:
             for plan in plan_for_fault(fault, registry, self.cluster, scope, gpu)[:1]:
-                yield from self._run_plan(run, plan, 2)
+                yield from self._run_plan(run, plan, round_no)
             ranked = rank_candidates(run.findings)
             roots = [c for c in ranked if not c.is_symptom]
             if roots:
@@ -798,14 +1054,14 @@ class Agent:
             # a GPU fault seen without its index (e.g. only a PCI address): localize the GPU
             for plan in plan_for_fault(top.fault, registry, self.cluster, [top.node]):
                 plan.why = f"which GPU on {top.node} has {top.fault}?"
-                yield from self._run_plan(run, plan, 2)
+                yield from self._run_plan(run, plan, round_no)
         explainers = [a for a, bs in EXPLAINS.items() if top.fault in bs and a not in ("node_unreachable", "gpu_fallen_off_bus")]
         for fault in explainers:
             if top.node is None:
                 break
             for plan in plan_for_fault(fault, registry, self.cluster, [top.node], top.gpu)[:1]:
                 plan.why = f"could {fault} explain {top.label()}?"
-                yield from self._run_plan(run, plan, 2)
+                yield from self._run_plan(run, plan, round_no)
 
     def _preplan(self, run: _Run, hyps: Sequence[str], scope: list[str]) -> Iterator[AgentEvent]:
         kind = RUNBOOK_OF_FAULT.get(hyps[0], "node") if hyps else "node"
@@ -864,7 +1120,8 @@ class Agent:
                     run.graph.add("refinement", f"model: {expl}", [run.graph.nodes[-1].id], round=round_no, source="model")
         verdict = verify_claim(best.cause, run.findings)
         # The claim rests on the check results that found something, not on whichever ran last.
-        checks = [n for n in run.graph.nodes if n.kind == "verification" and not n.text.startswith("claim ")]
+        checks = [n for n in run.graph.nodes if n.kind == "verification" and not n.text.startswith("claim ")
+                  and n.status != "refused"]
         ver_of = ([n.id for n in checks if n.status == "supported"] or [n.id for n in checks][-1:]
                   or [run.graph.nodes[-1].id])
         run.graph.add("verification", f"claim '{best.label()}': {verdict.reason}", ver_of, round=round_no,
@@ -951,6 +1208,11 @@ class Agent:
         if cause.fault:
             return len(spread(cause.fault, run.findings, list(self.cluster.hosts)))
         return len({str(a.get("host")) for a in anomalies if str(a.get("host") or "-") != "-"})
+
+
+def _quote(value: Any, limit: int = 120) -> str:
+    """A model's text quoted for a refusal record (one line, capped)."""
+    return repr(" ".join(str(value or "").split())[:limit])
 
 
 def _expectation_anomaly(exp: Expectation) -> dict[str, Any]:

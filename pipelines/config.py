@@ -73,7 +73,7 @@ class LLMConfig:
 @dataclass(frozen=True)
 class AgentConfig:
     mode: str = "rag-dot-selfplay"  # one of MODES
-    max_rounds: int = 3  # self-play rounds (the method's three; fixed), see max_extra_rounds
+    max_rounds: int = 3  # capable tier: rounds 2..max_rounds are model-led (docs/agent.md); narrow: the fixed three
     max_extra_rounds: int = 5  # escalation rounds while unverified: next hypotheses, past incidents, sweep, every host
     max_tool_calls: int = 60  # tool invocations per diagnosis (a fanned-out check counts once)
     kb_top_k: int = 5
@@ -90,6 +90,8 @@ class AgentConfig:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"agent.mode: unknown mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.max_rounds < 1:
+            raise ValueError("agent.max_rounds must be >= 1")
         if self.max_tool_calls < 1:
             raise ValueError("agent.max_tool_calls must be >= 1")
         if "benchmark" in self.kb_splits and "perceivable" not in self.kb_splits:

@@ -44,6 +44,8 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import asyncssh
 
+from diagnostics.executors.batch import MAGIC as BATCH_MAGIC
+from diagnostics.executors.batch import encode_begin, encode_end, encode_record, parse_script
 from diagnostics.inventory import Inventory, NodeEntry, SSHDefaults
 from diagnostics.types import CommandResult
 
@@ -226,6 +228,7 @@ class SimSSHServer:
                 allow_scp=False,
                 keepalive_interval=0,
                 login_timeout=120,  # OpenSSH's LoginGraceTime default: one process serves the whole fleet
+                errors="surrogateescape",  # batch records are bytes: written as str, they come out unchanged
             )
             port = self.port_base + i if self.port_base else 0
             ep.port = port
@@ -317,6 +320,9 @@ class SimSSHServer:
             process.stderr.write("simulated node: interactive shells are not supported\n")
             process.exit(1)
             return
+        if command.startswith(BATCH_MAGIC):
+            await self._batch(ep, process, command)
+            return
         if self.command_latency_s > 0:
             await asyncio.sleep(self.command_latency_s)
         try:
@@ -338,6 +344,65 @@ class SimSSHServer:
         if stderr:
             process.stderr.write(stderr)
         process.exit(code)
+
+    async def _batch(self, ep: _Endpoint, process: Any, script_text: str) -> None:
+        """Play a clusterdoc batch script (``diagnostics.executors.batch``) as a node's shell would:
+        each command through ``sim.handle`` in order, a command the simulator makes hang stopped
+        after its limit as ``timeout(1)`` would (exit 124, the rest of its check skipped), and
+        the same framed records. The script itself is tested against real shells."""
+        script = parse_script(script_text)
+        if script is None:
+            process.stderr.write("sh: syntax error: not a batch this node understands\n")
+            process.exit(2)
+            return
+        out = process.stdout
+        pending: list[bytes] = [encode_begin(script.boundary)]  # what a real sshd would read from the pipe at once
+
+        def flush() -> None:
+            if pending:
+                out.write(_raw(b"".join(pending)))
+                pending.clear()
+
+        try:
+            for group in script.groups:
+                for step in group:
+                    if process.is_closing():
+                        return
+                    if self.command_latency_s > 0:
+                        flush()
+                        await asyncio.sleep(self.command_latency_s)
+                    try:
+                        result = self.sim.handle(ep.host, step.command)
+                    except Exception as exc:
+                        result = CommandResult(ep.host, step.command, 255, "",
+                                               f"simulator error: {type(exc).__name__}: {exc}\n")
+                    hung = result.transport != "ok"
+                    if hung:  # the tool never returns: timeout(1) stops it at the limit
+                        flush()
+                        await asyncio.sleep(step.timeout_s)
+                        code, stdout, stderr = 124, b"", b""
+                    else:
+                        code = result.exit_code if result.exit_code is not None else 255
+                        stdout = result.stdout.encode("utf-8", "surrogateescape")
+                        stderr = result.stderr.encode("utf-8", "surrogateescape")
+                    record = encode_record(script.boundary, script.half, step.index, code, hung,
+                                           round(step.timeout_s * 100) if hung else 0, stdout, stderr)
+                    if ep.behaviour == "drop":
+                        pending.append(record[: max(1, len(record) // 2)])
+                        flush()
+                        await asyncio.sleep(0.01)
+                        process.channel.get_connection().abort()
+                        return
+                    pending.append(record)
+                    if sum(map(len, pending)) >= 65536:
+                        flush()
+                    if hung:
+                        break
+            pending.append(encode_end(script.boundary))
+            flush()
+            process.exit(0)
+        except (OSError, asyncssh.Error):  # the client went away
+            return
 
     async def _apply_behaviour(self, ep: _Endpoint, behaviour: Behaviour) -> None:
         previous, ep.behaviour = ep.behaviour, behaviour
@@ -405,6 +470,11 @@ class SimSSHServer:
             source=self.inventory_path,
         )
         self.inventory.save(self.inventory_path)
+
+
+def _raw(data: bytes) -> str:
+    """Bytes as the str the session's utf-8/surrogateescape encoding turns back into them."""
+    return data.decode("utf-8", "surrogateescape")
 
 
 class EchoCluster:

@@ -25,6 +25,11 @@ class CappedBuffer:
             if len(self._tail) > 2 * self._half:  # trim lazily: amortised O(1) per byte
                 del self._tail[: len(self._tail) - self._half]
 
+    def skip(self, n: int) -> None:
+        """Count ``n`` bytes cut from the middle of the stream without having seen them (a batch
+        sends only the head and tail of a long output); call it once the head is full."""
+        self.total += max(0, n)
+
     @property
     def truncated(self) -> bool:
         return self.total > len(self._head) + min(len(self._tail), self._half)

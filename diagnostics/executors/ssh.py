@@ -27,12 +27,27 @@ import select
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
 
 from diagnostics.executors._buffer import DEFAULT_OUTPUT_CAP, CappedBuffer
+from diagnostics.executors.batch import (
+    CLIENT_SLACK_S,
+    BatchCollector,
+    BatchDecoder,
+    BatchItem,
+    BatchOutcome,
+    BatchProtocolError,
+    BatchRecord,
+    KeepGoing,
+    build_script,
+    check_items,
+    half_cap,
+    new_boundary,
+)
 from diagnostics.executors.fanout import (
     OVERLOADED,
     ClientLag,
@@ -51,6 +66,9 @@ log = logging.getLogger(__name__)
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
+_IDLE_POLL_S = 1.0  # how often a connection's reader thread looks up from an idle socket
+
+
 @dataclass
 class SSHConfig:
     connect_timeout_s: float = 10.0  # TCP connect + SSH handshake + auth, each
@@ -64,6 +82,7 @@ class SSHConfig:
     output_cap: int = DEFAULT_OUTPUT_CAP  # bytes kept per stream per command
     keepalive_s: int = 30
     max_idle_s: float = 300.0  # reused connections idle this long are closed (0: never)
+    batch_sweeps: bool = True  # a sweep sends each node its checks as one script (False: one channel per command)
 
 
 class _ConnectError(Exception):
@@ -96,6 +115,7 @@ class SSHStats:
     connects: int = 0
     reconnects: int = 0
     commands: int = 0
+    batches: int = 0  # exec requests that carried a batch of commands (their commands are counted too)
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -160,13 +180,20 @@ def _keyscan_args(name: str) -> str:
 def _send_kill(channel: paramiko.Channel) -> None:
     """Ask sshd to SIGKILL the command (RFC 4254 "signal" request; OpenSSH >= 8.1 honours it).
     Best effort: closing the channel alone leaves a non-pty command running on the node."""
+    _send_signal(channel, "KILL")
+
+
+def _send_signal(channel: paramiko.Channel, signal: str) -> None:
+    """Best effort RFC 4254 "signal" request. A batch gets TERM when clusterdoc stops it early:
+    its shell exits (removing its temp folder) once the running command ends, and that command is
+    bounded by its own ``timeout``."""
     with contextlib.suppress(Exception):
         m = paramiko.Message()
         m.add_byte(paramiko.common.cMSG_CHANNEL_REQUEST)
         m.add_int(channel.remote_chanid)
         m.add_string("signal")
         m.add_boolean(False)
-        m.add_string("KILL")
+        m.add_string(signal)
         send = getattr(channel.get_transport(), "_send_user_message", None)  # no public API for this
         if send is not None:
             send(m)
@@ -218,6 +245,20 @@ class SSHExecutor:
             return self._run(host, command, timeout, start, clock)
 
     def _run(self, host: str, command: str, timeout: float, start: float, clock: HostClock | None) -> CommandResult:
+        opened = self._session(host, command, start)
+        if isinstance(opened, CommandResult):
+            return opened
+        conn, channel = opened
+        with self._stats_lock:
+            self.stats.commands += 1
+        try:
+            return self._exec(host, command, channel, start, timeout, clock)
+        finally:
+            self._release(host, conn, channel)
+
+    def _session(self, host: str, command: str, start: float) -> tuple[_Connection, paramiko.Channel] | CommandResult:
+        """The node's connection and a new session channel on it (in use until ``_release``), or
+        the failure as ``command``'s result."""
         try:
             conn = self._connection(host)
         except _ConnectError as exc:
@@ -244,17 +285,136 @@ class SSHExecutor:
                 return self._fail(host, command, start, "not_checked", _overloaded(host, "opening a session", opening))
             return self._fail(host, command, start, "error", f"cannot open a session on {host}: {exc}")
         with self._stats_lock:
-            self.stats.commands += 1
             conn.in_use += 1
+        return conn, channel
+
+    def _release(self, host: str, conn: _Connection, channel: paramiko.Channel) -> None:
+        channel.close()
+        with self._stats_lock:
+            conn.in_use -= 1
+            conn.last_used = time.monotonic()
+        if not self.config.reuse_connections:
+            self._drop(host, conn)
+
+    # ---- batches --------------------------------------------------------------------------
+    @property
+    def batch_sweeps(self) -> bool:
+        """Whether sweeps send each node its checks as one batch (``SSHConfig.batch_sweeps``)."""
+        return self.config.batch_sweeps
+
+    def run_batch(self, host: str, items: Sequence[BatchItem], keep_going: KeepGoing | None = None) -> BatchOutcome:
+        """Run read-only checks on ``host`` in one remote execution (``diagnostics.executors.batch``).
+
+        Each item's command results come back as ``run`` would give them, in order, stopping at
+        the first that did not complete. ``keep_going(i, results)`` is called as each item is
+        complete; False stops the batch there. A node that stops answering is judged per
+        command, as ``run`` does: past a command's limit plus ``CLIENT_SLACK_S`` (its own
+        ``timeout`` should have answered by then) it is ``timeout`` while this process keeps up,
+        ``not_checked`` when it could not listen; the items after it come back None. A node that
+        cannot run batches (no ``timeout``/``mktemp``, framing lost) returns ``unsupported``."""
+        items = list(items)
+        check_items(items)  # registry-made, read-only checks only
+        if not items:
+            return BatchOutcome([])
+        start = time.monotonic()
+        clock = current_host_clock()
+        if clock is not None:
+            clock.claim()
+        with client_lag().running():
+            opened = self._session(host, items[0].commands[0], start)
+            if isinstance(opened, CommandResult):
+                if keep_going is not None:
+                    keep_going(0, [opened])
+                return BatchOutcome([[opened]] + [None] * (len(items) - 1))
+            conn, channel = opened
+            got = BatchCollector(host, items, keep_going, Stopwatch)
+            try:
+                self._exec_batch(host, channel, clock, got)
+            finally:
+                self._release(host, conn, channel)
+                with self._stats_lock:
+                    self.stats.commands += got.received
+        return got.outcome
+
+    def _exec_batch(self, host: str, channel: paramiko.Channel, clock: HostClock | None, got: BatchCollector) -> None:
+        boundary, half = new_boundary(), half_cap(self.config.output_cap)
+        script = build_script(got.items, boundary, half)
+        decoder = BatchDecoder(boundary, half, self.config.output_cap)
+        script_err = CappedBuffer(4096)  # the script's own complaints, if any
+        ended_at: float | None = None
+        with self._stats_lock:
+            self.stats.batches += 1
+        if clock is not None:
+            clock.sent()
         try:
-            return self._exec(host, command, channel, start, timeout, clock)
+            channel.exec_command(script)
+            # Waits happen inside paramiko (recv with a timeout, the status event), not on
+            # channel.fileno(): no OS pipe per channel to set and clear for every packet.
+            wait, eof = 0.05, False
+            while True:
+                chunk: bytes | None = None
+                if eof:
+                    channel.status_event.wait(wait)
+                else:
+                    channel.settimeout(wait)
+                    try:
+                        chunk = channel.recv(65536)
+                    except TimeoutError:
+                        chunk = None
+                    eof = chunk == b""
+                while chunk:
+                    for event in decoder.feed(chunk):
+                        if isinstance(event, BatchRecord):
+                            if not got.record(event) and not got.finished:
+                                _send_signal(channel, "TERM")  # asked to stop: the node cleans up
+                                return
+                        elif event.kind == "UNSUPPORTED":
+                            got.outcome.unsupported = f"{host} cannot run batches ({event.detail or 'unknown'})"
+                            return
+                        elif event.kind == "END" and not got.finished:
+                            raise BatchProtocolError(f"batch ended after {got.position} of {got.planned} commands")
+                    chunk = channel.recv(65536) if channel.recv_ready() else None
+                while channel.recv_stderr_ready():
+                    script_err.write(channel.recv_stderr(65536))
+                if decoder.ended:  # every result is in; the exit status follows at once
+                    ended_at = ended_at or time.monotonic()
+                    if channel.exit_status_ready() or time.monotonic() - ended_at > 1.0:
+                        return
+                    wait = 0.05
+                    continue
+                if channel.exit_status_ready() and (eof or not channel.recv_ready()) and not channel.recv_stderr_ready():
+                    code = channel.recv_exit_status()
+                    if code >= 0 and not decoder.began:  # the node's shell could not run the script
+                        why = script_err.text().strip()[:200] or f"exit status {code}"
+                        got.outcome.unsupported = f"{host} cannot run batches ({why})"
+                        return
+                    got.stop("error", f"connection to {host} closed before the command finished"
+                         + (f" (batch exit status {code})" if code >= 0 else ""))
+                    return
+                transport = channel.get_transport()
+                if transport is None or not transport.is_active():
+                    got.stop("error", f"connection to {host} dropped before the command finished")
+                    return
+                limit = got.timeout_s + CLIENT_SLACK_S
+                verdict = got.watch.verdict(limit)
+                if verdict == "timeout":  # the node had its time and more while we were listening
+                    _send_signal(channel, "KILL")
+                    got.stop("timeout", f"command timed out after {got.timeout_s:g}s on {host} "
+                                        "(no answer from the node; KILL sent, channel closed)")
+                    return
+                if verdict == "not_checked":
+                    _send_signal(channel, "KILL")
+                    got.stop("not_checked", _overloaded(host, f"a command with a {got.timeout_s:g}s timeout", got.watch))
+                    return
+                wait = min(max(limit - got.watch.wall(), 0.05), 1.0)
+        except BatchProtocolError as exc:
+            _send_signal(channel, "TERM")
+            got.outcome.unsupported = f"batch output from {host} could not be read: {exc}"
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            got.stop("error", f"SSH error on {host}: {exc}")
         finally:
-            channel.close()
-            with self._stats_lock:
-                conn.in_use -= 1
-                conn.last_used = time.monotonic()
-            if not self.config.reuse_connections:
-                self._drop(host, conn)
+            if clock is not None:
+                clock.answered()
 
     def close_idle(self, max_idle_s: float | None = None) -> int:
         """Close reused connections unused for ``max_idle_s`` (default: the config's); returns how
@@ -465,6 +625,10 @@ class SSHExecutor:
         except BaseException:
             transport.close()
             raise
+        # paramiko's reader thread wakes every 0.1 s on an idle socket to see whether it was closed;
+        # with thousands of nodes connected that alone keeps half a core busy. Once logged in, 1 s.
+        with contextlib.suppress(OSError):
+            transport.sock.settimeout(_IDLE_POLL_S)
         if self.config.keepalive_s:
             transport.set_keepalive(self.config.keepalive_s)
         with self._stats_lock:

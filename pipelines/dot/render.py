@@ -38,7 +38,8 @@ def outline(graph: DotGraph, *, width: int = 100, attachments: bool = True) -> s
     return "\n".join(lines)
 
 
-_STATUS_COLORS = {"supported": "#90be6d", "refuted": "#e5989b", "accepted": "#8ecae6", "rejected": "#d9d9d9"}
+_STATUS_COLORS = {"supported": "#90be6d", "refuted": "#e5989b", "accepted": "#8ecae6", "rejected": "#d9d9d9",
+                  "refused": "#f28482", "no change": "#eeeeee"}  # refused / no change: model-led rounds
 
 
 def _node_color(kind: str, status: str) -> str:

@@ -136,7 +136,7 @@ def test_job_the_scheduler_does_not_know_is_refused(tmp_path: Path) -> None:
     bot.jobs = Jobs(set(), broken=True)  # the scheduler cannot be asked: a read-only diagnosis still runs
     assert bot.dispatch(Command("slack", "C1", "U1", "diagnose", "job 77"))[0].kind == "ack"
     bot.wait_idle(10)
-    assert [r.target for r in agent.requests] == ["4412", "77"]
+    assert sorted(r.target or "" for r in agent.requests) == ["4412", "77"]  # two workers: either may start first
 
 
 def test_node_that_left_the_inventory_is_not_run(tmp_path: Path) -> None:
