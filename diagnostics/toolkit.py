@@ -253,8 +253,10 @@ class Toolkit:
         parses = _Parses(self.output_cap, keep_raw, parse)
         unbatched: list[str] = []  # hosts that could not run batches, and why
 
+        items = self._batch_items(planned) if batching else None  # the same for every host
+
         def on_host(host: str) -> list[ToolResult]:
-            return self._sweep_host(host, planned, parses, batching, unbatched)
+            return self._sweep_host(host, planned, parses, items, unbatched)
 
         def on_timeout(host: str) -> list[ToolResult]:
             msg = (f"host gave no answer within the sweep's {host_deadline_s:g}s per-host deadline "
@@ -301,15 +303,25 @@ class Toolkit:
         report.fleet = _fleet_findings(report)
         return report
 
+    def _batch_items(self, planned: list[tuple[ToolSpec, dict[str, Any]]]) -> list[BatchItem | str]:
+        """Each planned check as a batch item, or why it cannot render."""
+        items: list[BatchItem | str] = []
+        for spec, params in planned:
+            try:
+                items.append(BatchItem.for_check(spec, params, scheduler=self.scheduler))
+            except ValidationError as exc:
+                items.append(str(exc))
+        return items
+
     def _sweep_host(
-        self, host: str, planned: list[tuple[ToolSpec, dict[str, Any]]], parses: _Parses, batching: bool,
-        unbatched: list[str],
+        self, host: str, planned: list[tuple[ToolSpec, dict[str, Any]]], parses: _Parses,
+        items: list[BatchItem | str] | None, unbatched: list[str],
     ) -> list[ToolResult]:
-        """One host's checks in order: as batches while the node can run them, then one command at a
-        time. The same rules give up on the host either way."""
+        """One host's checks in order: as batches (given ``items``) while the node can run them,
+        then one command at a time. The same rules give up on the host either way."""
         run = _HostRun(host)
-        if batching:
-            self._sweep_batched(host, planned, run, parses, unbatched)
+        if items is not None:
+            self._sweep_batched(host, planned, items, run, parses, unbatched)
         for spec, params in planned[len(run.results):]:
             if run.give_up is not None:
                 run.results.append(_status_result(spec.name, host, params, run.give_up_status, run.give_up))
@@ -323,39 +335,44 @@ class Toolkit:
         return run.results
 
     def _sweep_batched(
-        self, host: str, planned: list[tuple[ToolSpec, dict[str, Any]]], run: _HostRun, parses: _Parses,
-        unbatched: list[str],
+        self, host: str, planned: list[tuple[ToolSpec, dict[str, Any]]], items: list[BatchItem | str],
+        run: _HostRun, parses: _Parses, unbatched: list[str],
     ) -> None:
         """Run the host's checks as batches, in order, until all are done, the host is given up
         on, or the node cannot run batches (the caller then goes on one command at a time)."""
-        prepared: list[BatchItem | ToolResult] = []
-        for spec, params in planned:
-            try:
-                prepared.append(BatchItem.for_check(spec, params, scheduler=self.scheduler))
-            except ValidationError as exc:
-                prepared.append(_error(spec.name, host, params, str(exc)))
+        prepared: list[BatchItem | ToolResult] = [
+            it if isinstance(it, BatchItem) else _error(spec.name, host, params, it)
+            for it, (spec, params) in zip(items, planned, strict=True)]
         executor = self.executor
         assert isinstance(executor, BatchExecutor)
+
+        def catch_up(index: int) -> None:
+            """Render errors before check ``index`` take their place in the results."""
+            while len(run.results) < index:
+                error = prepared[len(run.results)]
+                assert isinstance(error, ToolResult)
+                run.results.append(error)
+
         while len(run.results) < len(planned) and run.give_up is None:
-            while len(run.results) < len(planned) and isinstance(prepared[len(run.results)], ToolResult):
-                run.results.append(prepared[len(run.results)])  # type: ignore[arg-type]  # a render error
             chunk = [i for i in range(len(run.results), len(planned)) if isinstance(prepared[i], BatchItem)]
             if not chunk:
+                catch_up(len(planned))
                 return
+            catch_up(chunk[0])
             before = len(run.results)
 
             def keep_going(j: int, outputs: list[CommandResult], chunk: list[int] = chunk) -> bool:
                 index = chunk[j]
-                while len(run.results) < index:  # render errors between batched checks keep their place
-                    run.results.append(prepared[len(run.results)])  # type: ignore[arg-type]
+                catch_up(index)
                 spec, params = planned[index]
                 item = prepared[index]
                 assert isinstance(item, BatchItem)
                 run.add(self._collect(spec, host, params, list(item.commands), outputs, parses))
                 return run.give_up is None
 
+            batch = [item for i in chunk if isinstance(item := prepared[i], BatchItem)]
             try:
-                outcome = executor.run_batch(host, [prepared[i] for i in chunk], keep_going)  # type: ignore[misc]
+                outcome = executor.run_batch(host, batch, keep_going)
             except Exception as exc:  # an executor bug: go on one command at a time
                 unbatched.append(f"{host}: batch failed: {type(exc).__name__}: {exc}")
                 return

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import asyncssh
 
+from diagnostics.executors.batch import FLUSH_S as BATCH_FLUSH_S
 from diagnostics.executors.batch import MAGIC as BATCH_MAGIC
 from diagnostics.executors.batch import encode_begin, encode_end, encode_record, parse_script
 from diagnostics.inventory import Inventory, NodeEntry, SSHDefaults
@@ -349,16 +350,22 @@ class SimSSHServer:
         """Play a clusterdoc batch script (``diagnostics.executors.batch``) as a node's shell would:
         each command through ``sim.handle`` in order, a command the simulator makes hang stopped
         after its limit as ``timeout(1)`` would (exit 124, the rest of its check skipped), and
-        the same framed records. The script itself is tested against real shells."""
+        the same framed records, sent as the script sends them (once ``FLUSH_S`` has passed since
+        the last send, and at the end). The script itself is tested against real shells."""
         script = parse_script(script_text)
         if script is None:
             process.stderr.write("sh: syntax error: not a batch this node understands\n")
             process.exit(2)
             return
         out = process.stdout
-        pending: list[bytes] = [encode_begin(script.boundary)]  # what a real sshd would read from the pipe at once
+        loop = asyncio.get_running_loop()
+        out.write(_raw(encode_begin(script.boundary)))
+        pending: list[bytes] = []  # records the script holds until FLUSH_S has passed since it last sent
+        last = loop.time()
 
         def flush() -> None:
+            nonlocal last
+            last = loop.time()
             if pending:
                 out.write(_raw(b"".join(pending)))
                 pending.clear()
@@ -369,7 +376,6 @@ class SimSSHServer:
                     if process.is_closing():
                         return
                     if self.command_latency_s > 0:
-                        flush()
                         await asyncio.sleep(self.command_latency_s)
                     try:
                         result = self.sim.handle(ep.host, step.command)
@@ -378,7 +384,6 @@ class SimSSHServer:
                                                f"simulator error: {type(exc).__name__}: {exc}\n")
                     hung = result.transport != "ok"
                     if hung:  # the tool never returns: timeout(1) stops it at the limit
-                        flush()
                         await asyncio.sleep(step.timeout_s)
                         code, stdout, stderr = 124, b"", b""
                     else:
@@ -394,7 +399,7 @@ class SimSSHServer:
                         process.channel.get_connection().abort()
                         return
                     pending.append(record)
-                    if sum(map(len, pending)) >= 65536:
+                    if loop.time() - last >= BATCH_FLUSH_S:
                         flush()
                     if hung:
                         break

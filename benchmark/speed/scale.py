@@ -1,11 +1,15 @@
-"""Scale benchmark: 64 → 512 simulated nodes, over real SSH and through a real Prometheus.
+"""Scale benchmark: 64 → 2,000 simulated nodes, over real SSH and through a real Prometheus.
 
-    python -m benchmark.speed.scale [--sizes 64,128,256,512] [--no-prometheus] [--concurrency 64]
+    python -m benchmark.speed.scale [--sizes 64,128,256,512,2000] [--no-prometheus] [--concurrency 64]
+                                    [--no-batch]
 
 Part 1, SSH: a quick-level sweep of every node (the simulated nodes served over SSH on 127.0.0.1
 by a separate process, ``python -m simulator.sshserver``; paramiko on this side, one
-reused connection per node). Per size: wall time, commands/s, peak RSS of this process during the
-sweep and of the server, and whether the injected throttled GPU is among the findings.
+reused connection per node, each node's checks as one batch unless ``--no-batch``). Per size,
+two sweeps on one executor: "cold" (connecting every node first, what a one-off ``clusterdoc
+check`` pays) and "warm" (connections kept, as the bot keeps them): wall time, this process's CPU
+per node, peak RSS of this process during the sweeps and of the server, and whether the injected
+throttled GPU is among the findings. Parsers are warmed up once before the first size.
 
 Part 2, telemetry: the same cluster's dcgm-exporter endpoints (``simulator.metrics_server``,
 bodies rendered once and served from memory, as a native exporter would answer) scraped by a real Prometheus (if the binary is installed); time until every GPU is in the TSDB,
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import resource
 import statistics
 import tempfile
 import threading
@@ -31,7 +36,7 @@ from typing import Any
 import psutil
 import yaml
 
-from benchmark.speed.sweep import ServerProcess
+from benchmark.speed.sweep import ServerProcess, warm_parsers
 from diagnostics.executors.ssh import SSHConfig, SSHExecutor
 from diagnostics.inventory import load_inventory
 from diagnostics.registry import default_registry
@@ -96,7 +101,10 @@ class PeakRSS:
 @dataclass
 class SSHRow:
     nodes: int
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # cold: connecting included
+    warm_wall_s: float = 0.0
+    cpu_ms_node: float = 0.0  # this process's CPU per node, cold
+    warm_cpu_ms_node: float = 0.0
     commands: int = 0
     failed: int = 0
     client_peak_mib: float = 0.0
@@ -122,20 +130,31 @@ class PromRow:
     notes: list[str] = field(default_factory=list)
 
 
-def ssh_sweep(nodes: int, concurrency: int, tmp: Path) -> SSHRow:
+def _cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def ssh_sweep(nodes: int, concurrency: int, tmp: Path, batch: bool = True) -> SSHRow:
     row = SSHRow(nodes)
     scenario = tmp / f"scale-{nodes}.yaml"
     bad_node, bad_gpu = write_scenario(scenario, nodes)
     server = ServerProcess(tmp / f"ssh-{nodes}", nodes, 0.0, scenario)
     try:
         inventory = load_inventory(server.inventory_path)
-        executor = SSHExecutor(inventory, SSHConfig(use_agent=False, connect_timeout_s=60, reuse_connections=True))
+        executor = SSHExecutor(inventory, SSHConfig(use_agent=False, connect_timeout_s=60, reuse_connections=True,
+                                                    batch_sweeps=batch))
         toolkit = Toolkit(default_registry(), executor, scheduler="slurm")
         with PeakRSS() as rss:
-            start = time.perf_counter()
-            report = toolkit.sweep(inventory.names, level="quick", concurrency=concurrency,
-                                   tool_params={"gpu_count": {"expected": GPUS_PER_NODE}})
-            row.wall_s = time.perf_counter() - start
+            for warm in (False, True):
+                cpu0, start = _cpu_s(), time.perf_counter()
+                report = toolkit.sweep(inventory.names, level="quick", concurrency=concurrency,
+                                       tool_params={"gpu_count": {"expected": GPUS_PER_NODE}})
+                wall, cpu_ms = time.perf_counter() - start, (_cpu_s() - cpu0) / nodes * 1000
+                if warm:
+                    row.warm_wall_s, row.warm_cpu_ms_node = wall, cpu_ms
+                else:
+                    row.wall_s, row.cpu_ms_node = wall, cpu_ms
         executor.close()
         results = report.all_results()
         row.commands = len(results)
@@ -225,11 +244,12 @@ def growth(values: list[float]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark.speed.scale", description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="64,128,256,512", help="comma-separated node counts")
+    parser.add_argument("--sizes", default="64,128,256,512,2000", help="comma-separated node counts")
     parser.add_argument("--concurrency", type=int, default=64, help="nodes swept at the same time over SSH")
     parser.add_argument("--scrape-interval", type=int, default=5, help="Prometheus scrape interval in seconds")
     parser.add_argument("--no-ssh", action="store_true")
     parser.add_argument("--no-prometheus", action="store_true")
+    parser.add_argument("--no-batch", action="store_true", help="one SSH channel per command (the old way)")
     args = parser.parse_args(argv)
     try:
         sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
@@ -242,15 +262,19 @@ def main(argv: list[str] | None = None) -> int:
     has_prom = find_binary(PROMETHEUS_BINARIES) is not None and not args.no_prometheus
     checks = len(default_registry().up_to_level("quick"))
     print(f"scale benchmark: sizes {sizes}, {GPUS_PER_NODE} GPUs/node, {checks} quick checks/node over SSH "
-          f"(concurrency {args.concurrency}); Prometheus: {'yes' if has_prom else 'skipped (binary not found)' if not args.no_prometheus else 'skipped'}")
+          f"(concurrency {args.concurrency}, {'one channel per command' if args.no_batch else 'batched'}); "
+          f"Prometheus: {'yes' if has_prom else 'skipped (binary not found)' if not args.no_prometheus else 'skipped'}")
+    if not args.no_ssh:
+        print(f"parsers warmed up in {warm_parsers(default_registry()):.1f} s (once per process)")
     ssh_rows: list[SSHRow] = []
     prom_rows: list[PromRow] = []
     with tempfile.TemporaryDirectory(prefix="clusterdoc-scale-") as tmpdir:
         tmp = Path(tmpdir)
         for n in sizes:
             if not args.no_ssh:
-                ssh_rows.append(ssh_sweep(n, args.concurrency, tmp))
-                print(f"  ssh {n} nodes: {ssh_rows[-1].wall_s:.1f} s {ssh_rows[-1].error}", flush=True)
+                ssh_rows.append(ssh_sweep(n, args.concurrency, tmp, batch=not args.no_batch))
+                print(f"  ssh {n} nodes: {ssh_rows[-1].wall_s:.1f} s cold, {ssh_rows[-1].warm_wall_s:.1f} s warm "
+                      f"{ssh_rows[-1].error}", flush=True)
             if has_prom:
                 prom_rows.append(prometheus_detection(n, args.scrape_interval, tmp))
                 print(f"  prometheus {n} nodes: ready {prom_rows[-1].ready_s:.1f} s {prom_rows[-1].error}", flush=True)
@@ -258,21 +282,24 @@ def main(argv: list[str] | None = None) -> int:
     summary: list[str] = []
     if ssh_rows:
         print()
-        print("SSH sweep (quick level, real SSH on 127.0.0.1)")
-        header = f"{'nodes':>6} {'cmds':>6} {'failed':>6} {'wall s':>7} {'growth':>7} {'cmds/s':>7} {'client MiB':>10} {'+MiB':>6} {'server MiB':>10} {'found':>6}"
+        print("SSH sweep (quick level, real SSH on 127.0.0.1; cold: connecting first, warm: connections kept)")
+        header = (f"{'nodes':>6} {'cmds':>6} {'failed':>6} {'cold s':>7} {'growth':>7} {'warm s':>7} {'CPU ms/node':>11} "
+                  f"{'warm':>5} {'client MiB':>10} {'+MiB':>6} {'server MiB':>10} {'found':>6}")
         print(header)
         print("-" * len(header))
         grow = growth([r.wall_s for r in ssh_rows])
         for r, g in zip(ssh_rows, grow, strict=True):
-            rate = r.commands / r.wall_s if r.wall_s else 0.0
-            print(f"{r.nodes:>6} {r.commands:>6} {r.failed:>6} {r.wall_s:>7.2f} {g:>7} {rate:>7.0f} {r.client_peak_mib:>10.0f} "
+            print(f"{r.nodes:>6} {r.commands:>6} {r.failed:>6} {r.wall_s:>7.2f} {g:>7} {r.warm_wall_s:>7.2f} "
+                  f"{r.cpu_ms_node:>11.1f} {r.warm_cpu_ms_node:>5.1f} {r.client_peak_mib:>10.0f} "
                   f"{r.client_growth_mib:>6.0f} {r.server_mib:>10.0f} {'yes' if r.found else 'NO':>6}"
                   + (f"  error: {r.error}" if r.error else ""))
         ok = [r for r in ssh_rows if not r.error and r.wall_s > 0]
         if ok:
             per_node_ms = statistics.median(r.wall_s / r.nodes * 1000 for r in ok)
-            summary.append(f"SSH sweep {ok[-1].nodes} nodes {ok[-1].wall_s:.1f} s ({per_node_ms:.0f} ms/node median, "
-                           f"found {sum(r.found for r in ok)}/{len(ok)})")
+            parts = [f"SSH sweep {r.nodes} nodes {r.wall_s:.1f} s cold / {r.warm_wall_s:.1f} s warm, "
+                     f"peak client {r.client_peak_mib:.0f} MiB" for r in ok if r.nodes in (512, 2000) or r is ok[-1]]
+            summary.append("; ".join(dict.fromkeys(parts)) + f" ({per_node_ms:.0f} ms/node median cold, "
+                           f"found {sum(r.found for r in ok)}/{len(ok)}; targets 512 < 15 s, 2,000 < 60 s)")
     if prom_rows:
         print()
         print(f"Telemetry through Prometheus (scrape every {args.scrape_interval} s; early-warning PromQL set)")

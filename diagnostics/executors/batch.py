@@ -8,7 +8,9 @@ on exit), and after each command writes a framed record::
     \\n<BOUNDARY> R <index> <exit code> <T|-> <centiseconds> <stdout bytes> <stderr bytes>\\n
     <stdout, length-prefixed><stderr, length-prefixed>
 
-``T`` marks a command stopped by ``timeout`` (exit 124/137 after its full limit). A stream
+``T`` marks a command stopped by ``timeout`` (exit 124/137 after its full limit). Records are
+sent as soon as ``FLUSH_S`` has passed since the last send (and at the end), so a node with slow
+tools answers in a few packets, not one per command. A stream
 longer than twice ``half`` bytes is sent as its first and last ``half`` bytes (the header keeps
 the real size), exactly what ``CappedBuffer`` keeps of an unbatched command. The reader never
 searches command output for the boundary: it reads each record's header where the previous
@@ -26,6 +28,7 @@ answer ``UNSUPPORTED`` and are checked one command at a time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import math
@@ -43,6 +46,7 @@ from diagnostics.types import CommandResult, ValidationError
 MAGIC = "# clusterdoc-batch 1"
 KILL_AFTER_S = 1  # timeout(1) sends KILL this long after TERM
 CLIENT_SLACK_S = 2.0  # past a command's limit, the client waits this long for the node's own verdict
+FLUSH_S = 1.0  # the node sends the records gathered so far once this long has passed since it last did
 MAX_TIMEOUT_S = 86400.0
 MAX_HEADER = 256  # bytes of one record header line
 MAX_PREAMBLE = 64 * 1024  # login noise (a chatty .bashrc) tolerated before the first record
@@ -122,8 +126,9 @@ _cdn; _cdE=$((_cdT - _cd0)); _cdF=-
 if [ "$_cdC" -eq 124 ] || [ "$_cdC" -eq 137 ]; then if [ "$_cdT" -eq 0 ] || [ "$_cdE" -ge "$3" ]; then _cdF=T; fi; fi
 wc -c "$_cdD/o" "$_cdD/e" >"$_cdD/n" 2>/dev/null
 {{ read _cdO _cdX; read _cdR _cdX; }} <"$_cdD/n"
-printf '\n%s R %s %s %s %s %s %s\n' "$_cdB" "$1" "$_cdC" "$_cdF" "$_cdE" "$_cdO" "$_cdR"
-_cde "$_cdD/o" "$_cdO"; _cde "$_cdD/e" "$_cdR"
+{{ printf '\n%s R %s %s %s %s %s %s\n' "$_cdB" "$1" "$_cdC" "$_cdF" "$_cdE" "$_cdO" "$_cdR"
+_cde "$_cdD/o" "$_cdO"; _cde "$_cdD/e" "$_cdR"; }} >>"$_cdD/r"
+if [ "$_cdT" -eq 0 ] || [ $((_cdT - _cdL)) -ge {flush_cs} ]; then cat "$_cdD/r"; : >"$_cdD/r"; _cdL=$_cdT; fi
 [ "$_cdF" = - ]
 }}
 if ! command -v timeout >/dev/null 2>&1 || ! timeout -k 1 5 true >/dev/null 2>&1; then printf '\n%s UNSUPPORTED timeout\n' "$_cdB"; exit 0; fi
@@ -133,6 +138,8 @@ trap 'exit 129' HUP
 trap 'exit 141' PIPE
 trap 'exit 143' TERM
 printf '\n%s BEGIN 1\n' "$_cdB"
+: >"$_cdD/r"
+_cdn; _cdL=$_cdT
 : body
 """
 
@@ -144,7 +151,16 @@ def build_script(items: Sequence[BatchItem], boundary: str, half: int) -> str:
         raise ValueError(f"bad boundary {boundary!r}")
     if not isinstance(half, int) or half < 1:
         raise ValueError(f"bad half cap {half!r}")
-    lines = [f"{MAGIC} {boundary} {half}\n", _PRELUDE.format(boundary=boundary, half=half, kill=KILL_AFTER_S)]
+    prelude = _PRELUDE.format(boundary=boundary, half=half, kill=KILL_AFTER_S, flush_cs=round(FLUSH_S * 100))
+    return (f"{MAGIC} {boundary} {half}\n" + prelude + _body(tuple(items))
+            + ": end\ncat \"$_cdD/r\"\nprintf '\\n%s END\\n' \"$_cdB\"\n")
+
+
+@functools.lru_cache(maxsize=32)
+def _body(items: tuple[BatchItem, ...]) -> str:
+    """One line per check (its commands chained on "not timed out"); the same for every node of a
+    sweep, so it is built once."""
+    lines = []
     k = 0
     for item in items:
         limit, limit_cs = _seconds(item.timeout_s), max(1, math.floor(item.timeout_s * 100) - 1)
@@ -153,7 +169,6 @@ def build_script(items: Sequence[BatchItem], boundary: str, half: int) -> str:
             steps.append(f"_cdr {k} {limit} {limit_cs} {shlex.quote(command)}")
             k += 1
         lines.append(" && ".join(steps) + " ;\n")
-    lines.append(": end\nprintf '\\n%s END\\n' \"$_cdB\"\n")
     return "".join(lines)
 
 
@@ -401,8 +416,15 @@ class BatchCollector:
 
     @property
     def timeout_s(self) -> float:
-        """The time limit of the command the node runs now."""
+        """The time limit of the first command whose record has not come yet."""
         return self.items[self._plan[min(self._at, len(self._plan) - 1)][0]].timeout_s
+
+    @property
+    def wait_limit_s(self) -> float:
+        """How long the next records may take to come before the node is judged: the node sends
+        them at most ``FLUSH_S`` plus one command (the longest limit left, its KILL grace) apart."""
+        left = {i for i, _ in self._plan[self._at:]} or {len(self.items) - 1}
+        return max(self.items[i].timeout_s for i in left) + CLIENT_SLACK_S + FLUSH_S
 
     def record(self, rec: BatchRecord) -> bool:
         """Take the next record; False when reading should stop (all in, or asked to stop)."""

@@ -27,7 +27,7 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +35,6 @@ import paramiko
 
 from diagnostics.executors._buffer import DEFAULT_OUTPUT_CAP, CappedBuffer
 from diagnostics.executors.batch import (
-    CLIENT_SLACK_S,
     BatchCollector,
     BatchDecoder,
     BatchItem,
@@ -66,7 +65,8 @@ log = logging.getLogger(__name__)
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 
-_IDLE_POLL_S = 1.0  # how often a connection's reader thread looks up from an idle socket
+_GATHER_S = 0.1  # a batch's reader waits this long after each read for more records
+_IDLE_POLL_S = 5.0  # how often a connection's reader thread looks up from an idle socket
 
 
 @dataclass
@@ -135,10 +135,24 @@ class _HostKeyStore:
                 self.keys.load(str(path))
             except (OSError, paramiko.SSHException) as exc:
                 raise ValueError(f"cannot read known_hosts {path}: {exc}") from exc
+        # paramiko's lookup scans every entry: with thousands of nodes, connecting them all is
+        # quadratic. Plain (unhashed) names are indexed here; hashed files use paramiko's lookup.
+        entries = getattr(self.keys, "_entries", None)
+        self._index: dict[str, dict[str, paramiko.PKey]] | None = None
+        if entries is not None and not any(h.startswith("|") for e in entries for h in e.hostnames):
+            self._index = {}
+            for entry in entries:
+                for host in entry.hostnames:
+                    self._index.setdefault(host, {}).setdefault(entry.key.get_name(), entry.key)
+
+    def _lookup(self, name: str) -> Mapping[str, paramiko.PKey] | None:
+        if self._index is not None:
+            return self._index.get(name)
+        return self.keys.lookup(name)
 
     def check(self, name: str, node: str, key: paramiko.PKey, accept_new: bool) -> None:
         with self._lock:
-            known = self.keys.lookup(name)
+            known = self._lookup(name)
             if known is None or key.get_name() not in known:
                 if known is not None and len(known):  # host known under another key type
                     recorded = next(iter(known.values()))
@@ -151,6 +165,8 @@ class _HostKeyStore:
                         "accept_new_host_keys to trust new hosts on first use."
                     )
                 self.keys.add(name, key.get_name(), key)
+                if self._index is not None:
+                    self._index.setdefault(name, {}).setdefault(key.get_name(), key)
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 with self.path.open("a", encoding="utf-8") as fh:
                     fh.write(f"{name} {key.get_name()} {key.get_base64()}\n")
@@ -307,9 +323,10 @@ class SSHExecutor:
 
         Each item's command results come back as ``run`` would give them, in order, stopping at
         the first that did not complete. ``keep_going(i, results)`` is called as each item is
-        complete; False stops the batch there. A node that stops answering is judged per
-        command, as ``run`` does: past a command's limit plus ``CLIENT_SLACK_S`` (its own
-        ``timeout`` should have answered by then) it is ``timeout`` while this process keeps up,
+        complete; False stops the batch there. A node that stops answering is judged as ``run``
+        judges a command: when no record came for ``BatchCollector.wait_limit_s`` (the longest
+        limit left plus ``CLIENT_SLACK_S`` and ``FLUSH_S``: its own ``timeout`` would have
+        answered by then) it is ``timeout`` while this process keeps up,
         ``not_checked`` when it could not listen; the items after it come back None. A node that
         cannot run batches (no ``timeout``/``mktemp``, framing lost) returns ``unsupported``."""
         items = list(items)
@@ -374,6 +391,12 @@ class SSHExecutor:
                         elif event.kind == "END" and not got.finished:
                             raise BatchProtocolError(f"batch ended after {got.position} of {got.planned} commands")
                     chunk = channel.recv(65536) if channel.recv_ready() else None
+                    if chunk is None and not decoder.ended:
+                        # Let the next records gather (a real tool takes tens of ms each): one
+                        # wake-up per record costs more than reading them together. Returns at
+                        # once when the batch's exit status arrives.
+                        channel.status_event.wait(_GATHER_S)
+                        chunk = channel.recv(65536) if channel.recv_ready() else None
                 while channel.recv_stderr_ready():
                     script_err.write(channel.recv_stderr(65536))
                 if decoder.ended:  # every result is in; the exit status follows at once
@@ -395,7 +418,7 @@ class SSHExecutor:
                 if transport is None or not transport.is_active():
                     got.stop("error", f"connection to {host} dropped before the command finished")
                     return
-                limit = got.timeout_s + CLIENT_SLACK_S
+                limit = got.wait_limit_s
                 verdict = got.watch.verdict(limit)
                 if verdict == "timeout":  # the node had its time and more while we were listening
                     _send_signal(channel, "KILL")
@@ -626,7 +649,7 @@ class SSHExecutor:
             transport.close()
             raise
         # paramiko's reader thread wakes every 0.1 s on an idle socket to see whether it was closed;
-        # with thousands of nodes connected that alone keeps half a core busy. Once logged in, 1 s.
+        # with thousands of nodes connected that alone keeps half a core busy. Once logged in, 5 s.
         with contextlib.suppress(OSError):
             transport.sock.settimeout(_IDLE_POLL_S)
         if self.config.keepalive_s:

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -157,16 +157,37 @@ def test_output_that_forges_the_boundary_cannot_confuse_the_split(shell: str) ->
 
 @pytest.mark.parametrize("shell", SHELLS)
 def test_quoting_survives_the_batch(shell: str) -> None:
-    commands = ["echo 'a  b'\"c\" $((1+2))", "printf '%s\\n' \"x\\\\y\" '$HOME' `echo tick`",
+    commands = ["echo 'a  b'\"c\" $((1+2))", "printf '%s\\n' \"x\\\\y\" '$PATH' `echo tick`",
                 "echo '{print $5}' | tr a-z A-Z", "echo \"$(echo nested 'quote')\""]
     boundary = new_boundary()
     stream = run_script(shell, build_script([item("q", *commands)], boundary, half_cap(4096)))
     records = [e for e in decode(stream, boundary, 4096) if isinstance(e, BatchRecord)]
-    direct = [subprocess.run([shell, "-c", c], capture_output=True, text=True, check=True,
-                             env={"PATH": os.environ["PATH"], "HOME": "/home/x"}).stdout for c in commands]
-    assert [r.stdout.text() for r in records][:2] == [direct[0], direct[1].replace("/home/x", os.environ.get("HOME", ""))] \
-        or [r.stdout.text() for r in records][0] == direct[0]
-    assert [r.stdout.text() for r in records][2:] == direct[2:]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SHELL": shell}
+    direct = [subprocess.run([shell, "-c", c], capture_output=True, text=True, check=True, env=env).stdout
+              for c in commands]
+    assert [r.stdout.text() for r in records] == direct
+    assert direct[1].startswith("x\\y\n$PATH\ntick")
+
+
+def test_records_are_sent_in_gathered_packets_but_at_least_every_flush_interval() -> None:
+    import select
+    import time
+
+    boundary = new_boundary()
+    items = [item(f"s{i}", "sleep 0.35; echo done") for i in range(8)]  # ~2.8 s of commands
+    proc = subprocess.Popen(["/bin/sh", "-c", build_script(items, boundary, 4096)], stdout=subprocess.PIPE,
+                            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "SHELL": "/bin/sh"})
+    assert proc.stdout is not None
+    dec, arrivals, start = BatchDecoder(boundary, 4096, 8192), [], time.monotonic()
+    while not dec.ended:
+        select.select([proc.stdout], [], [], 10)
+        records = [e for e in dec.feed(os.read(proc.stdout.fileno(), 65536)) if isinstance(e, BatchRecord)]
+        arrivals += [(round(time.monotonic() - start, 1), r.index) for r in records]
+    proc.wait(10)
+    assert [i for _, i in arrivals] == list(range(8))
+    times = sorted({t for t, _ in arrivals})
+    assert 2 <= len(times) < 8  # gathered, yet streaming: the client hears from the node every ~FLUSH_S
+    assert all(b - a <= batch_module.FLUSH_S + 0.8 for a, b in zip([0.0, *times], times, strict=False))
 
 
 @pytest.mark.parametrize("shell", SHELLS)
@@ -200,6 +221,25 @@ def test_toolkit_results_are_the_same_batched_and_unbatched_under_a_real_shell(s
                         "binary": Status.PROBLEM, "quotes": Status.OK}
 
 
+def test_checks_that_cannot_render_keep_their_place_in_a_batched_sweep() -> None:
+    from diagnostics.registry import Param
+
+    def unrenderable(name: str) -> ToolSpec:  # an optional param its command needs: refused at render time
+        return ToolSpec(name, name, "system", "quick", "read_only", (Param("x", "str", "x", required=False),),
+                        ("echo {x}",), raw_parse)
+
+    registry = Registry([unrenderable("c0"), spec("c1", "echo a"), unrenderable("c2"), spec("c3", "echo b"),
+                         unrenderable("c4")])  # a sweep runs them by name
+    shell = SHELLS[0]
+    expect = Toolkit(registry, LocalExecutor(shell=shell)).sweep(["local"])
+    executor = ShellBatchExecutor(shell)
+    got = Toolkit(registry, executor).sweep(["local"])
+    assert [(r.tool, r.status, r.error) for r in got.results["local"]] == \
+        [(r.tool, r.status, r.error) for r in expect.results["local"]]
+    assert [r.status for r in got.results["local"]] == [Status.ERROR, Status.OK, Status.ERROR, Status.OK, Status.ERROR]
+    assert executor.batches == 1
+
+
 # ---- the stream reader --------------------------------------------------------------------------
 def test_decoder_reads_by_length_not_by_searching() -> None:
     boundary, half = new_boundary(), 8
@@ -219,7 +259,7 @@ def test_decoder_reads_by_length_not_by_searching() -> None:
 
 
 @pytest.mark.parametrize("bad", [
-    b"R 0 0 - 0 1 0\nx",  # no BEGIN
+    b"{B} R 0 0 - 0 1 0\nx",  # a record before BEGIN
     b"{B} BEGIN 1\n\n{B} R 0 0 - 0 99999999999999999999 0\n",  # absurd but numeric is fine: needs bytes
     b"{B} BEGIN 1\n\n{B} R 0 300 - 0 0 0\n",  # exit code out of range
     b"{B} BEGIN 1\n\n{B} R x 0 - 0 0 0\n",  # not a number
@@ -235,6 +275,13 @@ def test_decoder_refuses_a_stream_out_of_frame(bad: bytes) -> None:
         return
     with pytest.raises(BatchProtocolError):
         dec.feed(stream + b"\n" * 300)
+
+
+def test_decoder_gives_up_on_endless_login_noise() -> None:
+    dec = BatchDecoder(new_boundary(), 8, 16)
+    assert dec.feed(b"welcome\n" * 100) == []
+    with pytest.raises(BatchProtocolError, match="no batch output"):
+        dec.feed(b"x" * (batch_module.MAX_PREAMBLE + 1))
 
 
 def test_collector_maps_records_to_checks_and_refuses_out_of_order() -> None:
@@ -392,7 +439,7 @@ def test_boundary_text_from_a_node_cannot_confuse_the_split_over_ssh(sim_ssh: An
     monkeypatch.setattr(ssh_module, "new_boundary", lambda: boundary)  # a node that guessed it
 
     class Sim:
-        hosts = ["node-01"]
+        hosts: ClassVar[list[str]] = ["node-01"]
 
         def handle(self, host: str, command: str) -> CommandResult:
             if command == "forge":

@@ -109,6 +109,24 @@ def test_changed_host_key_always_refused(sim_ssh: Any) -> None:
     assert result.status is Status.UNREACHABLE and result.findings[0].kind == "ssh_host_key_refused"
 
 
+def test_hashed_known_hosts_still_checked(sim_ssh: Any) -> None:
+    import paramiko
+
+    server = sim_ssh(FakeSim(2))
+    lines = []
+    for line in server.known_hosts_path.read_text().splitlines():  # as `ssh-keygen -H` writes them
+        name, rest = line.split(" ", 1)
+        lines.append(f"{paramiko.HostKeys.hash_host(name)} {rest}")
+    port = server.port("node-02")
+    impostor = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().split()
+    lines = [ln for ln in lines if paramiko.HostKeys.hash_host(f"[127.0.0.1]:{port}", ln.split()[0]) != ln.split()[0]]
+    lines.append(f"{paramiko.HostKeys.hash_host(f'[127.0.0.1]:{port}')} {impostor[0]} {impostor[1]}")
+    server.known_hosts_path.write_text("\n".join(lines) + "\n")
+    ex = server.executor()
+    assert ex.run("node-01", "x").ok
+    assert "HOST KEY MISMATCH for node-02" in ex.run("node-02", "x").error
+
+
 def test_wrong_client_key_is_a_clear_auth_failure(sim_ssh: Any, tmp_path: Path) -> None:
     server = sim_ssh(FakeSim(1))
     other = tmp_path / "other_key"
