@@ -22,6 +22,7 @@ import functools
 import logging
 import re
 import sys
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -329,10 +330,15 @@ def _load(files: tuple[str, ...]) -> SignatureCatalog:
     return SignatureCatalog(sigs, errors)
 
 
+_LOAD_LOCK = threading.Lock()
+
+
 def load_catalog(extra_files: Iterable[str | Path] = ()) -> SignatureCatalog:
     """The built-in signatures plus operator files. A bad entry is skipped and reported in
-    ``errors`` as ``file:line: ...``; everything else loads."""
-    return _load(tuple(str(f) for f in extra_files))
+    ``errors`` as ``file:line: ...``; everything else loads. Loaded once per process: threads
+    that ask at the same moment wait for the first instead of each compiling it (~1 s)."""
+    with _LOAD_LOCK:
+        return _load(tuple(str(f) for f in extra_files))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
