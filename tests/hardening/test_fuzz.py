@@ -39,7 +39,7 @@ FUZZ = settings(max_examples=N, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 SAMPLE_SCENARIOS = ["a800-throttle", "ib-port-down", "disk-full", "host-oom", "nccl-env-misconfig", "gpu-xid",
                     "clock-skew", "nvlink-down", "gpu-row-remap-pending", "cpu-overload"]
-REQUIRED_PARAMS: dict[str, dict[str, Any]] = {"service_status": {"service": "slurmd"}}
+REQUIRED_PARAMS: dict[str, dict[str, Any]] = {"service_status": {"service": "slurmd"}, "node_jobs": {"node": "node-01"}}
 
 
 # ---------------------------------------------------------------------------- samples
