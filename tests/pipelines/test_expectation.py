@@ -9,12 +9,9 @@ import pytest
 
 from diagnostics.inventory import InventoryError, parse_inventory
 from diagnostics.types import Status, ToolResult
-from pipelines.api import DiagnosisRequest
-from pipelines.config import AgentConfig, LLMConfig
 from pipelines.expectation import compare, reports_slowdown
 from pipelines.planner import ClusterInfo
-from pipelines.runtime import build_agent, scenario_target
-from simulator.scenario import parse_scenario
+from tests.pipelines.test_verdicts import _diagnose as diagnose_scenario
 
 WORKLOAD = {"model_params": 7e9, "tokens_per_step": 4194304, "precision": "bf16", "interconnect": "infiniband"}
 BASE: dict[str, Any] = {
@@ -26,13 +23,7 @@ BASE: dict[str, Any] = {
 
 
 def _diagnose(data: dict[str, Any]) -> Any:
-    scenario = parse_scenario({**BASE, **data}, "test")
-    target = scenario_target(scenario)
-    try:
-        agent = build_agent(target, AgentConfig(llm=LLMConfig(backend="none")))
-        return agent.diagnose(DiagnosisRequest(scenario.alert or "", source="benchmark"))
-    finally:
-        target.close()
+    return diagnose_scenario(data, BASE)
 
 
 def _steps(host: str, seconds: float) -> ToolResult:

@@ -20,8 +20,8 @@ BASE: dict[str, Any] = {
 }
 
 
-def _diagnose(data: dict[str, Any]) -> Any:
-    scenario = parse_scenario({**BASE, **data}, "test")
+def _diagnose(data: dict[str, Any], base: dict[str, Any] | None = None) -> Any:
+    scenario = parse_scenario({**(BASE if base is None else base), **data}, "test")
     target = scenario_target(scenario)
     try:
         agent = build_agent(target, AgentConfig(llm=LLMConfig(backend="none")))
